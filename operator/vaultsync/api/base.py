@@ -1,0 +1,68 @@
+"""Shared pieces of the CRD models: camelCase aliases, conditions, durations."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h))+)$"
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+Duration = Annotated[
+    str,
+    Field(
+        pattern=DURATION_PATTERN,
+        description='A duration such as "30s", "5m" or "1h30m"; "0" means never.',
+    ),
+]
+K8sName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    ),
+]
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Go-style duration string ("1h30m", "45s", "0")."""
+    if value == "0":
+        return 0.0
+    if not re.fullmatch(DURATION_PATTERN, value):
+        raise ValueError(f"invalid duration {value!r}")
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+class Model(BaseModel):
+    """Base of every CRD model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+
+class Condition(Model):
+    """A status condition in the shape of metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int = 0
+
+
+class ConditionedStatus(Model):
+    """Status fields every kind shares: kstatus and Argo CD read these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)

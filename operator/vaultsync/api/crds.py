@@ -1,0 +1,188 @@
+"""CustomResourceDefinitions generated from the pydantic models.
+
+The committed YAML under crds/ (and the chart's copy) is the output of
+`vaultsync crds`; a test fails when it is out of date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from vaultsync import GROUP, VERSION
+from vaultsync.api.auth import VAULT_AUTH_RULES, VaultAuthSpec, VaultAuthStatus
+from vaultsync.api.connection import VaultConnectionSpec, VaultConnectionStatus
+from vaultsync.api.secret import VAULT_SECRET_RULES, VaultSecretSpec, VaultSecretStatus
+
+JsonSchema = dict[str, Any]
+
+READY_COLUMNS = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+]
+AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    scope: str
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    short_names: list[str] = field(default_factory=list)
+    rules: list[dict[str, str]] = field(default_factory=list)
+    columns: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+KINDS: list[Kind] = [
+    Kind(
+        kind="VaultConnection",
+        plural="vaultconnections",
+        scope="Cluster",
+        spec=VaultConnectionSpec,
+        status=VaultConnectionStatus,
+        short_names=["vconn"],
+        columns=[{"name": "Address", "type": "string", "jsonPath": ".spec.address"}],
+    ),
+    Kind(
+        kind="VaultAuth",
+        plural="vaultauths",
+        scope="Namespaced",
+        spec=VaultAuthSpec,
+        status=VaultAuthStatus,
+        short_names=["vauth"],
+        rules=VAULT_AUTH_RULES,
+        columns=[
+            {"name": "Connection", "type": "string", "jsonPath": ".spec.connectionRef"},
+            {"name": "Role", "type": "string", "jsonPath": ".spec.kubernetes.role"},
+        ],
+    ),
+    Kind(
+        kind="VaultSecret",
+        plural="vaultsecrets",
+        scope="Namespaced",
+        spec=VaultSecretSpec,
+        status=VaultSecretStatus,
+        short_names=["vsec"],
+        rules=VAULT_SECRET_RULES,
+        columns=[
+            {"name": "Path", "type": "string", "jsonPath": ".spec.path"},
+            {"name": "Secret", "type": "string", "jsonPath": ".spec.destination.name"},
+            *READY_COLUMNS,
+            {"name": "Version", "type": "integer", "jsonPath": ".status.vaultVersion"},
+        ],
+    ),
+]
+
+
+def _inline(node: Any, defs: dict[str, JsonSchema]) -> Any:
+    """Resolve $refs and reduce pydantic's JSON Schema to a structural CRD schema."""
+    if isinstance(node, list):
+        return [_inline(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _inline(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return _inline({**options[0], **rest}, defs)
+    out: JsonSchema = {}
+    for key, value in node.items():
+        if key in ("title", "default", "$defs"):
+            continue
+        if key == "additionalProperties" and isinstance(value, bool):
+            continue  # not structural; the API server prunes unknown fields anyway
+        if key == "properties":
+            out[key] = {name: _inline(sub, defs) for name, sub in value.items()}
+        else:
+            out[key] = _inline(value, defs)
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def model_schema(model: type[BaseModel]) -> JsonSchema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema: JsonSchema = _inline(raw, raw.get("$defs", {}))
+    return schema
+
+
+def crd(kind: Kind) -> JsonSchema:
+    spec = model_schema(kind.spec)
+    if kind.rules:
+        spec["x-kubernetes-validations"] = kind.rules
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "shortNames": kind.short_names,
+                "categories": ["vaultsync"],
+            },
+            "scope": kind.scope,
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [*kind.columns, AGE_COLUMN],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": model_schema(kind.status),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render(kind: Kind) -> str:
+    header = "# Generated by `vaultsync crds` from operator/vaultsync/api; do not edit.\n"
+    return header + yaml.safe_dump(crd(kind), sort_keys=False, width=100)
+
+
+def write_all(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in KINDS:
+        path = directory / f"{kind.crd_name}.yaml"
+        path.write_text(render(kind))
+        written.append(path)
+    return written

@@ -1,0 +1,51 @@
+"""`vaultsync run` starts the operator; `vaultsync crds DIR` writes the CRDs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+import kopf
+
+
+def _run(args: argparse.Namespace) -> None:
+    from vaultsync import handlers  # noqa: F401 - registers the handlers with kopf
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=True,
+            standalone=args.standalone,
+            liveness_endpoint=args.liveness,
+        )
+    )
+
+
+def _crds(args: argparse.Namespace) -> None:
+    from vaultsync.api.crds import write_all
+
+    for directory in args.dirs:
+        for path in write_all(Path(directory)):
+            print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="vaultsync")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument(
+        "--standalone", action="store_true", help="no peering: for a single replica or local runs"
+    )
+    run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
+    run.set_defaults(func=_run)
+    crds = commands.add_parser("crds", help="write the CRD manifests")
+    crds.add_argument("dirs", nargs="+")
+    crds.set_defaults(func=_crds)
+    args = parser.parse_args(argv)
+    args.func(args)

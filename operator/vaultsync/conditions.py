@@ -1,0 +1,47 @@
+"""Kubernetes-shaped status conditions (metav1.Condition semantics)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+READY = "Ready"
+
+Conditions = list[dict[str, Any]]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def set_condition(
+    conditions: Conditions,
+    *,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str | None = None,
+) -> Conditions:
+    """Return conditions with one replaced; lastTransitionTime moves only on a status flip."""
+    wanted = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    transition = (
+        previous["lastTransitionTime"]
+        if previous and previous.get("status") == wanted and previous.get("lastTransitionTime")
+        else now or now_rfc3339()
+    )
+    updated = {
+        "type": type_,
+        "status": wanted,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+        "observedGeneration": generation,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [updated]
+
+
+def get_condition(conditions: Conditions, type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)

@@ -1,0 +1,143 @@
+"""kopf glue: the only module with decorators. Domain logic lives elsewhere.
+
+VaultSecrets run as one daemon each: a loop that syncs, then waits for its
+refresh interval (or a backoff after a failure) unless a watch wakes it first.
+VaultAuths and VaultConnections are kept in memory by kopf indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, metrics, scheduling
+from vaultsync.api.base import parse_duration
+from vaultsync.destination import OWNER_ANNOTATION, drifted
+from vaultsync.kube.api import connect
+from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.kube.status import StatusWriteFailed
+from vaultsync.settings import Settings
+from vaultsync.sync import Directory, SecretSyncer
+from vaultsync.vault.sessions import Sessions
+
+REFRESH_ANNOTATION = "vaultsync.io/refresh"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    syncer: SecretSyncer
+    wakers: scheduling.Wakers
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    config = Settings.from_env()
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = config.workers
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
+    kube = connect(pool_size=config.workers)
+    sessions = Sessions(KubeCredentials(kube))
+    memo.ctx = Context(
+        settings=config,
+        syncer=SecretSyncer(kube, sessions, operator_namespace=config.namespace),
+        wakers=scheduling.Wakers(),
+    )
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+
+
+@kopf.index(GROUP, VERSION, "vaultauths")
+def vault_auths(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): copy.deepcopy(dict(spec))}
+
+
+@kopf.index(GROUP, VERSION, "vaultconnections")
+def vault_connections(name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    return {(None, name): copy.deepcopy(dict(spec))}
+
+
+def _lookup(index: kopf.Index[Any, Any]) -> Any:
+    def find(namespace: str | None, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = next(iter(index.get((namespace, name), [])), None)
+        return found
+
+    return find
+
+
+def _trigger(body: kopf.Body) -> tuple[Any, Any]:
+    """What makes a VaultSecret sync out of schedule: its generation or refresh annotation."""
+    return body.metadata.get("generation"), body.metadata.annotations.get(REFRESH_ANNOTATION)
+
+
+def _next_wait(
+    ctx: Context, body: dict[str, Any], ready: bool, retryable: bool, failures: int
+) -> float | None:
+    if not ready:
+        return ctx.settings.backoff(failures) if retryable else None
+    try:
+        interval = parse_duration(body["spec"].get("refreshInterval", "1m"))
+    except ValueError:
+        return None
+    return interval or None
+
+
+@kopf.daemon(GROUP, VERSION, "vaultsecrets", cancellation_timeout=10.0)
+async def vaultsecret_loop(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    ctx: Context = memo.ctx
+    key = (namespace or "", name)
+    wake = ctx.wakers.register(key)
+    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    failures = 0
+    try:
+        while not stopped:
+            memo.trigger = _trigger(body)
+            snapshot = copy.deepcopy(dict(body))
+            try:
+                outcome = await asyncio.to_thread(ctx.syncer.reconcile, snapshot, directory)
+            except StatusWriteFailed as exc:
+                failures += 1
+                raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
+            failures = 0 if outcome.ready else failures + 1
+            delay = _next_wait(ctx, snapshot, outcome.ready, outcome.retryable, failures)
+            await scheduling.wait(wake, stopped.wait(), delay)
+    finally:
+        ctx.wakers.forget(key)
+
+
+@kopf.on.event(GROUP, VERSION, "vaultsecrets")
+async def vaultsecret_changed(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    seen = getattr(memo, "trigger", None)
+    if type != "DELETED" and seen is not None and _trigger(body) != seen:
+        memo.ctx.wakers.wake((namespace or "", name))
+
+
+@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def managed_secret_changed(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    owner = body.metadata.annotations.get(OWNER_ANNOTATION)
+    if owner and (type == "DELETED" or drifted(copy.deepcopy(dict(body)))):
+        memo.ctx.wakers.wake((namespace or "", owner))

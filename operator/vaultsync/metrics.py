@@ -1,0 +1,23 @@
+"""Prometheus metrics. Labels never carry secret data, only names and reasons."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+VAULT_LOGINS = Counter(
+    "vaultsync_vault_logins_total", "Vault logins performed, by auth method.", ["method"]
+)
+VAULT_TOKEN_RENEWALS = Counter(
+    "vaultsync_vault_token_renewals_total", "Vault token renewals, by result.", ["result"]
+)
+SYNCS = Counter(
+    "vaultsync_syncs_total", "Reconciliations, by kind and result reason.", ["kind", "reason"]
+)
+SECRET_WRITES = Counter(
+    "vaultsync_secret_writes_total", "Kubernetes Secret writes, by operation.", ["operation"]
+)
+SYNC_SECONDS = Histogram("vaultsync_sync_duration_seconds", "Time of one reconciliation.", ["kind"])
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0")

@@ -1,0 +1,116 @@
+"""KV data -> Secret data: key selection, renaming, base64 decoding, templates.
+
+Pure functions. Errors name keys and reasons, never values: a message that
+could quote a value (template errors) is redacted before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.errors import SyncError
+
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+MAX_SECRET_BYTES = 1024 * 1024
+REDACTED = "[redacted]"
+
+
+class RenderError(SyncError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, reason=reason)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _redact(message: str, data: dict[str, Any]) -> str:
+    for value in sorted((_as_text(v) for v in data.values()), key=len, reverse=True):
+        if len(value) >= 3:
+            message = message.replace(value, REDACTED)
+    return message
+
+
+def _b64encode(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else _as_text(value).encode()
+    return base64.b64encode(raw).decode()
+
+
+def _b64decode(value: Any) -> str:
+    return base64.b64decode(_as_text(value), validate=True).decode()
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env.filters["b64encode"] = _b64encode
+    env.filters["b64decode"] = _b64decode
+    return env
+
+
+_ENV = _environment()
+
+
+def _check_key(key: str) -> None:
+    if len(key) > 253 or not SECRET_KEY.match(key):
+        raise RenderError(
+            "InvalidKey", f"{key[:60]!r} is not a valid Secret key ([-._a-zA-Z0-9]+, <= 253)"
+        )
+
+
+def _selected(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    if not spec.keys:
+        if spec.template:
+            return out
+        for key, value in data.items():
+            _check_key(key)
+            out[key] = _as_text(value).encode()
+        return out
+    for mapping in spec.keys:
+        if mapping.from_ not in data:
+            raise RenderError("KeyNotFound", f"key {mapping.from_!r} is not in the Vault data")
+        target = mapping.to or mapping.from_
+        _check_key(target)
+        value = data[mapping.from_]
+        if mapping.decode_base64:
+            try:
+                out[target] = base64.b64decode(_as_text(value), validate=True)
+            except (binascii.Error, ValueError):
+                raise RenderError(
+                    "InvalidBase64", f"key {mapping.from_!r} is not valid base64"
+                ) from None
+        else:
+            out[target] = _as_text(value).encode()
+    return out
+
+
+def _templated(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    context = {**data, "data": data}
+    for key, source in spec.template.items():
+        _check_key(key)
+        try:
+            out[key] = _ENV.from_string(source).render(context).encode()
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            message = _redact(f"{type(exc).__name__}: {exc}", data)
+            raise RenderError("TemplateError", f"template {key!r}: {message}") from None
+    return out
+
+
+def render(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
+    """The Secret's data for spec from the KV data."""
+    out = {**_selected(spec, data), **_templated(spec, data)}
+    size = sum(len(k) + len(v) for k, v in out.items())
+    if size > MAX_SECRET_BYTES:
+        raise RenderError(
+            "SecretTooLarge", f"rendered data is {size} bytes; Secrets hold at most 1 MiB"
+        )
+    return out

@@ -1,0 +1,162 @@
+"""VaultSecret reconciliation: Vault KV v2 -> a Kubernetes Secret.
+
+Never loses data: every failure happens before the single Secret write, and
+leaves the Secret as it was; the object reports Ready=False with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from vaultsync import metrics
+from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.conditions import READY, get_condition, now_rfc3339, set_condition
+from vaultsync.destination import Action, Owner, plan
+from vaultsync.errors import SyncError
+from vaultsync.kube import events, secrets, status
+from vaultsync.kube.api import Kube
+from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.render import render
+from vaultsync.tenancy import SpecLookup, identity_for
+from vaultsync.vault import kv
+from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied
+from vaultsync.vault.sessions import Identity, Sessions
+
+log = logging.getLogger(__name__)
+PLURAL = "vaultsecrets"
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Lookups of VaultAuth and VaultConnection specs (kept in memory by watches)."""
+
+    auths: SpecLookup
+    connections: SpecLookup
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: bool
+    reason: str
+    message: str
+    retryable: bool = True
+    version: int | None = None
+    written: bool = False
+
+
+class SecretSyncer:
+    """Everything a VaultSecret reconcile needs; one instance per operator."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        sessions: Sessions,
+        *,
+        operator_namespace: str | None,
+    ) -> None:
+        self.kube = kube
+        self.sessions = sessions
+        self.operator_namespace = operator_namespace
+        self._credentials = KubeCredentials(kube)
+
+    def _read_kv(self, identity: Identity, spec: VaultSecretSpec) -> kv.KVSecret:
+        """Read with the cached session; on a rejected token, log in once more and retry."""
+        was_cached = self.sessions.cached(identity)
+        client = self.sessions.client(identity)
+        try:
+            return kv.read(client, spec.mount, spec.path, spec.version)
+        except (PermissionDenied, AuthenticationFailed):
+            if not was_cached:
+                raise
+            self.sessions.invalidate(identity, client)
+            return kv.read(self.sessions.client(identity), spec.mount, spec.path, spec.version)
+
+    def sync(self, body: dict[str, Any], directory: Directory) -> Outcome:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            spec = VaultSecretSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "spec"
+            return Outcome(False, "InvalidSpec", f"spec.{where}: {first['msg']}", retryable=False)
+        try:
+            identity = identity_for(
+                namespace,
+                spec.auth_ref,
+                auths=directory.auths,
+                connections=directory.connections,
+                read_secret=self._credentials.secret_value,
+                operator_namespace=self.operator_namespace,
+            )
+            secret = self._read_kv(identity, spec)
+            data = render(spec, secret.data)
+            owner = Owner(name, namespace, meta["uid"])
+            current = secrets.read(self.kube, namespace, spec.destination.name)
+            step = plan(current, spec.destination, owner, data)
+            secrets.apply(self.kube, namespace, step)
+        except SyncError as exc:
+            return Outcome(False, exc.reason, str(exc), retryable=exc.retryable)
+        return Outcome(
+            True,
+            "Synced",
+            f"Secret {spec.destination.name!r} holds version {secret.version} of "
+            f"{spec.mount}/{spec.path}",
+            version=secret.version,
+            written=step.action is not Action.NONE,
+        )
+
+    def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
+        """Sync, then record the outcome in status (only when it changed) and in Events."""
+        started = time.monotonic()
+        outcome = self.sync(body, directory)
+        metrics.SYNCS.labels("VaultSecret", outcome.reason).inc()
+        metrics.SYNC_SECONDS.labels("VaultSecret").observe(time.monotonic() - started)
+        self.record(body, outcome)
+        return outcome
+
+    def record(self, body: dict[str, Any], outcome: Outcome) -> None:
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        current = dict(body.get("status") or {})
+        previous = get_condition(current.get("conditions") or [], READY)
+        conditions = set_condition(
+            current.get("conditions") or [],
+            type_=READY,
+            status=outcome.ready,
+            reason=outcome.reason,
+            message=outcome.message,
+            generation=generation,
+        )
+        new = {**current, "observedGeneration": generation, "conditions": conditions}
+        if outcome.version is not None:
+            new["vaultVersion"] = outcome.version
+        if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
+            new["lastSyncTime"] = now_rfc3339()
+        if new == current:
+            return
+        status.patch(self.kube, PLURAL, meta["namespace"], meta["name"], new)
+        changed = previous is None or (previous.get("status"), previous.get("reason")) != (
+            "True" if outcome.ready else "False",
+            outcome.reason,
+        )
+        if outcome.written or changed:
+            log.info(
+                "VaultSecret %s/%s: %s: %s",
+                meta["namespace"],
+                meta["name"],
+                outcome.reason,
+                outcome.message,
+            )
+            events.emit(
+                self.kube,
+                body,
+                warning=not outcome.ready,
+                reason=outcome.reason,
+                message=outcome.message,
+            )

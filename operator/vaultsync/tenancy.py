@@ -1,0 +1,112 @@
+"""Which Vault identity an object logs in as.
+
+A VaultSecret uses a VaultAuth of its own namespace, or a VaultAuth in the
+operator's namespace that lists its namespace in allowedNamespaces. Either way a
+Kubernetes-auth login uses a ServiceAccount of the *consuming* namespace, so a
+tenant can never borrow another namespace's identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from vaultsync.api.auth import VaultAuthSpec
+from vaultsync.api.connection import VaultConnectionSpec
+from vaultsync.errors import SyncError
+from vaultsync.vault.client import Endpoint
+from vaultsync.vault.sessions import Identity, KubernetesLogin, TokenLogin
+
+SpecLookup = Callable[[str | None, str], dict[str, Any] | None]
+SecretReader = Callable[[str, str, str], str]
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or "spec"
+    return f"{where}: {error['msg']}"
+
+
+def endpoint_for(name: str, connections: SpecLookup, read_secret: SecretReader) -> Endpoint:
+    raw = connections(None, name)
+    if raw is None:
+        raise SyncError(f"VaultConnection {name!r} does not exist", reason="ConnectionNotFound")
+    try:
+        spec = VaultConnectionSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SyncError(
+            f"VaultConnection {name!r} is invalid: {_first_error(exc)}", reason="InvalidConnection"
+        ) from None
+    ca_pem = None
+    if spec.ca_cert_secret_ref is not None:
+        ref = spec.ca_cert_secret_ref
+        ca_pem = read_secret(ref.namespace, ref.name, ref.key)
+    return Endpoint(spec.address, spec.namespace, ca_pem, float(spec.timeout_seconds))
+
+
+def _allows(auth: VaultAuthSpec, namespace: str) -> bool:
+    return "*" in auth.allowed_namespaces or namespace in auth.allowed_namespaces
+
+
+def find_auth(
+    namespace: str, name: str, auths: SpecLookup, operator_namespace: str | None
+) -> tuple[str, VaultAuthSpec]:
+    """The VaultAuth an object of namespace names, and the namespace it lives in."""
+    candidates = [namespace]
+    if operator_namespace and operator_namespace != namespace:
+        candidates.append(operator_namespace)
+    for where in candidates:
+        raw = auths(where, name)
+        if raw is None:
+            continue
+        try:
+            spec = VaultAuthSpec.model_validate(raw)
+        except ValidationError as exc:
+            raise SyncError(
+                f"VaultAuth {where}/{name} is invalid: {_first_error(exc)}", reason="InvalidAuth"
+            ) from None
+        if where == namespace:
+            return where, spec
+        if _allows(spec, namespace):
+            return where, spec
+        raise SyncError(
+            f"VaultAuth {where}/{name} does not allow namespace {namespace!r}",
+            reason="AuthNotAllowed",
+        )
+    raise SyncError(
+        f"VaultAuth {name!r} not found in namespace {namespace!r}"
+        + (f" nor shared from {operator_namespace!r}" if operator_namespace else ""),
+        reason="AuthNotFound",
+    )
+
+
+def identity_for(
+    namespace: str,
+    auth_ref: str,
+    *,
+    auths: SpecLookup,
+    connections: SpecLookup,
+    read_secret: SecretReader,
+    operator_namespace: str | None,
+) -> Identity:
+    auth_namespace, auth = find_auth(namespace, auth_ref, auths, operator_namespace)
+    endpoint = endpoint_for(auth.connection_ref, connections, read_secret)
+    if auth.kubernetes is not None:
+        k8s = auth.kubernetes
+        return Identity(
+            endpoint,
+            KubernetesLogin(
+                mount=k8s.mount,
+                role=k8s.role,
+                namespace=namespace,
+                service_account=k8s.service_account,
+                audiences=tuple(k8s.audiences),
+                expiration_seconds=k8s.token_expiration_seconds,
+            ),
+        )
+    if auth.token is not None:
+        ref = auth.token.secret_ref
+        return Identity(endpoint, TokenLogin(auth_namespace, ref.name, ref.key))
+    raise SyncError(f"VaultAuth {auth_namespace}/{auth_ref} sets no method", reason="InvalidAuth")

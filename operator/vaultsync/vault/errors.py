@@ -1,0 +1,82 @@
+"""A small error hierarchy over hvac/requests failures.
+
+Every error carries a CamelCase `reason` for conditions and a message that never
+contains secret data: messages are built from the operation, the path and Vault's
+own error strings, never from request or response bodies.
+"""
+
+from __future__ import annotations
+
+import hvac.exceptions as hv
+import requests
+
+from vaultsync.errors import SyncError
+
+
+class VaultError(SyncError):
+    reason = "VaultError"
+
+
+class VaultUnavailable(VaultError):
+    reason = "VaultUnavailable"
+
+
+class VaultSealed(VaultError):
+    reason = "VaultSealed"
+
+
+class PermissionDenied(VaultError):
+    reason = "PermissionDenied"
+
+
+class AuthenticationFailed(VaultError):
+    reason = "AuthenticationFailed"
+
+
+class SecretNotFound(VaultError):
+    reason = "SecretNotFound"
+
+
+class SecretVersionDeleted(VaultError):
+    reason = "SecretVersionDeleted"
+
+
+class InvalidRequest(VaultError):
+    reason = "VaultRequestInvalid"
+
+
+class CheckAndSetConflict(VaultError):
+    reason = "CheckAndSetConflict"
+
+
+_BY_HVAC: list[tuple[type[Exception], type[VaultError]]] = [
+    (hv.VaultDown, VaultSealed),
+    (hv.Forbidden, PermissionDenied),
+    (hv.Unauthorized, AuthenticationFailed),
+    (hv.InvalidPath, SecretNotFound),
+    (hv.InvalidRequest, InvalidRequest),
+    (hv.RateLimitExceeded, VaultUnavailable),
+    (hv.BadGateway, VaultUnavailable),
+    (hv.InternalServerError, VaultUnavailable),
+]
+
+
+def _vault_errors(exc: hv.VaultError) -> str:
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(e) for e in errors)
+    return type(exc).__name__
+
+
+def translate(exc: Exception, action: str) -> VaultError:
+    """Map an hvac/requests exception to a VaultError describing `action`."""
+    if isinstance(exc, VaultError):
+        return exc
+    if isinstance(exc, requests.exceptions.RequestException):
+        return VaultUnavailable(f"{action}: cannot reach Vault ({type(exc).__name__})")
+    if isinstance(exc, hv.VaultError):
+        for hvac_type, ours in _BY_HVAC:
+            if isinstance(exc, hvac_type):
+                return ours(f"{action}: {_vault_errors(exc)}")
+        return VaultError(f"{action}: {_vault_errors(exc)}")
+    return VaultError(f"{action}: {type(exc).__name__}")
