@@ -17,6 +17,15 @@ class KVSecret:
     custom_metadata: dict[str, str]
 
 
+def _destroyed(exc: Exception) -> bool:
+    """Vault answers 404 for a destroyed version, with its metadata in the body."""
+    body = getattr(exc, "json", None)
+    if not isinstance(body, dict):
+        return False
+    metadata = (body.get("data") or {}).get("metadata") or {}
+    return bool(metadata.get("destroyed") or metadata.get("deletion_time"))
+
+
 def read(client: hvac.Client, mount: str, path: str, version: int = 0) -> KVSecret:
     """Read one version (0 = latest) of a KV v2 secret; deleted versions are errors."""
     where = f"read {mount}/{path}" + (f" version {version}" if version else "")
@@ -29,6 +38,8 @@ def read(client: hvac.Client, mount: str, path: str, version: int = 0) -> KVSecr
         )
     except Exception as exc:
         error = translate(exc, where)
+        if _destroyed(exc):
+            raise SecretVersionDeleted(f"{where}: the version was destroyed") from None
         if isinstance(error, SecretNotFound):
             raise SecretNotFound(f"{where}: no such secret or version") from None
         raise error from None

@@ -1,0 +1,47 @@
+# vaultsync: `make dev` brings up a local control plane + OpenBao + the operator;
+# `make test` runs every test. Both install what they need themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE := .dev
+export PYTHONPATH := operator:.
+
+.PHONY: dev down test lint unit integration e2e crds cluster-binaries clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+cluster-binaries: $(VENV)/.installed
+	$(PY) -m e2e.localcluster build
+
+crds: $(VENV)/.installed
+	$(PY) -m vaultsync.cli crds crds charts/vaultsync/crds
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff format --check operator tests e2e
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/pytest tests/unit
+
+integration: $(VENV)/.installed
+	$(VENV)/bin/pytest tests/integration
+
+e2e: cluster-binaries
+	$(VENV)/bin/pytest e2e
+
+test: lint cluster-binaries
+	$(VENV)/bin/pytest tests e2e
+
+dev: cluster-binaries
+	$(PY) -m e2e.dev up --state-dir $(STATE)
+
+down: $(VENV)/.installed
+	$(PY) -m e2e.dev down --state-dir $(STATE)
+
+clean: down
+	rm -rf $(STATE)

@@ -1,0 +1,112 @@
+import base64
+from typing import Any
+
+import pytest
+
+from vaultsync.api.secret import Destination
+from vaultsync.destination import (
+    HASH_ANNOTATION,
+    KEYS_ANNOTATION,
+    Action,
+    Owner,
+    data_hash,
+    drifted,
+    plan,
+)
+from vaultsync.errors import SyncError
+
+OWNER = Owner("db", "team-a", "uid-1")
+
+
+def dest(**fields: Any) -> Destination:
+    return Destination.model_validate({"name": "db-creds", **fields})
+
+
+def created(data: dict[str, bytes], **fields: Any) -> dict[str, Any]:
+    return plan(None, dest(**fields), OWNER, data).body
+
+
+def test_create_owned_secret() -> None:
+    step = plan(None, dest(labels={"app": "api"}), OWNER, {"k": b"v"})
+    assert step.action is Action.CREATE
+    meta = step.body["metadata"]
+    assert meta["ownerReferences"][0]["uid"] == "uid-1"
+    assert meta["ownerReferences"][0]["controller"] is True
+    assert meta["labels"]["app"] == "api"
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "vaultsync"
+    assert step.body["data"] == {"k": base64.b64encode(b"v").decode()}
+
+
+def test_orphan_has_no_owner_reference() -> None:
+    body = created({"k": b"v"}, creationPolicy="Orphan")
+    assert body["metadata"]["ownerReferences"] == []
+
+
+def test_unchanged_data_plans_nothing() -> None:
+    body = created({"k": b"v"})
+    assert plan(body, dest(), OWNER, {"k": b"v"}).action is Action.NONE
+
+
+def test_changed_data_plans_a_replace_keeping_foreign_metadata() -> None:
+    body = created({"k": b"v"})
+    body["metadata"]["annotations"]["someone/else"] = "x"
+    body["metadata"]["resourceVersion"] = "7"
+    step = plan(body, dest(), OWNER, {"k": b"w"})
+    assert step.action is Action.REPLACE
+    assert step.body["metadata"]["annotations"]["someone/else"] == "x"
+    assert step.body["metadata"]["resourceVersion"] == "7"
+    assert step.body["metadata"]["annotations"][HASH_ANNOTATION] == data_hash({"k": b"w"})
+
+
+def test_hand_added_key_is_removed() -> None:
+    body = created({"k": b"v"})
+    body["data"]["extra"] = "eA=="
+    step = plan(body, dest(), OWNER, {"k": b"v"})
+    assert step.action is Action.REPLACE
+    assert "extra" not in step.body["data"]
+
+
+def test_foreign_secret_is_a_conflict() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"a": "YQ=="}, "type": "Opaque"}
+    with pytest.raises(SyncError) as err:
+        plan(foreign, dest(), OWNER, {"k": b"v"})
+    assert err.value.reason == "SecretConflict"
+
+
+def test_type_change_is_reported_not_forced() -> None:
+    body = created({"k": b"v"})
+    with pytest.raises(SyncError) as err:
+        plan(body, dest(type="kubernetes.io/tls"), OWNER, {"k": b"v"})
+    assert err.value.reason == "SecretTypeImmutable"
+
+
+def test_merge_needs_an_existing_secret() -> None:
+    with pytest.raises(SyncError) as err:
+        plan(None, dest(creationPolicy="Merge"), OWNER, {"k": b"v"})
+    assert err.value.reason == "DestinationMissing"
+
+
+def test_merge_keeps_other_keys_and_drops_keys_it_no_longer_writes() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"theirs": "YQ=="}, "type": "Opaque"}
+    first = plan(foreign, dest(creationPolicy="Merge"), OWNER, {"a": b"1", "b": b"2"}).body
+    assert set(first["data"]) == {"theirs", "a", "b"}
+    assert first["metadata"]["annotations"][KEYS_ANNOTATION] == '["a", "b"]'
+    assert first["metadata"]["ownerReferences"] == []
+    second = plan(first, dest(creationPolicy="Merge"), OWNER, {"a": b"1"}).body
+    assert set(second["data"]) == {"theirs", "a"}
+
+
+def test_drift_detection() -> None:
+    body = created({"k": b"v"})
+    assert not drifted(body)
+    body["data"]["k"] = base64.b64encode(b"edited").decode()
+    assert drifted(body)
+
+
+def test_drift_in_merge_secret_ignores_foreign_keys() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"theirs": "YQ=="}, "type": "Opaque"}
+    body = plan(foreign, dest(creationPolicy="Merge"), OWNER, {"a": b"1"}).body
+    body["data"]["theirs"] = "Yg=="
+    assert not drifted(body)
+    del body["data"]["a"]
+    assert drifted(body)

@@ -1,0 +1,103 @@
+import base64
+
+import pytest
+
+from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.render import MAX_SECRET_BYTES, REDACTED, RenderError, render
+
+
+def spec(**fields: object) -> VaultSecretSpec:
+    return VaultSecretSpec.model_validate(
+        {"path": "app/db", "destination": {"name": "db"}, **fields}
+    )
+
+
+def test_all_keys_by_default_and_non_strings_as_json() -> None:
+    out = render(spec(), {"user": "app", "port": 5432, "opts": {"ssl": True}, "on": False})
+    assert out == {
+        "user": b"app",
+        "port": b"5432",
+        "opts": b'{"ssl":true}',
+        "on": b"false",
+    }
+
+
+def test_selected_keys_are_renamed_and_others_dropped() -> None:
+    out = render(spec(keys=[{"from": "user", "to": "DB_USER"}]), {"user": "app", "pw": "x"})
+    assert out == {"DB_USER": b"app"}
+
+
+def test_base64_decoding_is_opt_in_per_key() -> None:
+    blob = bytes(range(256))
+    data = {"cert": base64.b64encode(blob).decode()}
+    out = render(spec(keys=[{"from": "cert", "decodeBase64": True}]), data)
+    assert out == {"cert": blob}
+
+
+def test_bad_base64_names_the_key_not_the_value() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(keys=[{"from": "cert", "decodeBase64": True}]), {"cert": "not*base64!"})
+    assert err.value.reason == "InvalidBase64"
+    assert "not*base64!" not in str(err.value)
+
+
+def test_template_builds_keys_and_replaces_the_default_selection() -> None:
+    out = render(
+        spec(template={"DSN": "postgres://{{ user }}:{{ password }}@db/app"}),
+        {"user": "app", "password": "s3cret"},
+    )
+    assert out == {"DSN": b"postgres://app:s3cret@db/app"}
+
+
+def test_template_and_keys_together() -> None:
+    out = render(
+        spec(keys=[{"from": "user"}], template={"greeting": "hi {{ data['user'] }}"}),
+        {"user": "app"},
+    )
+    assert out == {"user": b"app", "greeting": b"hi app"}
+
+
+def test_template_error_is_redacted() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": "{{ password.missing }}"}), {"password": "hunter2-value"})
+    assert err.value.reason == "TemplateError"
+    assert "hunter2-value" not in str(err.value)
+
+
+def test_template_undefined_variable() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": "{{ nope }}"}), {"password": "p"})
+    assert err.value.reason == "TemplateError"
+    assert "nope" in str(err.value)
+
+
+def test_template_sandbox_blocks_attribute_escape() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": "{{ ''.__class__.__mro__ }}"}), {})
+    assert err.value.reason == "TemplateError"
+
+
+def test_error_text_that_would_quote_a_value_is_redacted() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": "{{ data[password] }}"}), {"password": "hunter2-value"})
+    assert "hunter2-value" not in str(err.value)
+    assert REDACTED in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["has space", "slash/key", "", "ü"])
+def test_invalid_kv_key_is_refused(key: str) -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(), {key: "v"})
+    assert err.value.reason == "InvalidKey"
+
+
+def test_missing_selected_key() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(keys=[{"from": "absent"}]), {"user": "app"})
+    assert err.value.reason == "KeyNotFound"
+
+
+def test_over_one_mebibyte_is_refused() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(), {"big": "x" * MAX_SECRET_BYTES})
+    assert err.value.reason == "SecretTooLarge"
