@@ -18,7 +18,7 @@ cluster-binaries: $(VENV)/.installed
 	$(PY) -m e2e.localcluster build
 
 crds: $(VENV)/.installed
-	$(PY) -m vaultsync.cli crds crds charts/vaultsync/crds
+	$(PY) -m vaultsync crds crds charts/vaultsync/crds
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check operator tests e2e

@@ -13,7 +13,8 @@ CLI use: ``python -m e2e.localcluster {build,up,down,status}`` (see ``--help``).
 
 Every server runs in its own session, so a CLI ``up`` outlives its Python process; the pids
 live in a JSON state file in each work dir, and constructing a ControlPlane or OpenBao on an
-existing work dir re-attaches to whatever that state describes.
+existing work dir re-attaches to whatever that state describes. Linux only: /proc tells our
+servers apart from unrelated processes that reuse a recorded pid.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ TOKEN_REVIEWER_NAMESPACE = "vaultsync-system"
 TOKEN_REVIEWER_NAME = "vault-token-reviewer"
 TOKEN_REVIEWER_TTL = "8760h"
 
+_KUBERNETES_SERVICE_IP = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))  # 10.0.0.1
 _CERT_VALIDITY = timedelta(days=3650)
 _STOP_TIMEOUT = 20.0
 
@@ -449,7 +451,7 @@ class _Pki:
         _write_pem(self.ca_crt, ca.certificate())
         _write_pem(self.dir / "ca.key", _private_pem(ca.key), private=True)
         sans: list[x509.GeneralName] = [
-            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in (HOST, "10.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in (HOST, _KUBERNETES_SERVICE_IP)),
             *(x509.DNSName(name) for name in ("localhost", "kubernetes.default.svc")),
         ]
         crt, key = ca.issue(_name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, *sans)
@@ -528,12 +530,11 @@ class ControlPlane:
             return
         self.stop()
         started = time.monotonic()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._pki.ensure()
-        self._start_etcd()
-        self._start_apiserver()
-        self._write_kubeconfig()
-        self._start_controller_manager()
+        try:
+            self._start_components()
+        except BaseException:
+            self.stop()  # the servers outlive us (own sessions): never leave a partial cluster
+            raise
         _log(f"control plane ready at {self.server} in {time.monotonic() - started:.1f}s")
 
     def stop(self) -> None:
@@ -559,6 +560,14 @@ class ControlPlane:
             raise error
         return result
 
+    def _start_components(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pki.ensure()
+        self._start_etcd()
+        self._start_apiserver()
+        self._write_kubeconfig()
+        self._start_controller_manager()
+
     def _spawn(self, name: str, argv: Sequence[str | Path]) -> _Process:
         process = _Process.spawn(name, argv, self.workdir)
         self._processes[name] = process
@@ -580,13 +589,13 @@ class ControlPlane:
             "etcd",
             [
                 self.binaries.etcd,
-                "--name=default",
+                "--name=local",
                 f"--data-dir={self.workdir / 'etcd'}",
                 f"--listen-client-urls={client}",
                 f"--advertise-client-urls={client}",
                 f"--listen-peer-urls={peer}",
                 f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=default={peer}",
+                f"--initial-cluster=local={peer}",
                 "--initial-cluster-state=new",
                 "--unsafe-no-fsync",
             ],
@@ -602,6 +611,7 @@ class ControlPlane:
                 f"--etcd-servers=http://{HOST}:{self._ports['etcd']}",
                 f"--bind-address={HOST}",
                 f"--advertise-address={HOST}",
+                "--endpoint-reconciler-type=none",  # Endpoints may not hold a loopback address
                 f"--secure-port={self._ports['kube-apiserver']}",
                 f"--cert-dir={pki.dir}",
                 f"--tls-cert-file={pki.serving_crt}",
@@ -663,8 +673,6 @@ class ControlPlane:
             [
                 self.binaries.kube_controller_manager,
                 f"--kubeconfig={self.kubeconfig}",
-                f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}",
                 "--leader-elect=false",
                 f"--service-account-private-key-file={self._pki.sa_key}",
                 f"--root-ca-file={self._pki.ca_crt}",
@@ -692,6 +700,24 @@ def _bao_binary() -> Path:
     if on_path is None:
         raise LocalClusterError("no 'bao' binary next to the Python interpreter or on PATH")
     return Path(on_path)
+
+
+# Single-node raft: OpenBao 2.7 removed the `file` storage backend (and `disable_mlock`).
+_BAO_CONFIG = """\
+storage "raft" {{
+  path = {data}
+  node_id = "local"
+  performance_multiplier = 1  # 1s instead of 5s raft timeouts: faster init and restart
+}}
+listener "tcp" {{
+  address = "{api}"
+  cluster_address = "{cluster}"
+  tls_disable = true
+}}
+api_addr = "http://{api}"
+cluster_addr = "https://{cluster}"
+ui = false
+"""
 
 
 class OpenBao:
@@ -752,21 +778,11 @@ class OpenBao:
     def start(self) -> None:
         """Start the server (unless running), initialise it on first use, and unseal it."""
         started = time.monotonic()
-        if not self.running:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self._process = _Process.spawn(
-                "openbao",
-                [_bao_binary(), "server", f"-config={self._write_config()}"],
-                self.workdir,
-            )
-            self._save()
-        self._wait_until("to answer", lambda status: status is not None)
-        first_start = not hvac.Client(url=self.address).sys.is_initialized()
-        if first_start:
-            self._initialise()
-        self.unseal()
-        if first_start:
-            self._enable_kv()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # the server outlives us (own session): never leave it half set up
+            raise
         _log(f"OpenBao ready at {self.address} in {time.monotonic() - started:.1f}s")
 
     def stop(self) -> None:
@@ -794,6 +810,18 @@ class OpenBao:
             client.sys.submit_unseal_key(self.unseal_key)
         self._wait_until("to become active", lambda status: status == 200)
 
+    def _start(self) -> None:
+        if not self.running:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            argv: list[str | Path] = [_bao_binary(), "server", f"-config={self._write_config()}"]
+            self._process = _Process.spawn("openbao", argv, self.workdir)
+            self._save()
+        self._wait_until("to answer", lambda status: status is not None)
+        if not hvac.Client(url=self.address).sys.is_initialized():
+            self._initialise()
+        self.unseal()
+        self._ensure_kv()
+
     def _health(self) -> int | None:
         """sys/health status: 200 active, 429 standby, 501 uninitialised, 503 sealed."""
         return _http_status(f"{self.address}/v1/sys/health")
@@ -802,17 +830,16 @@ class OpenBao:
         _wait_for(f"OpenBao {what}", lambda: condition(self._health()), 60, self._process)
 
     def _write_config(self) -> Path:
-        """Single-node raft: OpenBao 2.7 removed the `file` backend (and `disable_mlock`)."""
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
-        cluster = f"{HOST}:{self.cluster_port}"
-        audit = "unsafe_allow_api_audit_creation = true\n" if self.allow_api_audit else ""
         config = self.workdir / "openbao.hcl"
         config.write_text(
-            f'storage "raft" {{\n  path = {json.dumps(str(data))}\n  node_id = "local"\n}}\n'
-            f'listener "tcp" {{\n  address = "{HOST}:{self.port}"\n'
-            f'  cluster_address = "{cluster}"\n  tls_disable = true\n}}\n'
-            f'api_addr = "{self.address}"\ncluster_addr = "https://{cluster}"\nui = false\n{audit}'
+            _BAO_CONFIG.format(
+                data=json.dumps(str(data)),
+                api=f"{HOST}:{self.port}",
+                cluster=f"{HOST}:{self.cluster_port}",
+            )
+            + ("unsafe_allow_api_audit_creation = true\n" if self.allow_api_audit else "")
         )
         return config
 
@@ -822,9 +849,10 @@ class OpenBao:
         self._unseal_key = result["keys_base64"][0]
         self._save()
 
-    def _enable_kv(self) -> None:
+    def _ensure_kv(self) -> None:
         client = self.client()
-        client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+        if "secret/" not in client.sys.list_mounted_secrets_engines()["data"]:
+            client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
         _wait_for("KV v2 at secret/ to finish mounting", lambda: _kv_ready(client), 30)
 
     def _save(self) -> None:
@@ -1003,7 +1031,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("status", _cmd_status, "show what runs; exit status 1 unless everything does"),
     ):
         command = commands.add_parser(name, help=description)
-        command.add_argument("--state-dir", type=lambda p: Path(p).resolve(), default=".dev")
+        command.add_argument(
+            "--state-dir",
+            type=lambda p: Path(p).resolve(),
+            default=".dev",
+            help="where cluster and OpenBao state live (default: .dev)",
+        )
         command.set_defaults(handler=handler)
     commands.choices["down"].add_argument(
         "--purge", action="store_true", help="also delete cluster and OpenBao data"

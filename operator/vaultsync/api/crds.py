@@ -14,8 +14,14 @@ import yaml
 from pydantic import BaseModel
 
 from vaultsync import GROUP, VERSION
+from vaultsync.api.audit import (
+    VAULT_AUDIT_DEVICE_RULES,
+    VaultAuditDeviceSpec,
+    VaultAuditDeviceStatus,
+)
 from vaultsync.api.auth import VAULT_AUTH_RULES, VaultAuthSpec, VaultAuthStatus
 from vaultsync.api.connection import VaultConnectionSpec, VaultConnectionStatus
+from vaultsync.api.policy import VAULT_POLICY_RULES, VaultPolicySpec, VaultPolicyStatus
 from vaultsync.api.secret import VAULT_SECRET_RULES, VaultSecretSpec, VaultSecretStatus
 
 JsonSchema = dict[str, Any]
@@ -87,6 +93,34 @@ KINDS: list[Kind] = [
             {"name": "Secret", "type": "string", "jsonPath": ".spec.destination.name"},
             *READY_COLUMNS,
             {"name": "Version", "type": "integer", "jsonPath": ".status.vaultVersion"},
+        ],
+    ),
+    Kind(
+        kind="VaultPolicy",
+        plural="vaultpolicies",
+        scope="Cluster",
+        spec=VaultPolicySpec,
+        status=VaultPolicyStatus,
+        short_names=["vpol"],
+        rules=VAULT_POLICY_RULES,
+        columns=[
+            {"name": "Policy", "type": "string", "jsonPath": ".spec.policyName"},
+            *READY_COLUMNS,
+        ],
+    ),
+    Kind(
+        kind="VaultAuditDevice",
+        plural="vaultauditdevices",
+        scope="Cluster",
+        spec=VaultAuditDeviceSpec,
+        status=VaultAuditDeviceStatus,
+        short_names=["vaudit"],
+        rules=VAULT_AUDIT_DEVICE_RULES,
+        columns=[
+            {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+            {"name": "Path", "type": "string", "jsonPath": ".spec.path"},
+            *READY_COLUMNS,
+            {"name": "Managed", "type": "boolean", "jsonPath": ".status.managed"},
         ],
     ),
 ]

@@ -1,0 +1,122 @@
+"""VaultSecret end to end: kubectl apply -> Secret; refresh; GC; Vault outage; tenancy login."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.conftest import Stack, audit_entries, vault_secret
+from e2e.stack import eventually, examples, grant_tenant
+
+pytestmark = pytest.mark.e2e
+
+
+def test_examples_apply_and_sync(stack: Stack) -> None:
+    grant_tenant(stack.vault, "team-a")
+    stack.vault.secrets.kv.v2.create_or_update_secret(
+        "team-a/db", {"username": "app", "password": "example-pw-1"}, mount_point="secret"
+    )
+    stack.apply(*examples(stack.bao.address))
+    data = eventually(lambda: stack.secret_data("team-a", "db-credentials"), 60, "the Secret")
+    assert data == {"username": "app", "password": "example-pw-1"}
+    ready = eventually(lambda: stack.ready("team-a", "db"), 30, "status")
+    assert ready["status"] == "True", ready
+    assert ready["reason"] == "Synced"
+    status = stack.vaultsecret("team-a", "db")["status"]
+    assert status["vaultVersion"] == 1
+    assert status["observedGeneration"] == 1
+    assert ready["observedGeneration"] == 1
+    assert status["lastSyncTime"]
+    secret = stack.core.read_namespaced_secret("db-credentials", "team-a")
+    assert secret.metadata.labels["app"] == "api"
+    owner = secret.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("VaultSecret", "db", True)
+
+
+def test_new_version_is_synced_after_the_refresh_interval(stack: Stack, tenant: str) -> None:
+    kv = stack.vault.secrets.kv.v2
+    kv.create_or_update_secret(f"{tenant}/app", {"token": "v1"}, mount_point="secret")
+    stack.apply(vault_secret(tenant, "app", f"{tenant}/app"))
+    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "v1"}, 60, "v1")
+    kv.create_or_update_secret(f"{tenant}/app", {"token": "v2"}, mount_point="secret")
+    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "v2"}, 30, "v2")
+    eventually(
+        lambda: stack.vaultsecret(tenant, "app")["status"].get("vaultVersion") == 2, 10, "v2"
+    )
+
+
+def test_unchanged_data_writes_nothing(stack: Stack, tenant: str) -> None:
+    stack.vault.secrets.kv.v2.create_or_update_secret(
+        f"{tenant}/still", {"k": "v"}, mount_point="secret"
+    )
+    stack.apply(vault_secret(tenant, "still", f"{tenant}/still"))
+    eventually(lambda: stack.secret_data(tenant, "still"), 60, "the Secret")
+    eventually(lambda: stack.ready(tenant, "still"), 10, "Ready")
+    secret_rv = stack.core.read_namespaced_secret("still", tenant).metadata.resource_version
+    object_rv = stack.vaultsecret(tenant, "still")["metadata"]["resourceVersion"]
+    syncs = stack.operator.metric("vaultsync_syncs_total", reason="Synced")
+    eventually(
+        lambda: stack.operator.metric("vaultsync_syncs_total", reason="Synced") >= syncs + 3,
+        30,
+        "three more refreshes",
+    )
+    assert stack.core.read_namespaced_secret("still", tenant).metadata.resource_version == secret_rv
+    assert stack.vaultsecret(tenant, "still")["metadata"]["resourceVersion"] == object_rv
+
+
+def test_deleting_the_vaultsecret_garbage_collects_the_secret(stack: Stack, tenant: str) -> None:
+    stack.vault.secrets.kv.v2.create_or_update_secret(
+        f"{tenant}/gone", {"k": "v"}, mount_point="secret"
+    )
+    stack.apply(vault_secret(tenant, "gone", f"{tenant}/gone"))
+    eventually(lambda: stack.secret_data(tenant, "gone"), 60, "the Secret")
+    stack.cp.kubectl("delete", "vaultsecret", "gone", "-n", tenant, "--timeout=60s")
+    eventually(lambda: stack.secret_data(tenant, "gone") is None, 60, "garbage collection")
+
+
+def test_login_is_the_namespaces_service_account(stack: Stack, tenant: str) -> None:
+    stack.vault.secrets.kv.v2.create_or_update_secret(
+        f"{tenant}/who", {"k": "v"}, mount_point="secret"
+    )
+    stack.apply(vault_secret(tenant, "who", f"{tenant}/who"))
+    eventually(lambda: stack.secret_data(tenant, "who"), 60, "the Secret")
+    logins = [
+        entry["auth"]["metadata"]
+        for entry in audit_entries(stack.audit_log)
+        if entry.get("type") == "response"
+        and entry.get("request", {}).get("path") == "auth/kubernetes/login"
+        and entry.get("auth", {}).get("metadata", {}).get("service_account_namespace") == tenant
+    ]
+    assert logins, "no Kubernetes-auth login as the tenant's ServiceAccount in the audit log"
+    assert {m["service_account_name"] for m in logins} == {"default"}
+    assert {m["role"] for m in logins} == {tenant}
+
+
+def test_vault_outage_keeps_the_secret_and_recovers(stack: Stack, tenant: str) -> None:
+    stack.vault.secrets.kv.v2.create_or_update_secret(
+        f"{tenant}/db", {"password": "outage-pw"}, mount_point="secret"
+    )
+    stack.apply(vault_secret(tenant, "db", f"{tenant}/db"))
+    eventually(lambda: stack.secret_data(tenant, "db"), 60, "the Secret")
+    before = stack.core.read_namespaced_secret("db", tenant)
+    operator_pid = stack.operator.pid
+    stack.bao.stop()
+    try:
+        ready = eventually(lambda: stack.ready_is(tenant, "db", "False"), 30, "Ready=False")
+        assert ready["reason"] == "VaultUnavailable"
+        failures = stack.operator.metric("vaultsync_syncs_total", reason="VaultUnavailable")
+        eventually(
+            lambda: (
+                stack.operator.metric("vaultsync_syncs_total", reason="VaultUnavailable")
+                >= failures + 2
+            ),
+            30,
+            "more failed refreshes while Vault is down",
+        )
+        after = stack.core.read_namespaced_secret("db", tenant)
+        assert after.metadata.resource_version == before.metadata.resource_version
+        assert after.data == before.data
+    finally:
+        stack.bao.start()
+    eventually(lambda: stack.ready_is(tenant, "db", "True"), 60, "Ready=True again")
+    assert stack.operator.pid == operator_pid
+    assert stack.core.read_namespaced_secret("db", tenant).data == before.data

@@ -1,0 +1,219 @@
+"""VaultPolicy: Vault ACL policies and the Kubernetes-auth roles that grant them (cluster-scoped).
+
+With a namespaceSelector one object fans out to one policy (and role) per matching
+namespace, `{namespace}` being replaced by the namespace's name. The pydantic
+validators repeat the CRD's CEL rules so that a spec the API server let through
+(an old server, CRDs installed without validation) still gets a clear answer.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
+from vaultsync.api.secret import DeletionPolicy
+
+PLACEHOLDER = "{namespace}"
+POLICY_NAME_PATTERN = r"^([-_.a-z0-9]|\{namespace\})+$"
+ROLE_NAME_PATTERN = r"^([-_.a-zA-Z0-9]|\{namespace\})+$"
+
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class LabelSelectorRequirement(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.operator in ['In', 'NotIn'] ? "
+                    "(has(self.values) && size(self.values) > 0) : "
+                    "(!has(self.values) || size(self.values) == 0)",
+                    "message": "In and NotIn need values; Exists and DoesNotExist take none",
+                }
+            ]
+        }
+    )
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: SelectorOperator
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> Self:
+        needs_values = self.operator in (SelectorOperator.IN, SelectorOperator.NOT_IN)
+        if needs_values != bool(self.values):
+            raise ValueError("In and NotIn need values; Exists and DoesNotExist take none")
+        return self
+
+
+class LabelSelector(Model):
+    """metav1.LabelSelector: every matchLabels pair and every expression must hold."""
+
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=32
+    )
+
+
+class Capability(StrEnum):
+    """OpenBao's capabilities plus Vault's subscribe/recover (OpenBao rejects those two)."""
+
+    CREATE = "create"
+    READ = "read"
+    UPDATE = "update"
+    PATCH = "patch"
+    DELETE = "delete"
+    LIST = "list"
+    SCAN = "scan"
+    SUDO = "sudo"
+    DENY = "deny"
+    SUBSCRIBE = "subscribe"
+    RECOVER = "recover"
+
+
+class PolicyRule(Model):
+    path: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\"\\]+$")
+    capabilities: list[Capability] = Field(min_length=1, max_length=11)
+
+
+class KubernetesRole(Model):
+    """A role of Vault's Kubernetes auth method whose tokens carry the policy."""
+
+    mount: str = Field(default="kubernetes", min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=ROLE_NAME_PATTERN)
+    service_accounts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        min_length=1,
+        max_length=64,
+        description='ServiceAccount names that may log in ("*" for any).',
+    )
+    namespaces: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Namespaces whose ServiceAccounts may log in; may use {namespace}. Defaults to the "
+            "fan-out namespace; required without a namespaceSelector."
+        ),
+    )
+    token_ttl: Duration | None = Field(default=None, alias="tokenTTL")
+    token_max_ttl: Duration | None = Field(default=None, alias="tokenMaxTTL")
+    audience: str | None = Field(default=None, max_length=253)
+
+
+class VaultPolicySpec(Model):
+    auth_ref: K8sName = Field(
+        default="default",
+        description="VaultAuth in the operator's namespace that the operator logs in with.",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="Fan out: one policy (and role) per matching namespace; absent = one policy.",
+    )
+    policy_name: str = Field(min_length=1, max_length=128, pattern=POLICY_NAME_PATTERN)
+    rules: list[PolicyRule] | None = Field(default=None, min_length=1, max_length=256)
+    hcl: str | None = Field(default=None, min_length=1, max_length=65536)
+    kubernetes_role: KubernetesRole | None = None
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="Delete: remove the policies and roles this object created when it is "
+        "deleted (adopted ones are kept). Retain: leave everything in Vault.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    def uses_placeholder(self) -> bool:
+        texts = [self.policy_name, self.hcl or "", *(r.path for r in self.rules or [])]
+        if self.kubernetes_role is not None:
+            texts += [self.kubernetes_role.name, *(self.kubernetes_role.namespaces or [])]
+        return any(PLACEHOLDER in text for text in texts)
+
+
+def spec_problems(spec: VaultPolicySpec) -> list[str]:
+    """The CEL rules below, in Python."""
+    problems = []
+    if (spec.rules is None) == (spec.hcl is None):
+        problems.append(MESSAGES["one_source"])
+    fan_out = spec.namespace_selector is not None
+    if not fan_out and spec.uses_placeholder():
+        problems.append(MESSAGES["placeholder"])
+    if fan_out and PLACEHOLDER not in spec.policy_name:
+        problems.append(MESSAGES["policy_name"])
+    role = spec.kubernetes_role
+    if role is not None and fan_out and PLACEHOLDER not in role.name:
+        problems.append(MESSAGES["role_name"])
+    if role is not None and not fan_out and role.namespaces is None:
+        problems.append(MESSAGES["role_namespaces"])
+    return problems
+
+
+MESSAGES = {
+    "one_source": "exactly one of rules or hcl must be set",
+    "placeholder": "{namespace} can only be used with a namespaceSelector",
+    "policy_name": "with a namespaceSelector, policyName must contain {namespace}",
+    "role_name": "with a namespaceSelector, kubernetesRole.name must contain {namespace}",
+    "role_namespaces": "kubernetesRole.namespaces is required without a namespaceSelector",
+}
+
+_USES_PLACEHOLDER = (
+    "self.policyName.contains('{namespace}')"
+    " || (has(self.hcl) && self.hcl.contains('{namespace}'))"
+    " || (has(self.rules) && self.rules.exists(r, r.path.contains('{namespace}')))"
+    " || (has(self.kubernetesRole) && (self.kubernetesRole.name.contains('{namespace}')"
+    " || (has(self.kubernetesRole.namespaces)"
+    " && self.kubernetesRole.namespaces.exists(n, n.contains('{namespace}')))))"
+)
+
+VAULT_POLICY_RULES = [
+    {
+        "rule": "(has(self.rules) ? 1 : 0) + (has(self.hcl) ? 1 : 0) == 1",
+        "message": MESSAGES["one_source"],
+    },
+    {
+        "rule": f"has(self.namespaceSelector) || !({_USES_PLACEHOLDER})",
+        "message": MESSAGES["placeholder"],
+    },
+    {
+        "rule": "!has(self.namespaceSelector) || self.policyName.contains('{namespace}')",
+        "message": MESSAGES["policy_name"],
+    },
+    {
+        "rule": "!has(self.namespaceSelector) || !has(self.kubernetesRole)"
+        " || self.kubernetesRole.name.contains('{namespace}')",
+        "message": MESSAGES["role_name"],
+    },
+    {
+        "rule": "!has(self.kubernetesRole) || has(self.namespaceSelector)"
+        " || has(self.kubernetesRole.namespaces)",
+        "message": MESSAGES["role_namespaces"],
+    },
+]
+
+
+class ManagedPolicy(Model):
+    """One policy (and role) this object wrote; adopted ones existed before and are kept."""
+
+    namespace: str | None = None
+    policy: str
+    adopted: bool = False
+    role: str | None = None
+    role_mount: str | None = None
+    role_adopted: bool = False
+
+
+class VaultPolicyStatus(ConditionedStatus):
+    policies: list[ManagedPolicy] = Field(default_factory=list)
