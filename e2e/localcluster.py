@@ -222,7 +222,7 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -253,7 +253,7 @@ def _http_status(url: str, context: ssl.SSLContext | None = None) -> int | None:
 
 
 @dataclass
-class _Process:
+class Process:
     """A server process in its own session, possibly started by an earlier Python process."""
 
     name: str
@@ -263,12 +263,19 @@ class _Process:
     popen: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def spawn(cls, name: str, argv: Sequence[str | Path], workdir: Path) -> Self:
+    def spawn(
+        cls,
+        name: str,
+        argv: Sequence[str | Path],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+    ) -> Self:
         log = workdir / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 [str(arg) for arg in argv],
                 cwd=workdir,
+                env={**os.environ, **env} if env else None,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -308,7 +315,7 @@ class _Process:
 
 
 def _wait_for(
-    what: str, ready: Callable[[], bool], timeout: float, process: _Process | None = None
+    what: str, ready: Callable[[], bool], timeout: float, process: Process | None = None
 ) -> None:
     """Poll `ready` until it holds, failing early (with its log) if `process` dies."""
     deadline = time.monotonic() + timeout
@@ -493,9 +500,9 @@ class ControlPlane:
         self._pki = _Pki(self.workdir / "pki")
         self._state = _JsonFile(self.workdir / "controlplane.json")
         state = self._state.read()
-        self._ports: dict[str, int] = state.get("ports") or {n: _free_port() for n in self._PORTS}
+        self._ports: dict[str, int] = state.get("ports") or {n: free_port() for n in self._PORTS}
         self._processes = {
-            name: _Process.load(name, process, self.workdir)
+            name: Process.load(name, process, self.workdir)
             for name, process in state.get("processes", {}).items()
         }
 
@@ -568,8 +575,8 @@ class ControlPlane:
         self._write_kubeconfig()
         self._start_controller_manager()
 
-    def _spawn(self, name: str, argv: Sequence[str | Path]) -> _Process:
-        process = _Process.spawn(name, argv, self.workdir)
+    def _spawn(self, name: str, argv: Sequence[str | Path]) -> Process:
+        process = Process.spawn(name, argv, self.workdir)
         self._processes[name] = process
         self._save()
         return process
@@ -733,12 +740,12 @@ class OpenBao:
         self.allow_api_audit = allow_api_audit
         self._state = _JsonFile(self.workdir / "openbao.json")
         state = self._state.read()
-        self.port: int = state.get("port") or _free_port()
-        self.cluster_port: int = state.get("cluster_port") or _free_port()
+        self.port: int = state.get("port") or free_port()
+        self.cluster_port: int = state.get("cluster_port") or free_port()
         self._root_token: str | None = state.get("root_token")
         self._unseal_key: str | None = state.get("unseal_key")
         process = state.get("process")
-        self._process = _Process.load("openbao", process, self.workdir) if process else None
+        self._process = Process.load("openbao", process, self.workdir) if process else None
 
     def __enter__(self) -> Self:
         self.start()
@@ -814,7 +821,7 @@ class OpenBao:
         if not self.running:
             self.workdir.mkdir(parents=True, exist_ok=True)
             argv: list[str | Path] = [_bao_binary(), "server", f"-config={self._write_config()}"]
-            self._process = _Process.spawn("openbao", argv, self.workdir)
+            self._process = Process.spawn("openbao", argv, self.workdir)
             self._save()
         self._wait_until("to answer", lambda status: status is not None)
         if not hvac.Client(url=self.address).sys.is_initialized():

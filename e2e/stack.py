@@ -6,7 +6,6 @@ Shared by `make dev` (e2e/dev.py) and the e2e fixtures (e2e/conftest.py).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 import hvac
 import yaml
 
-from e2e.localcluster import ControlPlane, _free_port, _Process
+from e2e.localcluster import ControlPlane, Process, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "vaultsync-system"
@@ -87,18 +86,25 @@ class Operator:
     def __init__(self, workdir: Path, kubeconfig: Path, **env: str) -> None:
         self.workdir = workdir
         self.kubeconfig = kubeconfig
-        self.metrics_port = _free_port()
+        self.metrics_port = free_port()
         self.env = env
-        self.process: _Process | None = None
+        self.process: Process | None = None
+        state = workdir / "operator.json"
+        if state.exists():
+            saved = json.loads(state.read_text())
+            self.metrics_port = saved["metrics_port"]
+            self.process = Process.load("operator", saved["process"], workdir)
 
     @property
     def log(self) -> Path:
         return self.workdir / "operator.log"
 
     def start(self) -> None:
+        if self.pid is not None:
+            return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("PYTHONUNBUFFERED", "1")
         env = {
+            "PYTHONUNBUFFERED": "1",
             "KUBECONFIG": str(self.kubeconfig),
             "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,
             "VAULTSYNC_METRICS_PORT": str(self.metrics_port),
@@ -107,24 +113,22 @@ class Operator:
             "PYTHONPATH": str(ROOT / "operator"),
             **self.env,
         }
-        saved = dict(os.environ)
-        os.environ.update(env)
-        try:
-            self.process = _Process.spawn(
-                "operator",
-                [
-                    sys.executable,
-                    "-m",
-                    "vaultsync",
-                    "run",
-                    "--standalone",
-                    f"--liveness=http://127.0.0.1:{_free_port()}/healthz",
-                ],
-                self.workdir,
-            )
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self.process = Process.spawn(
+            "operator",
+            [
+                sys.executable,
+                "-m",
+                "vaultsync",
+                "run",
+                "--standalone",
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            ],
+            self.workdir,
+            env,
+        )
+        (self.workdir / "operator.json").write_text(
+            json.dumps({"metrics_port": self.metrics_port, "process": self.process.dump()})
+        )
         eventually(self._serving, 60, "the operator's metrics endpoint")
 
     def _serving(self) -> bool:
