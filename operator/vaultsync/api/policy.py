@@ -60,9 +60,7 @@ class LabelSelector(Model):
     """metav1.LabelSelector: every matchLabels pair and every expression must hold."""
 
     match_labels: dict[str, LabelValue] = Field(default_factory=dict)
-    match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, max_length=32
-    )
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
 
 
 class Capability(StrEnum):

@@ -1,0 +1,235 @@
+"""VaultPolicy reconciliation: ACL policies and Kubernetes-auth roles kept as declared.
+
+Every resync compares what Vault has with what the spec wants and rewrites what
+differs (drift repair); objects for namespaces that no longer match are deleted.
+
+Ownership lives in status.policies. An entry is recorded *before* its objects are
+first written, so a crash in between cannot make vaultsync forget what it created.
+An object that already existed when vaultsync first wanted it is recorded as
+adopted: vaultsync keeps it in step from then on but never deletes it, neither when
+its namespace stops matching nor when the VaultPolicy is deleted, because something
+else depended on it before vaultsync came along.
+
+A policy Vault rejects is reported (Ready=False with Vault's message); Vault keeps
+the previous text, so a bad edit never takes a working policy away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import hvac
+from pydantic import ValidationError
+
+from vaultsync import metrics, report
+from vaultsync.admin import operator_identity
+from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
+from vaultsync.api.secret import DeletionPolicy
+from vaultsync.errors import SyncError
+from vaultsync.fanout import Key, Wanted, desired, owned, removable, stale
+from vaultsync.kube import status
+from vaultsync.kube.api import Kube
+from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.sync import Directory, Outcome
+from vaultsync.vault import policies, roles
+from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied
+from vaultsync.vault.sessions import Identity, Sessions
+
+PLURAL = "vaultpolicies"
+Claim = Callable[[list[ManagedPolicy]], None]
+Namespaces = Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Converged:
+    records: list[ManagedPolicy]
+    failures: dict[str, SyncError]
+    writes: int
+
+
+def _exists(client: hvac.Client, key: Key) -> bool:
+    if key[0] == "policy":
+        return policies.read(client, key[1]) is not None
+    return roles.read(client, key[1], key[2]) is not None
+
+
+def _delete(client: hvac.Client, key: Key) -> None:
+    if key[0] == "policy":
+        policies.delete(client, key[1])
+    else:
+        roles.delete(client, key[1], key[2])
+
+
+def _ensure(client: hvac.Client, wanted: Wanted) -> int:
+    """Write the policy and role where Vault differs; the number of writes."""
+    writes = 0
+    if policies.read(client, wanted.policy) != wanted.text:
+        policies.write(client, wanted.policy, wanted.text)
+        writes += 1
+    role = wanted.role
+    if role is not None and roles.read(client, role.mount, role.name) != role:
+        roles.write(client, role)
+        writes += 1
+    return writes
+
+
+def converge(
+    client: hvac.Client, wanted: list[Wanted], records: list[ManagedPolicy], claim: Claim
+) -> Converged:
+    """Make Vault hold `wanted` and nothing else of what `records` owns.
+
+    A failure for one namespace does not stop the others; a refused token does (the
+    caller may log in again and retry).
+    """
+    adopted = owned(records)
+    for key in (k for w in wanted for k in w.keys):
+        if key not in adopted:
+            adopted[key] = _exists(client, key)
+    old = stale(records, wanted)
+    claimed = [w.record(adopted) for w in wanted] + old
+    if claimed != records:
+        claim(claimed)
+    failures: dict[str, SyncError] = {}
+    writes = 0
+    for w in wanted:
+        try:
+            writes += _ensure(client, w)
+        except (PermissionDenied, AuthenticationFailed):
+            raise
+        except SyncError as exc:
+            failures[w.namespace or w.policy] = exc
+    leftover = []
+    for record in old:
+        try:
+            for key in removable(record, wanted):
+                _delete(client, key)
+                writes += 1
+        except (PermissionDenied, AuthenticationFailed):
+            raise
+        except SyncError as exc:
+            failures[record.namespace or record.policy] = exc
+            leftover.append(record)
+    return Converged([w.record(adopted) for w in wanted] + leftover, failures, writes)
+
+
+def records_of(body: Mapping[str, Any]) -> list[ManagedPolicy]:
+    raw = (body.get("status") or {}).get("policies") or []
+    return [ManagedPolicy.model_validate(entry) for entry in raw]
+
+
+def _dump(records: list[ManagedPolicy]) -> list[dict[str, Any]]:
+    return [r.model_dump(by_alias=True, exclude_defaults=True) for r in records]
+
+
+def _summary(wanted: list[Wanted], records: list[ManagedPolicy]) -> str:
+    if len(wanted) == 1 and wanted[0].namespace is None:
+        w = wanted[0]
+        text = f"policy {w.policy!r}" + (f" and role {w.role.name!r}" if w.role else "")
+    else:
+        text = f"{len(wanted)} matching namespaces: their policies and roles"
+    adopted = sum(r.adopted for r in records) + sum(r.role_adopted for r in records)
+    return text + " in step" + (f" ({adopted} adopted: they existed before)" if adopted else "")
+
+
+def _failed(failures: dict[str, SyncError], total: int) -> Outcome:
+    label = sorted(failures)[0]
+    first = failures[label]
+    where = "" if total <= 1 else f"{len(failures)} of {total} failed; {label}: "
+    return Outcome(
+        False,
+        first.reason,
+        where + str(first),
+        retryable=any(e.retryable for e in failures.values()),
+    )
+
+
+class PolicyReconciler:
+    """Everything a VaultPolicy reconcile needs; one instance per operator."""
+
+    def __init__(self, kube: Kube, sessions: Sessions, *, operator_namespace: str) -> None:
+        self.kube = kube
+        self.sessions = sessions
+        self.operator_namespace = operator_namespace
+        self._credentials = KubeCredentials(kube)
+
+    def _identity(self, auth_ref: str, directory: Directory) -> Identity:
+        return operator_identity(
+            auth_ref, directory, self._credentials.secret_value, self.operator_namespace
+        )
+
+    def _claim(self, body: Mapping[str, Any]) -> Claim:
+        def claim(records: list[ManagedPolicy]) -> None:
+            status.patch(
+                self.kube, PLURAL, None, body["metadata"]["name"], {"policies": _dump(records)}
+            )
+
+        return claim
+
+    def sync(
+        self, body: Mapping[str, Any], directory: Directory, namespaces: Namespaces
+    ) -> tuple[Outcome, list[ManagedPolicy]]:
+        records = records_of(body)
+        try:
+            spec = VaultPolicySpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "spec"
+            message = f"spec.{where}: {first['msg']}".replace("spec.spec: ", "spec: ")
+            return Outcome(False, "InvalidSpec", message, retryable=False), records
+        wanted = desired(spec, namespaces)
+        try:
+            identity = self._identity(spec.auth_ref, directory)
+            result = with_client(
+                self.sessions,
+                identity,
+                lambda client: converge(client, wanted, records, self._claim(body)),
+            )
+        except SyncError as exc:
+            return Outcome(False, exc.reason, str(exc), retryable=exc.retryable), records
+        if result.failures:
+            return _failed(result.failures, len(wanted)), result.records
+        outcome = Outcome(
+            True, "Synced", _summary(wanted, result.records), written=bool(result.writes)
+        )
+        return outcome, result.records
+
+    def reconcile(
+        self, body: dict[str, Any], directory: Directory, namespaces: Namespaces
+    ) -> Outcome:
+        outcome, records = self.sync(body, directory, namespaces)
+        metrics.SYNCS.labels("VaultPolicy", outcome.reason).inc()
+        report.record(self.kube, PLURAL, body, outcome, {"policies": _dump(records)})
+        return outcome
+
+    def cleanup(self, body: Mapping[str, Any], directory: Directory) -> str:
+        """Delete what this VaultPolicy created (not adopted objects); raises SyncError."""
+        spec = body.get("spec") or {}
+        records = records_of(body)
+        if spec.get("deletionPolicy") == DeletionPolicy.RETAIN:
+            return "deletionPolicy is Retain: policies and roles left in Vault"
+        if not records:
+            return "nothing to remove"
+        try:
+            identity = self._identity(spec.get("authRef") or "default", directory)
+            result = with_client(
+                self.sessions,
+                identity,
+                lambda client: converge(client, [], records, self._claim(body)),
+            )
+        except SyncError as exc:
+            raise SyncError(
+                f"{exc} (set spec.deletionPolicy to Retain to delete without cleanup)",
+                reason=exc.reason,
+            ) from None
+        if result.failures:
+            label = sorted(result.failures)[0]
+            raise SyncError(
+                f"{label}: {result.failures[label]}", reason=result.failures[label].reason
+            )
+        kept = sum(owned(records).values())
+        return f"removed {result.writes} policies and roles" + (
+            f"; kept {kept} adopted" if kept else ""
+        )

@@ -1,0 +1,48 @@
+"""Recording a reconcile's outcome: the Ready condition, status fields and an Event.
+
+Status is written only when it changed; an Event is posted when Ready or its reason
+changed, or when the reconcile wrote something.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from vaultsync.conditions import READY, get_condition, set_condition
+from vaultsync.kube import events, status
+from vaultsync.kube.api import Kube
+from vaultsync.sync import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def record(
+    kube: Kube, plural: str, body: dict[str, Any], outcome: Outcome, fields: Mapping[str, Any]
+) -> None:
+    meta = body["metadata"]
+    generation = int(meta.get("generation") or 0)
+    current = dict(body.get("status") or {})
+    previous = get_condition(current.get("conditions") or [], READY)
+    conditions = set_condition(
+        current.get("conditions") or [],
+        type_=READY,
+        status=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        generation=generation,
+    )
+    new = {**current, **fields, "observedGeneration": generation, "conditions": conditions}
+    if new == current:
+        return
+    status.patch(kube, plural, meta.get("namespace"), meta["name"], new)
+    flipped = previous is None or (previous.get("status"), previous.get("reason")) != (
+        "True" if outcome.ready else "False",
+        outcome.reason,
+    )
+    if outcome.written or flipped:
+        log.info("%s %s: %s: %s", body["kind"], meta["name"], outcome.reason, outcome.message)
+        events.emit(
+            kube, body, warning=not outcome.ready, reason=outcome.reason, message=outcome.message
+        )
