@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from vaultsync import API_VERSION, MANAGED_BY, MANAGED_BY_LABEL
-from vaultsync.api.secret import CreationPolicy, Destination
+from vaultsync.api.secret import CreationPolicy, DeletionPolicy, Destination
 from vaultsync.errors import SyncError
 
 OWNER_ANNOTATION = "vaultsync.io/vaultsecret"
@@ -168,6 +168,40 @@ def _same(current: dict[str, Any], desired: dict[str, Any]) -> bool:
         and (cur.get("annotations") or {}) == want["annotations"]
         and (cur.get("ownerReferences") or []) == want["ownerReferences"]
     )
+
+
+def released(secret: dict[str, Any], dest: Destination, owner: Owner) -> Plan | None:
+    """What to write to a Secret when its VaultSecret goes away, given the policies.
+
+    Returns None when the Secret is to be deleted (Orphan + Delete: the garbage
+    collector cannot do it), and a NONE plan when nothing needs writing (Owner +
+    Delete: the garbage collector deletes it; Retain without ownership).
+    """
+    meta = dict(secret.get("metadata") or {})
+    delete = dest.deletion_policy is DeletionPolicy.DELETE
+    if not is_managed_by(secret, owner) and dest.creation_policy is not CreationPolicy.MERGE:
+        return Plan(Action.NONE, secret)
+    if dest.creation_policy is CreationPolicy.MERGE:
+        annotations = dict(meta.get("annotations") or {})
+        ours = json.loads(annotations.pop(KEYS_ANNOTATION, "[]"))
+        for key in (OWNER_ANNOTATION, HASH_ANNOTATION):
+            annotations.pop(key, None)
+        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != MANAGED_BY_LABEL}
+        data = secret.get("data") or {}
+        if delete:
+            data = {k: v for k, v in data.items() if k not in ours}
+        body = {
+            **secret,
+            "data": data,
+            "metadata": {**meta, "annotations": annotations, "labels": labels},
+        }
+        return Plan(Action.REPLACE, body)
+    if delete:
+        if dest.creation_policy is CreationPolicy.ORPHAN:
+            return None
+        return Plan(Action.NONE, secret)
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner.uid]
+    return Plan(Action.REPLACE, {**secret, "metadata": {**meta, "ownerReferences": refs}})
 
 
 def drifted(secret: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ import kopf
 from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, metrics, scheduling
 from vaultsync.api.base import parse_duration
 from vaultsync.destination import OWNER_ANNOTATION, drifted
+from vaultsync.errors import SyncError
 from vaultsync.kube.api import connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
@@ -110,7 +111,7 @@ async def vaultsecret_loop(
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
     failures = 0
     try:
-        while not stopped:
+        while not stopped and not body.metadata.get("deletionTimestamp"):
             memo.trigger = _trigger(body)
             snapshot = copy.deepcopy(dict(body))
             try:
@@ -123,6 +124,15 @@ async def vaultsecret_loop(
             await scheduling.wait(wake, stopped.wait(), delay)
     finally:
         ctx.wakers.forget(key)
+
+
+@kopf.on.delete(GROUP, VERSION, "vaultsecrets")
+async def vaultsecret_deleted(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    ctx: Context = memo.ctx
+    try:
+        await asyncio.to_thread(ctx.syncer.release, copy.deepcopy(dict(body)))
+    except SyncError as exc:
+        raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
 
 
 @kopf.on.event(GROUP, VERSION, "vaultsecrets")

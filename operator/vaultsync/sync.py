@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from vaultsync import metrics
 from vaultsync.api.secret import VaultSecretSpec
 from vaultsync.conditions import READY, get_condition, now_rfc3339, set_condition
-from vaultsync.destination import Action, Owner, plan
+from vaultsync.destination import Action, Owner, plan, released
 from vaultsync.errors import SyncError
 from vaultsync.kube import events, secrets, status
 from vaultsync.kube.api import Kube
@@ -47,6 +47,20 @@ class Outcome:
     retryable: bool = True
     version: int | None = None
     written: bool = False
+
+
+def parse_spec(raw: Any) -> VaultSecretSpec:
+    """The validated spec, or a non-retryable InvalidSpec error naming the first problem."""
+    try:
+        return VaultSecretSpec.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SyncError(
+            f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}",
+            reason="InvalidSpec",
+            retryable=False,
+        ) from None
 
 
 class SecretSyncer:
@@ -80,12 +94,7 @@ class SecretSyncer:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         try:
-            spec = VaultSecretSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "spec"
-            return Outcome(False, "InvalidSpec", f"spec.{where}: {first['msg']}", retryable=False)
-        try:
+            spec = parse_spec(body.get("spec"))
             identity = identity_for(
                 namespace,
                 spec.auth_ref,
@@ -110,6 +119,24 @@ class SecretSyncer:
             version=secret.version,
             written=step.action is not Action.NONE,
         )
+
+    def release(self, body: dict[str, Any]) -> None:
+        """Apply the deletion policy to the destination before the VaultSecret goes away."""
+        meta = body["metadata"]
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SyncError:
+            return  # an invalid spec never synced anything
+        namespace, dest = meta["namespace"], spec.destination
+        current = secrets.read(self.kube, namespace, dest.name)
+        if current is None:
+            return
+        step = released(current, dest, Owner(meta["name"], namespace, meta["uid"]))
+        if step is None:
+            secrets.delete(self.kube, namespace, dest.name)
+            log.info("VaultSecret %s/%s: deleted Secret %s", namespace, meta["name"], dest.name)
+        else:
+            secrets.apply(self.kube, namespace, step)
 
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
         """Sync, then record the outcome in status (only when it changed) and in Events."""

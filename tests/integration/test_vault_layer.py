@@ -63,7 +63,9 @@ def test_deleted_and_destroyed_versions(root: hvac.Client, path: str) -> None:
 
 def test_permission_denied_is_mapped_and_names_no_value(root: hvac.Client, path: str) -> None:
     root.secrets.kv.v2.create_or_update_secret(path, {"pw": "do-not-leak"}, mount_point="secret")
-    root.sys.create_or_update_policy("it-nothing", 'path "secret/data/other/*" { capabilities = ["read"] }')
+    root.sys.create_or_update_policy(
+        "it-nothing", 'path "secret/data/other/*" { capabilities = ["read"] }'
+    )
     token = root.auth.token.create(policies=["it-nothing"], ttl="5m")["auth"]["client_token"]
     limited = hvac.Client(url=root.url, token=token)
     with pytest.raises(PermissionDenied) as err:

@@ -6,17 +6,20 @@ from vaultsync.settings import Settings
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:
-    conds = set_condition([], type_="Ready", status=False, reason="A", message="",
-                          generation=1, now="t1")
-    conds = set_condition(conds, type_="Ready", status=False, reason="B", message="m",
-                          generation=2, now="t2")
+    conds = set_condition(
+        [], type_="Ready", status=False, reason="A", message="", generation=1, now="t1"
+    )
+    conds = set_condition(
+        conds, type_="Ready", status=False, reason="B", message="m", generation=2, now="t2"
+    )
     ready = get_condition(conds, "Ready")
     assert ready is not None
     assert ready["lastTransitionTime"] == "t1"
     assert ready["reason"] == "B"
     assert ready["observedGeneration"] == 2
-    conds = set_condition(conds, type_="Ready", status=True, reason="Synced", message="",
-                          generation=2, now="t3")
+    conds = set_condition(
+        conds, type_="Ready", status=True, reason="Synced", message="", generation=2, now="t3"
+    )
     assert len(conds) == 1
     assert conds[0]["lastTransitionTime"] == "t3"
     assert conds[0]["status"] == "True"

@@ -12,6 +12,7 @@ from vaultsync.destination import (
     data_hash,
     drifted,
     plan,
+    released,
 )
 from vaultsync.errors import SyncError
 
@@ -110,3 +111,41 @@ def test_drift_in_merge_secret_ignores_foreign_keys() -> None:
     assert not drifted(body)
     del body["data"]["a"]
     assert drifted(body)
+
+
+def test_release_owner_delete_leaves_it_to_the_garbage_collector() -> None:
+    body = created({"k": b"v"})
+    step = released(body, dest(), OWNER)
+    assert step is not None and step.action is Action.NONE
+
+
+def test_release_owner_retain_drops_only_our_owner_reference() -> None:
+    body = created({"k": b"v"})
+    body["metadata"]["ownerReferences"].append({"uid": "other", "name": "x"})
+    step = released(body, dest(deletionPolicy="Retain"), OWNER)
+    assert step is not None and step.action is Action.REPLACE
+    assert step.body["metadata"]["ownerReferences"] == [{"uid": "other", "name": "x"}]
+    assert step.body["data"] == body["data"]
+
+
+def test_release_orphan_delete_deletes_and_orphan_retain_keeps() -> None:
+    body = created({"k": b"v"}, creationPolicy="Orphan")
+    assert released(body, dest(creationPolicy="Orphan"), OWNER) is None
+    kept = released(body, dest(creationPolicy="Orphan", deletionPolicy="Retain"), OWNER)
+    assert kept is not None and kept.body["data"] == body["data"]
+
+
+def test_release_never_touches_a_secret_we_do_not_manage() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"a": "YQ=="}, "type": "Opaque"}
+    step = released(foreign, dest(creationPolicy="Orphan"), OWNER)
+    assert step is not None and step.action is Action.NONE
+
+
+def test_release_merge_removes_our_keys_or_keeps_them() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"theirs": "YQ=="}, "type": "Opaque"}
+    merged = plan(foreign, dest(creationPolicy="Merge"), OWNER, {"a": b"1"}).body
+    gone = released(merged, dest(creationPolicy="Merge"), OWNER)
+    assert gone is not None and gone.body["data"] == {"theirs": "YQ=="}
+    assert KEYS_ANNOTATION not in gone.body["metadata"]["annotations"]
+    kept = released(merged, dest(creationPolicy="Merge", deletionPolicy="Retain"), OWNER)
+    assert kept is not None and set(kept.body["data"]) == {"theirs", "a"}

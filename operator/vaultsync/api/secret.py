@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
 
@@ -23,7 +23,9 @@ class DeletionPolicy(StrEnum):
 
 
 class KeyMapping(Model):
-    from_: str = Field(alias="from", min_length=1, description="Key in the KV data.")
+    from_: str = Field(
+        alias="from", min_length=1, max_length=253, description="Key in the KV data."
+    )
     to: str | None = Field(
         default=None,
         pattern=SECRET_KEY_PATTERN,
@@ -36,12 +38,31 @@ class KeyMapping(Model):
 
 
 class Destination(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.creationPolicy) && self.creationPolicy == 'Merge' "
+                    "&& has(self.type))",
+                    "message": "type cannot be set with creationPolicy Merge: "
+                    "the existing Secret's type is kept",
+                }
+            ]
+        }
+    )
+
     name: K8sName
-    type: str = Field(default="Opaque", min_length=1)
+    type: str = Field(default="Opaque", min_length=1, max_length=253)
     creation_policy: CreationPolicy = CreationPolicy.OWNER
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _merge_keeps_type(self) -> Destination:
+        if self.creation_policy is CreationPolicy.MERGE and "type" in self.model_fields_set:
+            raise ValueError("type cannot be set with creationPolicy Merge")
+        return self
 
 
 class VaultSecretSpec(Model):
@@ -53,16 +74,31 @@ class VaultSecretSpec(Model):
         default="1m", description='How often Vault is read again; "0" = only on spec change.'
     )
     keys: list[KeyMapping] = Field(
-        default_factory=list, description="Keys to copy (and rename); empty = all keys."
+        default_factory=list,
+        max_length=256,
+        description="Keys to copy (and rename); empty = all keys.",
     )
     template: dict[str, str] = Field(
         default_factory=dict,
+        max_length=64,
         description="Secret keys rendered by a sandboxed Jinja2 template over the KV data.",
     )
     destination: Destination
 
+    @model_validator(mode="after")
+    def _unique_targets(self) -> VaultSecretSpec:
+        targets = [k.to or k.from_ for k in self.keys]
+        if len(targets) != len(set(targets)):
+            raise ValueError("two keys entries write the same Secret key")
+        return self
+
 
 VAULT_SECRET_RULES = [
+    {
+        "rule": "!has(self.keys) || self.keys.all(a, self.keys.exists_one(b, "
+        "(has(b.to) ? b.to : b.from) == (has(a.to) ? a.to : a.from)))",
+        "message": "two keys entries write the same Secret key",
+    },
     {
         "rule": "!has(self.template) || self.template.all(k, k.matches('^[-._a-zA-Z0-9]+$'))",
         "message": "template keys must be valid Secret keys ([-._a-zA-Z0-9]+)",
