@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from vaultsync.api.crds import KINDS, Kind, crd, render
 
 ROOT = Path(__file__).resolve().parents[2]
