@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
 from vaultsync.api.secret import DeletionPolicy
@@ -84,8 +85,25 @@ class PolicyRule(Model):
     capabilities: list[Capability] = Field(min_length=1, max_length=11)
 
 
+def _wildcard_alone(field: str) -> JsonDict:
+    return {
+        "rule": f"!has(self.{field}) || !self.{field}.exists(x, x == '*') "
+        f"|| size(self.{field}) == 1",
+        "message": f'"*" cannot be mixed with other {field}',
+    }
+
+
 class KubernetesRole(Model):
     """A role of Vault's Kubernetes auth method whose tokens carry the policy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _wildcard_alone("serviceAccounts"),
+                _wildcard_alone("namespaces"),
+            ]
+        }
+    )
 
     mount: str = Field(default="kubernetes", min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=128, pattern=ROLE_NAME_PATTERN)
@@ -106,6 +124,16 @@ class KubernetesRole(Model):
     token_ttl: Duration | None = Field(default=None, alias="tokenTTL")
     token_max_ttl: Duration | None = Field(default=None, alias="tokenMaxTTL")
     audience: str | None = Field(default=None, max_length=253)
+
+    @model_validator(mode="after")
+    def _wildcards_alone(self) -> Self:
+        for name, values in (
+            ("serviceAccounts", self.service_accounts),
+            ("namespaces", self.namespaces),
+        ):
+            if values and "*" in values and len(values) > 1:
+                raise ValueError(f'"*" cannot be mixed with other {name}')
+        return self
 
 
 class VaultPolicySpec(Model):

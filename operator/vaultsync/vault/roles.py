@@ -12,7 +12,14 @@ from typing import Any
 
 import hvac
 
-from vaultsync.vault.errors import translate
+from vaultsync.vault.errors import InvalidRequest, VaultError, translate
+
+
+class RoleRejected(VaultError):
+    """Vault refused the role's settings; only a spec change fixes it."""
+
+    reason = "RoleRejected"
+    retryable = False
 
 
 def _sorted(values: Iterable[str]) -> tuple[str, ...]:
@@ -95,7 +102,10 @@ def write(client: hvac.Client, role: KubernetesRole) -> None:
     try:
         client.write_data(role.where, data=role.payload())
     except Exception as exc:
-        raise translate(exc, f"write role {role.where}") from None
+        error = translate(exc, f"Vault rejected role {role.where}")
+        if isinstance(error, InvalidRequest):
+            raise RoleRejected(str(error)) from None
+        raise error from None
 
 
 def delete(client: hvac.Client, mount: str, name: str) -> None:

@@ -1,0 +1,150 @@
+"""Policies, Kubernetes-auth roles and VaultPolicy convergence against a real OpenBao."""
+
+import uuid
+
+import hvac
+import pytest
+
+from e2e.localcluster import OpenBao
+from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
+from vaultsync.fanout import Wanted, desired
+from vaultsync.policy import converge
+from vaultsync.vault import policies, roles
+from vaultsync.vault.policies import PolicyRejected
+from vaultsync.vault.roles import KubernetesRole
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def root(bao: OpenBao) -> hvac.Client:
+    client = bao.client()
+    if "kubernetes/" not in client.sys.list_auth_methods()["data"]:
+        client.sys.enable_auth_method("kubernetes")
+    return client
+
+
+@pytest.fixture
+def name() -> str:
+    return f"it-{uuid.uuid4().hex[:8]}"
+
+
+def _role(name: str, **changes: object) -> KubernetesRole:
+    fields: dict[str, object] = {
+        "service_accounts": ["web", "app"],
+        "namespaces": ["b", "a"],
+        "policies": [name],
+        "ttl": 3600,
+        "max_ttl": 7200,
+        "audience": "vault",
+    }
+    fields.update(changes)
+    return KubernetesRole.of("kubernetes", name, **fields)  # type: ignore[arg-type]
+
+
+def test_rendered_policy_is_accepted_and_read_back_verbatim(root: hvac.Client, name: str) -> None:
+    text = policies.render_hcl([("secret/data/x/*", ["read", "list"]), ("sys/mounts", ["read"])])
+    policies.write(root, name, text)
+    assert policies.read(root, name) == text
+
+
+def test_missing_policy_reads_as_none_and_deletes_quietly(root: hvac.Client, name: str) -> None:
+    assert policies.read(root, name) is None
+    policies.delete(root, name)
+
+
+def test_rejected_policy_keeps_the_previous_text(root: hvac.Client, name: str) -> None:
+    good = policies.render_hcl([("secret/data/x/*", ["read"])])
+    policies.write(root, name, good)
+    with pytest.raises(PolicyRejected) as caught:
+        policies.write(root, name, 'path "x" { capabilities = ["reed"] }')
+    assert 'invalid capability "reed"' in str(caught.value)
+    assert caught.value.reason == "PolicyRejected" and not caught.value.retryable
+    assert policies.read(root, name) == good
+
+
+def test_role_round_trip_and_audience_drift_is_cleared(root: hvac.Client, name: str) -> None:
+    assert roles.read(root, "kubernetes", name) is None
+    wanted = _role(name, audience="")
+    roles.write(root, wanted)
+    assert roles.read(root, "kubernetes", name) == wanted
+    root.write_data(f"auth/kubernetes/role/{name}", data={"audience": "hand-edited"})
+    assert roles.read(root, "kubernetes", name) != wanted
+    roles.write(root, wanted)
+    assert roles.read(root, "kubernetes", name) == wanted
+    roles.delete(root, "kubernetes", name)
+    assert roles.read(root, "kubernetes", name) is None
+    roles.delete(root, "kubernetes", name)
+
+
+def _fan_out(prefix: str) -> VaultPolicySpec:
+    return VaultPolicySpec.model_validate(
+        {
+            "namespaceSelector": {"matchLabels": {"tenant": "yes"}},
+            "policyName": f"{prefix}-{{namespace}}",
+            "rules": [{"path": "secret/data/{namespace}/*", "capabilities": ["read"]}],
+            "kubernetesRole": {"name": f"{prefix}-{{namespace}}", "serviceAccounts": ["*"]},
+        }
+    )
+
+
+def test_fan_out_creates_repairs_and_removes(root: hvac.Client, name: str) -> None:
+    spec = _fan_out(name)
+    claims: list[list[ManagedPolicy]] = []
+    namespaces = {"a": {"tenant": "yes"}, "b": {"tenant": "yes"}, "c": {}}
+    wanted = desired(spec, namespaces)
+
+    first = converge(root, wanted, [], claims.append)
+    assert not first.failures and first.writes == 4
+    assert [r.namespace for r in first.records] == ["a", "b"]
+    assert claims == [first.records], "ownership is recorded before anything is written"
+    assert (
+        policies.read(root, f"{name}-a")
+        == 'path "secret/data/a/*" {\n  capabilities = ["read"]\n}\n'
+    )
+    role = roles.read(root, "kubernetes", f"{name}-b")
+    assert role is not None and role.namespaces == ("b",) and role.policies == (f"{name}-b",)
+
+    again = converge(root, wanted, first.records, claims.append)
+    assert again.writes == 0 and len(claims) == 1, "nothing differs: nothing written"
+
+    root.sys.create_or_update_acl_policy(f"{name}-a", 'path "*" { capabilities = ["sudo"] }')
+    root.write_data(f"auth/kubernetes/role/{name}-b", data={"bound_service_account_names": ["x"]})
+    repaired = converge(root, wanted, first.records, claims.append)
+    assert repaired.writes == 2
+    assert policies.read(root, f"{name}-a") == wanted[0].text
+    assert roles.read(root, "kubernetes", f"{name}-b") == wanted[1].role
+
+    namespaces["b"] = {}
+    shrunk = converge(root, desired(spec, namespaces), first.records, claims.append)
+    assert [r.namespace for r in shrunk.records] == ["a"]
+    assert policies.read(root, f"{name}-b") is None
+    assert roles.read(root, "kubernetes", f"{name}-b") is None
+
+    gone = converge(root, [], shrunk.records, claims.append)
+    assert gone.records == [] and policies.read(root, f"{name}-a") is None
+
+
+def test_pre_existing_objects_are_adopted_and_never_deleted(root: hvac.Client, name: str) -> None:
+    spec = _fan_out(name)
+    root.sys.create_or_update_acl_policy(f"{name}-a", 'path "old/*" { capabilities = ["read"] }')
+    wanted = desired(spec, {"a": {"tenant": "yes"}})
+    result = converge(root, wanted, [], lambda _: None)
+    [record] = result.records
+    assert record.adopted and not record.role_adopted
+    assert policies.read(root, f"{name}-a") == wanted[0].text, "adopted means kept in step"
+
+    removed = converge(root, [], result.records, lambda _: None)
+    assert removed.records == []
+    assert policies.read(root, f"{name}-a") == wanted[0].text, "an adopted policy stays"
+    assert roles.read(root, "kubernetes", f"{name}-a") is None, "the role was ours"
+
+
+def test_one_rejected_policy_does_not_stop_the_others(root: hvac.Client, name: str) -> None:
+    good = Wanted("a", f"{name}-a", 'path "a/*" { capabilities = ["read"] }\n', None)
+    bad = Wanted("b", f"{name}-b", 'path "b/*" { capabilities = ["reed"] }\n', None)
+    result = converge(root, [good, bad], [], lambda _: None)
+    assert set(result.failures) == {"b"}
+    assert isinstance(result.failures["b"], PolicyRejected)
+    assert policies.read(root, f"{name}-a") == good.text
+    assert [r.policy for r in result.records] == [f"{name}-a", f"{name}-b"]
