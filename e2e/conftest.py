@@ -10,7 +10,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,29 @@ class Stack:
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
     audit_log: Path
+    values: set[str] = field(default_factory=set)
+
+    def put(self, path: str, data: dict[str, Any]) -> int:
+        """Write KV data, remembering its values for the leak scan at the end of the run."""
+        self.values.update(str(v) for v in data.values() if len(str(v)) >= 6)
+        response = self.vault.secrets.kv.v2.create_or_update_secret(
+            path, data, mount_point="secret"
+        )
+        return int(response["data"]["version"])
+
+    def leaks(self) -> list[str]:
+        """Where a remembered secret value shows up: operator log, Events, statuses."""
+        places = {"operator log": self.operator.log_text()}
+        events = self.core.list_event_for_all_namespaces().items
+        places["events"] = "\n".join(f"{e.reason} {e.message}" for e in events)
+        objects = self.custom.list_cluster_custom_object("vaultsync.io", "v1alpha1", "vaultsecrets")
+        places["statuses"] = json.dumps([o.get("status") for o in objects["items"]])
+        return [
+            f"{where} contains a secret value"
+            for where, text in places.items()
+            for value in self.values
+            if value in text
+        ]
 
     @property
     def vault(self) -> hvac.Client:
@@ -47,7 +70,9 @@ class Stack:
             if exc.status == 404:
                 return None
             raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return {
+            k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()
+        }
 
     def vaultsecret(self, namespace: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
@@ -78,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     cp = ControlPlane(root / "cluster")
     bao = OpenBao(root / "openbao")
-    operator = Operator(root / "operator", cp.kubeconfig)
+    operator = Operator(root / "operator", cp.kubeconfig, verbose=True)
     try:
         cp.start()
         bao.start()
@@ -91,9 +116,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
         operator.start()
         api = config.new_client_from_config(str(cp.kubeconfig))
-        yield Stack(
+        stack = Stack(
             cp, bao, operator, client.CoreV1Api(api), client.CustomObjectsApi(api), audit_log
         )
+        yield stack
+        leaks = stack.leaks()
+        assert stack.values, "the leak scan needs the values the tests used"
+        assert not leaks, leaks
     finally:
         operator.stop()
         bao.stop()

@@ -83,8 +83,12 @@ def grant_tenant(vault: hvac.Client, namespace: str, service_account: str = "def
 class Operator:
     """`vaultsync run` as a real process against the local cluster's kubeconfig."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, kubeconfig: Path, *, verbose: bool = False, **env: str
+    ) -> None:
+        """verbose runs the operator at DEBUG, so that log scans see everything it says."""
         self.workdir = workdir
+        self.verbose = verbose
         self.kubeconfig = kubeconfig
         self.metrics_port = free_port()
         self.env = env
@@ -110,6 +114,7 @@ class Operator:
             "VAULTSYNC_METRICS_PORT": str(self.metrics_port),
             "VAULTSYNC_MIN_BACKOFF": "1",
             "VAULTSYNC_MAX_BACKOFF": "5",
+            "VAULTSYNC_RESYNC_INTERVAL": "2",
             "PYTHONPATH": str(ROOT / "operator"),
             **self.env,
         }

@@ -12,9 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def test_examples_apply_and_sync(stack: Stack) -> None:
     grant_tenant(stack.vault, "team-a")
-    stack.vault.secrets.kv.v2.create_or_update_secret(
-        "team-a/db", {"username": "app", "password": "example-pw-1"}, mount_point="secret"
-    )
+    stack.put("team-a/db", {"username": "app", "password": "example-pw-1"})
     stack.apply(*examples(stack.bao.address))
     data = eventually(lambda: stack.secret_data("team-a", "db-credentials"), 60, "the Secret")
     assert data == {"username": "app", "password": "example-pw-1"}
@@ -33,21 +31,18 @@ def test_examples_apply_and_sync(stack: Stack) -> None:
 
 
 def test_new_version_is_synced_after_the_refresh_interval(stack: Stack, tenant: str) -> None:
-    kv = stack.vault.secrets.kv.v2
-    kv.create_or_update_secret(f"{tenant}/app", {"token": "v1"}, mount_point="secret")
+    stack.put(f"{tenant}/app", {"token": "token-v1"})
     stack.apply(vault_secret(tenant, "app", f"{tenant}/app"))
-    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "v1"}, 60, "v1")
-    kv.create_or_update_secret(f"{tenant}/app", {"token": "v2"}, mount_point="secret")
-    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "v2"}, 30, "v2")
+    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "token-v1"}, 60, "v1")
+    stack.put(f"{tenant}/app", {"token": "token-v2"})
+    eventually(lambda: stack.secret_data(tenant, "app") == {"token": "token-v2"}, 30, "v2")
     eventually(
         lambda: stack.vaultsecret(tenant, "app")["status"].get("vaultVersion") == 2, 10, "v2"
     )
 
 
 def test_unchanged_data_writes_nothing(stack: Stack, tenant: str) -> None:
-    stack.vault.secrets.kv.v2.create_or_update_secret(
-        f"{tenant}/still", {"k": "v"}, mount_point="secret"
-    )
+    stack.put(f"{tenant}/still", {"k": "v"})
     stack.apply(vault_secret(tenant, "still", f"{tenant}/still"))
     eventually(lambda: stack.secret_data(tenant, "still"), 60, "the Secret")
     eventually(lambda: stack.ready(tenant, "still"), 10, "Ready")
@@ -64,9 +59,7 @@ def test_unchanged_data_writes_nothing(stack: Stack, tenant: str) -> None:
 
 
 def test_deleting_the_vaultsecret_garbage_collects_the_secret(stack: Stack, tenant: str) -> None:
-    stack.vault.secrets.kv.v2.create_or_update_secret(
-        f"{tenant}/gone", {"k": "v"}, mount_point="secret"
-    )
+    stack.put(f"{tenant}/gone", {"k": "v"})
     stack.apply(vault_secret(tenant, "gone", f"{tenant}/gone"))
     eventually(lambda: stack.secret_data(tenant, "gone"), 60, "the Secret")
     stack.cp.kubectl("delete", "vaultsecret", "gone", "-n", tenant, "--timeout=60s")
@@ -74,9 +67,7 @@ def test_deleting_the_vaultsecret_garbage_collects_the_secret(stack: Stack, tena
 
 
 def test_login_is_the_namespaces_service_account(stack: Stack, tenant: str) -> None:
-    stack.vault.secrets.kv.v2.create_or_update_secret(
-        f"{tenant}/who", {"k": "v"}, mount_point="secret"
-    )
+    stack.put(f"{tenant}/who", {"k": "v"})
     stack.apply(vault_secret(tenant, "who", f"{tenant}/who"))
     eventually(lambda: stack.secret_data(tenant, "who"), 60, "the Secret")
     logins = [
@@ -92,9 +83,7 @@ def test_login_is_the_namespaces_service_account(stack: Stack, tenant: str) -> N
 
 
 def test_vault_outage_keeps_the_secret_and_recovers(stack: Stack, tenant: str) -> None:
-    stack.vault.secrets.kv.v2.create_or_update_secret(
-        f"{tenant}/db", {"password": "outage-pw"}, mount_point="secret"
-    )
+    stack.put(f"{tenant}/db", {"password": "outage-pw"})
     stack.apply(vault_secret(tenant, "db", f"{tenant}/db"))
     eventually(lambda: stack.secret_data(tenant, "db"), 60, "the Secret")
     before = stack.core.read_namespaced_secret("db", tenant)
