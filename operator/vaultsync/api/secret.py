@@ -109,4 +109,3 @@ VAULT_SECRET_RULES = [
 class VaultSecretStatus(ConditionedStatus):
     vault_version: int | None = None
     last_sync_time: str | None = None
-    secret_name: str | None = None

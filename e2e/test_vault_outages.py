@@ -1,0 +1,59 @@
+"""Many VaultSecrets through Vault sealed/unsealed and killed/restarted: all survive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from e2e.conftest import Stack, vault_secret
+from e2e.stack import eventually
+
+pytestmark = pytest.mark.e2e
+COUNT = 20
+
+
+def all_ready(stack: Stack, namespace: str, status: str, reason: str | None = None) -> bool:
+    for i in range(COUNT):
+        condition = stack.ready_is(namespace, f"s{i}", status)
+        if condition is None or (reason is not None and condition["reason"] != reason):
+            return False
+    return True
+
+
+def secrets_snapshot(stack: Stack, namespace: str) -> dict[str, tuple[str, dict[str, str]]]:
+    items = stack.core.list_namespaced_secret(
+        namespace, label_selector="app.kubernetes.io/managed-by=vaultsync"
+    ).items
+    return {s.metadata.name: (s.metadata.resource_version, s.data) for s in items}
+
+
+@pytest.mark.parametrize(
+    ("outage", "reason"),
+    [("seal", "VaultSealed"), ("kill", "VaultUnavailable")],
+)
+def test_outage_changes_nothing_and_everything_recovers(
+    stack: Stack, tenant: str, outage: str, reason: str
+) -> None:
+    for i in range(COUNT):
+        stack.put(f"{tenant}/s{i}", {"pw": f"outage-{outage}-{i}-value"})
+    stack.apply(*(vault_secret(tenant, f"s{i}", f"{tenant}/s{i}") for i in range(COUNT)))
+    eventually(lambda: all_ready(stack, tenant, "True"), 120, "all Ready")
+    before = secrets_snapshot(stack, tenant)
+    assert len(before) == COUNT
+    operator_pid = stack.operator.pid
+    recover: Callable[[], None]
+    if outage == "seal":
+        stack.bao.seal()
+        recover = stack.bao.unseal
+    else:
+        stack.bao.kill()
+        recover = stack.bao.start
+    try:
+        eventually(lambda: all_ready(stack, tenant, "False", reason), 60, f"all {reason}")
+        assert secrets_snapshot(stack, tenant) == before
+    finally:
+        recover()
+    eventually(lambda: all_ready(stack, tenant, "True"), 120, "all Ready again")
+    assert secrets_snapshot(stack, tenant) == before
+    assert stack.operator.pid == operator_pid
