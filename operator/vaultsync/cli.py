@@ -17,6 +17,9 @@ def _run(args: argparse.Namespace) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf says "Handler ... succeeded" for every watch event; keep its warnings only
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=True,
