@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 cluster-binaries: $(VENV)/.installed
 	$(PY) -m e2e.localcluster build
+	$(PY) -m e2e.helm
 
 crds: $(VENV)/.installed
 	$(PY) -m vaultsync crds crds charts/vaultsync/crds

@@ -175,7 +175,9 @@ def _unversioned_requirements(module_at_version: str) -> list[str]:
     return sorted(set(pattern.findall(gomod)))
 
 
-def _go_build(src: Path, gomod: str, packages: list[str], outputs: list[Path]) -> None:
+def _go_build(
+    src: Path, gomod: str, packages: list[str], outputs: list[Path], ldflags: str = "-s -w"
+) -> None:
     """Build `packages` in a generated module; the i-th package's binary becomes outputs[i].
 
     Go writes into a scratch dir first and each binary is then renamed into place, so an
@@ -191,7 +193,7 @@ def _go_build(src: Path, gomod: str, packages: list[str], outputs: list[Path]) -
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
     try:
-        _go(["build", "-ldflags=-s -w", "-o", f"{scratch}/", *packages], src)
+        _go(["build", f"-ldflags={ldflags}", "-o", f"{scratch}/", *packages], src)
         for package, output in zip(packages, outputs, strict=True):
             os.replace(scratch / _go_binary_name(package), output)
     finally:
