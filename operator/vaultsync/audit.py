@@ -10,6 +10,8 @@ Losing audit is worse than keeping it, so the rules are conservative:
   re-created: audit devices cannot be changed in place, and disabling one to
   re-create it stops audit meanwhile, for good if the server (OpenBao >= 2.3.2
   without `unsafe_allow_api_audit_creation`) then refuses the re-creation.
+- Within one operator process the ownership last recorded is remembered by uid,
+  because the object's body may lag behind our own status patches.
 - The reconciler never disables anything. Deleting the object disables the device
   only with deletionPolicy Delete, and only if vaultsync enabled it.
 """
@@ -133,15 +135,23 @@ class AuditReconciler:
         self.sessions = sessions
         self.operator_namespace = operator_namespace
         self._credentials = KubeCredentials(kube)
+        self._known: dict[str, bool] = {}
+
+    def _managed(self, body: Mapping[str, Any]) -> bool:
+        uid = body["metadata"]["uid"]
+        if uid in self._known:
+            return self._known[uid]
+        return bool((body.get("status") or {}).get("managed"))
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(managed: bool) -> None:
+            self._known[body["metadata"]["uid"]] = managed
             status.patch(self.kube, PLURAL, None, body["metadata"]["name"], {"managed": managed})
 
         return claim
 
     def sync(self, body: Mapping[str, Any], directory: Directory) -> AuditResult:
-        managed = bool((body.get("status") or {}).get("managed"))
+        managed = self._managed(body)
         try:
             spec = VaultAuditDeviceSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
@@ -164,6 +174,7 @@ class AuditReconciler:
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
         result = self.sync(body, directory)
         metrics.SYNCS.labels("VaultAuditDevice", result.outcome.reason).inc()
+        self._known[body["metadata"]["uid"]] = result.managed
         report.record(self.kube, PLURAL, body, result.outcome, {"managed": result.managed})
         return result.outcome
 
@@ -172,15 +183,18 @@ class AuditReconciler:
         spec = body.get("spec") or {}
         path = str(spec.get("path", ""))
         if spec.get("deletionPolicy", DeletionPolicy.RETAIN) != DeletionPolicy.DELETE:
-            return f"audit device {path!r} left enabled: deletionPolicy is Retain"
-        if not (body.get("status") or {}).get("managed"):
-            return f"audit device {path!r} left enabled: vaultsync did not enable it"
+            message = f"audit device {path!r} left enabled: deletionPolicy is Retain"
+        elif not self._managed(body):
+            message = f"audit device {path!r} left enabled: vaultsync did not enable it"
+        else:
+            message = self._disable(spec.get("authRef") or "default", path, directory)
+        self._known.pop(body["metadata"]["uid"], None)
+        return message
+
+    def _disable(self, auth_ref: str, path: str, directory: Directory) -> str:
         try:
             identity = operator_identity(
-                spec.get("authRef") or "default",
-                directory,
-                self._credentials.secret_value,
-                self.operator_namespace,
+                auth_ref, directory, self._credentials.secret_value, self.operator_namespace
             )
             return with_client(self.sessions, identity, lambda client: remove(client, path, True))
         except SyncError as exc:

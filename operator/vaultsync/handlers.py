@@ -10,21 +10,24 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, metrics, scheduling
 from vaultsync.api.base import parse_duration
+from vaultsync.audit import AuditReconciler
 from vaultsync.destination import OWNER_ANNOTATION, drifted
 from vaultsync.errors import SyncError
 from vaultsync.kube.api import connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
+from vaultsync.policy import PolicyReconciler
 from vaultsync.settings import Settings
-from vaultsync.sync import Directory, SecretSyncer
+from vaultsync.sync import Directory, Outcome, SecretSyncer
 from vaultsync.vault.sessions import Sessions
 
 REFRESH_ANNOTATION = "vaultsync.io/refresh"
@@ -36,6 +39,10 @@ class Context:
     settings: Settings
     syncer: SecretSyncer
     wakers: scheduling.Wakers
+    policies: PolicyReconciler
+    audits: AuditReconciler
+    policy_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
+    audit_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
 
 
 @kopf.on.startup()
@@ -56,6 +63,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         settings=config,
         syncer=SecretSyncer(kube, sessions, operator_namespace=config.namespace),
         wakers=scheduling.Wakers(),
+        policies=PolicyReconciler(kube, sessions, operator_namespace=config.namespace),
+        audits=AuditReconciler(kube, sessions, operator_namespace=config.namespace),
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -151,3 +160,133 @@ async def managed_secret_changed(
     owner = body.metadata.annotations.get(OWNER_ANNOTATION)
     if owner and (type == "DELETED" or drifted(copy.deepcopy(dict(body)))):
         memo.ctx.wakers.wake((namespace or "", owner))
+
+
+# VaultPolicy and VaultAuditDevice: cluster-scoped Vault configuration, done as the
+# operator. Each object runs a loop like a VaultSecret's, resyncing every
+# VAULTSYNC_RESYNC_INTERVAL to repair drift; namespaces are indexed so that fan-out
+# policies follow namespaces appearing, disappearing and being relabelled.
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    return {name: dict(labels)}
+
+
+def _namespaces(index: kopf.Index[Any, Any]) -> dict[str, dict[str, str]]:
+    return {name: next(iter(labels), {}) for name, labels in index.items()}
+
+
+def _object_lock(memo: Any) -> asyncio.Lock:
+    """Serialises an object's reconcile loop with its deletion handler: the loop may be
+    mid-reconcile in a thread when deletion starts, and must not write after cleanup."""
+    lock: asyncio.Lock | None = getattr(memo, "lock", None)
+    if lock is None:
+        lock = memo.lock = asyncio.Lock()
+    return lock
+
+
+async def _config_loop(
+    reconcile: Callable[[dict[str, Any]], Outcome],
+    wakers: scheduling.Wakers,
+    body: kopf.Body,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+) -> None:
+    ctx: Context = memo.ctx
+    key = ("", name)
+    wake = wakers.register(key)
+    failures = 0
+    try:
+        while True:
+            async with _object_lock(memo):
+                if stopped or body.metadata.get("deletionTimestamp"):
+                    return
+                memo.generation = body.metadata.get("generation")
+                snapshot = copy.deepcopy(dict(body))
+                try:
+                    outcome = await asyncio.to_thread(reconcile, snapshot)
+                except StatusWriteFailed as exc:
+                    failures += 1
+                    delay = ctx.settings.backoff(failures)
+                    raise kopf.TemporaryError(str(exc), delay=delay) from None
+            failures = 0 if outcome.ready else failures + 1
+            retry_soon = not outcome.ready and outcome.retryable
+            delay = ctx.settings.backoff(failures) if retry_soon else ctx.settings.resync_interval
+            await scheduling.wait(wake, stopped.wait(), delay)
+    finally:
+        wakers.forget(key)
+
+
+async def _cleanup(
+    cleanup: Callable[[dict[str, Any]], str], body: kopf.Body, memo: Any, retry: int
+) -> None:
+    ctx: Context = memo.ctx
+    async with _object_lock(memo):
+        try:
+            message = await asyncio.to_thread(cleanup, copy.deepcopy(dict(body)))
+        except SyncError as exc:
+            raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
+    log.info("%s", message)
+
+
+def _wake_on_spec_change(wakers: scheduling.Wakers, type: str, body: kopf.Body, memo: Any) -> None:
+    seen = getattr(memo, "generation", None)
+    if type != "DELETED" and seen is not None and body.metadata.get("generation") != seen:
+        wakers.wake(("", body.metadata.name))
+
+
+@kopf.daemon(GROUP, VERSION, "vaultpolicies", cancellation_timeout=10.0)
+async def vaultpolicy_loop(
+    body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
+) -> None:
+    ctx: Context = memo.ctx
+    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    index = kwargs["namespace_labels"]
+
+    def reconcile(snapshot: dict[str, Any]) -> Outcome:
+        return ctx.policies.reconcile(snapshot, directory, _namespaces(index))
+
+    await _config_loop(reconcile, ctx.policy_wakers, body, name, stopped, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, "vaultpolicies")
+async def vaultpolicy_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
+    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    await _cleanup(lambda b: memo.ctx.policies.cleanup(b, directory), body, memo, retry)
+
+
+@kopf.on.event(GROUP, VERSION, "vaultpolicies")
+async def vaultpolicy_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _wake_on_spec_change(memo.ctx.policy_wakers, type, body, memo)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_changed(memo: Any, **_: Any) -> None:
+    """A namespace appeared, went or changed labels: fan-out policies recompute their set."""
+    memo.ctx.policy_wakers.wake_all()
+
+
+@kopf.daemon(GROUP, VERSION, "vaultauditdevices", cancellation_timeout=10.0)
+async def vaultauditdevice_loop(
+    body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
+) -> None:
+    ctx: Context = memo.ctx
+    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+
+    def reconcile(snapshot: dict[str, Any]) -> Outcome:
+        return ctx.audits.reconcile(snapshot, directory)
+
+    await _config_loop(reconcile, ctx.audit_wakers, body, name, stopped, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, "vaultauditdevices")
+async def vaultauditdevice_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
+    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    await _cleanup(lambda b: memo.ctx.audits.cleanup(b, directory), body, memo, retry)
+
+
+@kopf.on.event(GROUP, VERSION, "vaultauditdevices")
+async def vaultauditdevice_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    _wake_on_spec_change(memo.ctx.audit_wakers, type, body, memo)

@@ -10,6 +10,10 @@ adopted: vaultsync keeps it in step from then on but never deletes it, neither w
 its namespace stops matching nor when the VaultPolicy is deleted, because something
 else depended on it before vaultsync came along.
 
+Within one operator process the records last written are remembered by uid: the
+object's body may lag behind our own status patches, and reading an older status
+would make objects vaultsync just created look pre-existing (adopted).
+
 A policy Vault rejects is reported (Ready=False with Vault's message); Vault keeps
 the previous text, so a bad edit never takes a working policy away.
 """
@@ -115,6 +119,10 @@ def converge(
     return Converged([w.record(adopted) for w in wanted] + leftover, failures, writes)
 
 
+def _no_claim(records: list[ManagedPolicy]) -> None:
+    """Removing everything claims nothing new."""
+
+
 def records_of(body: Mapping[str, Any]) -> list[ManagedPolicy]:
     raw = (body.get("status") or {}).get("policies") or []
     return [ManagedPolicy.model_validate(entry) for entry in raw]
@@ -154,6 +162,11 @@ class PolicyReconciler:
         self.sessions = sessions
         self.operator_namespace = operator_namespace
         self._credentials = KubeCredentials(kube)
+        self._known: dict[str, list[ManagedPolicy]] = {}
+
+    def _records(self, body: Mapping[str, Any]) -> list[ManagedPolicy]:
+        uid = body["metadata"]["uid"]
+        return self._known[uid] if uid in self._known else records_of(body)
 
     def _identity(self, auth_ref: str, directory: Directory) -> Identity:
         return operator_identity(
@@ -162,6 +175,7 @@ class PolicyReconciler:
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(records: list[ManagedPolicy]) -> None:
+            self._known[body["metadata"]["uid"]] = records
             status.patch(
                 self.kube, PLURAL, None, body["metadata"]["name"], {"policies": _dump(records)}
             )
@@ -171,7 +185,7 @@ class PolicyReconciler:
     def sync(
         self, body: Mapping[str, Any], directory: Directory, namespaces: Namespaces
     ) -> tuple[Outcome, list[ManagedPolicy]]:
-        records = records_of(body)
+        records = self._records(body)
         try:
             spec = VaultPolicySpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
@@ -201,23 +215,28 @@ class PolicyReconciler:
     ) -> Outcome:
         outcome, records = self.sync(body, directory, namespaces)
         metrics.SYNCS.labels("VaultPolicy", outcome.reason).inc()
+        self._known[body["metadata"]["uid"]] = records
         report.record(self.kube, PLURAL, body, outcome, {"policies": _dump(records)})
         return outcome
 
     def cleanup(self, body: Mapping[str, Any], directory: Directory) -> str:
         """Delete what this VaultPolicy created (not adopted objects); raises SyncError."""
         spec = body.get("spec") or {}
-        records = records_of(body)
+        records = self._records(body)
         if spec.get("deletionPolicy") == DeletionPolicy.RETAIN:
-            return "deletionPolicy is Retain: policies and roles left in Vault"
-        if not records:
-            return "nothing to remove"
+            message = "deletionPolicy is Retain: policies and roles left in Vault"
+        elif not records:
+            message = "nothing to remove"
+        else:
+            message = self._remove(spec.get("authRef") or "default", records, directory)
+        self._known.pop(body["metadata"]["uid"], None)
+        return message
+
+    def _remove(self, auth_ref: str, records: list[ManagedPolicy], directory: Directory) -> str:
         try:
-            identity = self._identity(spec.get("authRef") or "default", directory)
+            identity = self._identity(auth_ref, directory)
             result = with_client(
-                self.sessions,
-                identity,
-                lambda client: converge(client, [], records, self._claim(body)),
+                self.sessions, identity, lambda client: converge(client, [], records, _no_claim)
             )
         except SyncError as exc:
             raise SyncError(

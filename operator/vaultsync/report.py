@@ -1,7 +1,7 @@
 """Recording a reconcile's outcome: the Ready condition, status fields and an Event.
 
 Status is written only when it changed; an Event is posted when Ready or its reason
-changed, or when the reconcile wrote something.
+changed, or when the reconcile wrote something to Vault (a drift repair, say).
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ def record(
         generation=generation,
     )
     new = {**current, **fields, "observedGeneration": generation, "conditions": conditions}
-    if new == current:
-        return
-    status.patch(kube, plural, meta.get("namespace"), meta["name"], new)
+    if new != current:
+        status.patch(kube, plural, meta.get("namespace"), meta["name"], new)
     flipped = previous is None or (previous.get("status"), previous.get("reason")) != (
         "True" if outcome.ready else "False",
         outcome.reason,

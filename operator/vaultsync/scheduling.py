@@ -22,6 +22,10 @@ class Wakers:
     def forget(self, key: Key) -> None:
         self._events.pop(key, None)
 
+    def wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
+
     def wake(self, key: Key) -> bool:
         event = self._events.get(key)
         if event is None:

@@ -17,6 +17,7 @@ class Settings:
     workers: int
     min_backoff: float
     max_backoff: float
+    resync_interval: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -28,6 +29,7 @@ class Settings:
             workers=int(os.environ.get("VAULTSYNC_WORKERS", "16")),
             min_backoff=_float("VAULTSYNC_MIN_BACKOFF", 5.0),
             max_backoff=_float("VAULTSYNC_MAX_BACKOFF", 300.0),
+            resync_interval=_float("VAULTSYNC_RESYNC_INTERVAL", 60.0),
         )
 
     def backoff(self, failures: int) -> float:
