@@ -22,6 +22,7 @@ from vaultsync.api.base import parse_duration
 from vaultsync.audit import AuditReconciler
 from vaultsync.destination import OWNER_ANNOTATION, drifted
 from vaultsync.errors import SyncError
+from vaultsync.guard import Guard
 from vaultsync.kube.api import connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
@@ -177,13 +178,11 @@ def _namespaces(index: kopf.Index[Any, Any]) -> dict[str, dict[str, str]]:
     return {name: next(iter(labels), {}) for name, labels in index.items()}
 
 
-def _object_lock(memo: Any) -> asyncio.Lock:
-    """Serialises an object's reconcile loop with its deletion handler: the loop may be
-    mid-reconcile in a thread when deletion starts, and must not write after cleanup."""
-    lock: asyncio.Lock | None = getattr(memo, "lock", None)
-    if lock is None:
-        lock = memo.lock = asyncio.Lock()
-    return lock
+def _guard(memo: Any) -> Guard:
+    guard: Guard | None = getattr(memo, "guard", None)
+    if guard is None:
+        guard = memo.guard = Guard()
+    return guard
 
 
 async def _config_loop(
@@ -199,18 +198,16 @@ async def _config_loop(
     wake = wakers.register(key)
     failures = 0
     try:
-        while True:
-            async with _object_lock(memo):
-                if stopped or body.metadata.get("deletionTimestamp"):
-                    return
-                memo.generation = body.metadata.get("generation")
-                snapshot = copy.deepcopy(dict(body))
-                try:
-                    outcome = await asyncio.to_thread(reconcile, snapshot)
-                except StatusWriteFailed as exc:
-                    failures += 1
-                    delay = ctx.settings.backoff(failures)
-                    raise kopf.TemporaryError(str(exc), delay=delay) from None
+        while not stopped and not body.metadata.get("deletionTimestamp"):
+            memo.generation = body.metadata.get("generation")
+            snapshot = copy.deepcopy(dict(body))
+            try:
+                outcome = await asyncio.to_thread(_guard(memo).run, reconcile, snapshot)
+            except StatusWriteFailed as exc:
+                failures += 1
+                raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
+            if outcome is None:
+                return
             failures = 0 if outcome.ready else failures + 1
             retry_soon = not outcome.ready and outcome.retryable
             delay = ctx.settings.backoff(failures) if retry_soon else ctx.settings.resync_interval
@@ -223,11 +220,10 @@ async def _cleanup(
     cleanup: Callable[[dict[str, Any]], str], body: kopf.Body, memo: Any, retry: int
 ) -> None:
     ctx: Context = memo.ctx
-    async with _object_lock(memo):
-        try:
-            message = await asyncio.to_thread(cleanup, copy.deepcopy(dict(body)))
-        except SyncError as exc:
-            raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
+    try:
+        message = await asyncio.to_thread(_guard(memo).finish, cleanup, copy.deepcopy(dict(body)))
+    except SyncError as exc:
+        raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
     log.info("%s", message)
 
 
