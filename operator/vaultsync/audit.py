@@ -18,6 +18,7 @@ Losing audit is worse than keeping it, so the rules are conservative:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -172,8 +173,10 @@ class AuditReconciler:
             return AuditResult(Outcome(False, exc.reason, str(exc), exc.retryable), managed)
 
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
+        started = time.monotonic()
         result = self.sync(body, directory)
         metrics.SYNCS.labels("VaultAuditDevice", result.outcome.reason).inc()
+        metrics.SYNC_SECONDS.labels("VaultAuditDevice").observe(time.monotonic() - started)
         self._known[body["metadata"]["uid"]] = result.managed
         report.record(self.kube, PLURAL, body, result.outcome, {"managed": result.managed})
         return result.outcome

@@ -20,6 +20,7 @@ the previous text, so a bad edit never takes a working policy away.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -213,8 +214,10 @@ class PolicyReconciler:
     def reconcile(
         self, body: dict[str, Any], directory: Directory, namespaces: Namespaces
     ) -> Outcome:
+        started = time.monotonic()
         outcome, records = self.sync(body, directory, namespaces)
         metrics.SYNCS.labels("VaultPolicy", outcome.reason).inc()
+        metrics.SYNC_SECONDS.labels("VaultPolicy").observe(time.monotonic() - started)
         self._known[body["metadata"]["uid"]] = records
         report.record(self.kube, PLURAL, body, outcome, {"policies": _dump(records)})
         return outcome
