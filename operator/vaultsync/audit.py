@@ -146,8 +146,8 @@ class AuditReconciler:
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(managed: bool) -> None:
-            self._known[body["metadata"]["uid"]] = managed
             status.patch(self.kube, PLURAL, None, body["metadata"]["name"], {"managed": managed})
+            self._known[body["metadata"]["uid"]] = managed
 
         return claim
 
@@ -157,8 +157,8 @@ class AuditReconciler:
             spec = VaultAuditDeviceSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "spec"
-            outcome = Outcome(False, "InvalidSpec", f"spec.{where}: {first['msg']}", False)
+            where = ".".join(["spec", *(str(p) for p in first["loc"])])
+            outcome = Outcome(False, "InvalidSpec", f"{where}: {first['msg']}", False)
             return AuditResult(outcome, managed)
         try:
             identity = operator_identity(

@@ -176,10 +176,10 @@ class PolicyReconciler:
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(records: list[ManagedPolicy]) -> None:
-            self._known[body["metadata"]["uid"]] = records
             status.patch(
                 self.kube, PLURAL, None, body["metadata"]["name"], {"policies": _dump(records)}
             )
+            self._known[body["metadata"]["uid"]] = records
 
         return claim
 
@@ -191,8 +191,8 @@ class PolicyReconciler:
             spec = VaultPolicySpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "spec"
-            message = f"spec.{where}: {first['msg']}".replace("spec.spec: ", "spec: ")
+            where = ".".join(["spec", *(str(p) for p in first["loc"])])
+            message = f"{where}: {first['msg']}"
             return Outcome(False, "InvalidSpec", message, retryable=False), records
         wanted = desired(spec, namespaces)
         try:
