@@ -126,6 +126,18 @@ def test_delete_disables_only_what_vaultsync_enabled(
         stack.vault.sys.disable_audit_device(theirs)
 
 
+def test_ownership_survives_an_operator_restart(stack: Stack, path: str, tmp_path: Path) -> None:
+    stack.apply(_device(path, path, tmp_path / "audit.log", deletionPolicy="Delete"))
+    eventually(lambda: _ready(stack, path), 60, "Ready")
+    stack.operator.stop()
+    stack.vault.sys.disable_audit_device(path)
+    stack.operator.start()
+    eventually(lambda: path in _devices(stack.vault), 60, "re-enabled after the restart")
+    assert _get(stack, path)["status"]["managed"] is True
+    stack.cp.kubectl("delete", "vaultauditdevice", path, "--timeout=60s")
+    assert path not in _devices(stack.vault)
+
+
 def test_changed_settings_are_reported_not_applied_by_disabling(
     stack: Stack, path: str, tmp_path: Path
 ) -> None:

@@ -193,6 +193,36 @@ def test_retain_leaves_everything_in_vault(stack: Stack, uid: str) -> None:
     assert _policy_text(stack.vault, name) == hcl
 
 
+def test_ownership_survives_an_operator_restart(
+    stack: Stack, uid: str, namespaces: list[str]
+) -> None:
+    label, tenant, name = f"restart-{uid}", f"restart-{uid}", f"restart-{uid}"
+    namespaces.append(tenant)
+    stack.apply(_namespace(tenant, {label: "yes"}))
+    stack.apply(
+        _policy(
+            name,
+            namespaceSelector={"matchLabels": {label: "yes"}},
+            policyName=f"{name}-{{namespace}}",
+            hcl='path "x/{namespace}/*" { capabilities = ["read"] }\n',
+        )
+    )
+    eventually(lambda: _ready(stack, name), 60, "Ready")
+    wanted = _policy_text(stack.vault, f"{name}-{tenant}")
+    stack.operator.stop()
+    stack.vault.sys.create_or_update_acl_policy(
+        f"{name}-{tenant}", 'path "y" { capabilities = ["read"] }'
+    )
+    stack.operator.start()
+    eventually(
+        lambda: _policy_text(stack.vault, f"{name}-{tenant}") == wanted, 60, "repair after restart"
+    )
+    [record] = _get(stack, name)["status"]["policies"]
+    assert "adopted" not in record, "its own policy is not mistaken for a pre-existing one"
+    stack.cp.kubectl("delete", "vaultpolicy", name, "--timeout=60s")
+    assert _policy_text(stack.vault, f"{name}-{tenant}") is None
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
