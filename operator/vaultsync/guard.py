@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
-A = TypeVar("A")
 
 
 class Guard:
@@ -21,15 +20,15 @@ class Guard:
         self._lock = threading.Lock()
         self._finishing = threading.Event()
 
-    def run(self, work: Callable[[A], T], arg: A) -> T | None:
-        """work(arg), unless the cleanup has begun (then None)."""
+    def run(self, work: Callable[[], T]) -> T | None:
+        """work(), unless the cleanup has begun (then None)."""
         with self._lock:
             if self._finishing.is_set():
                 return None
-            return work(arg)
+            return work()
 
-    def finish(self, cleanup: Callable[[A], T], arg: A) -> T:
-        """cleanup(arg) once no reconcile runs; no reconcile runs after it either."""
+    def finish(self, cleanup: Callable[[], T]) -> T:
+        """cleanup() once no reconcile runs; no reconcile runs after it either."""
         self._finishing.set()
         with self._lock:
-            return cleanup(arg)
+            return cleanup()

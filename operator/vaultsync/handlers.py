@@ -186,7 +186,7 @@ def _guard(memo: Any) -> Guard:
 
 
 async def _config_loop(
-    reconcile: Callable[[dict[str, Any]], Outcome],
+    prepare: Callable[[dict[str, Any]], Callable[[], Outcome]],
     wakers: scheduling.Wakers,
     body: kopf.Body,
     name: str,
@@ -202,7 +202,7 @@ async def _config_loop(
             memo.generation = body.metadata.get("generation")
             snapshot = copy.deepcopy(dict(body))
             try:
-                outcome = await asyncio.to_thread(_guard(memo).run, reconcile, snapshot)
+                outcome = await asyncio.to_thread(_guard(memo).run, prepare(snapshot))
             except StatusWriteFailed as exc:
                 failures += 1
                 raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
@@ -216,12 +216,10 @@ async def _config_loop(
         wakers.forget(key)
 
 
-async def _cleanup(
-    cleanup: Callable[[dict[str, Any]], str], body: kopf.Body, memo: Any, retry: int
-) -> None:
+async def _cleanup(cleanup: Callable[[], str], memo: Any, retry: int) -> None:
     ctx: Context = memo.ctx
     try:
-        message = await asyncio.to_thread(_guard(memo).finish, cleanup, copy.deepcopy(dict(body)))
+        message = await asyncio.to_thread(_guard(memo).finish, cleanup)
     except SyncError as exc:
         raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
     log.info("%s", message)
@@ -241,16 +239,18 @@ async def vaultpolicy_loop(
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
     index = kwargs["namespace_labels"]
 
-    def reconcile(snapshot: dict[str, Any]) -> Outcome:
-        return ctx.policies.reconcile(snapshot, directory, _namespaces(index))
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        namespaces = _namespaces(index)  # copied here: the index changes in the event loop
+        return lambda: ctx.policies.reconcile(snapshot, directory, namespaces)
 
-    await _config_loop(reconcile, ctx.policy_wakers, body, name, stopped, memo)
+    await _config_loop(prepare, ctx.policy_wakers, body, name, stopped, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultpolicies")
 async def vaultpolicy_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
-    await _cleanup(lambda b: memo.ctx.policies.cleanup(b, directory), body, memo, retry)
+    snapshot = copy.deepcopy(dict(body))
+    await _cleanup(lambda: memo.ctx.policies.cleanup(snapshot, directory), memo, retry)
 
 
 @kopf.on.event(GROUP, VERSION, "vaultpolicies")
@@ -271,16 +271,17 @@ async def vaultauditdevice_loop(
     ctx: Context = memo.ctx
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
 
-    def reconcile(snapshot: dict[str, Any]) -> Outcome:
-        return ctx.audits.reconcile(snapshot, directory)
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        return lambda: ctx.audits.reconcile(snapshot, directory)
 
-    await _config_loop(reconcile, ctx.audit_wakers, body, name, stopped, memo)
+    await _config_loop(prepare, ctx.audit_wakers, body, name, stopped, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultauditdevices")
 async def vaultauditdevice_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
-    await _cleanup(lambda b: memo.ctx.audits.cleanup(b, directory), body, memo, retry)
+    snapshot = copy.deepcopy(dict(body))
+    await _cleanup(lambda: memo.ctx.audits.cleanup(snapshot, directory), memo, retry)
 
 
 @kopf.on.event(GROUP, VERSION, "vaultauditdevices")
