@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .dev
 export PYTHONPATH := operator:.
 
-.PHONY: dev down test lint unit integration e2e crds cluster-binaries clean
+.PHONY: dev down test lint unit integration e2e crds cluster-binaries clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ test: lint cluster-binaries
 
 dev: cluster-binaries
 	$(PY) -m e2e.dev up --state-dir $(STATE)
+
+bench: cluster-binaries
+	$(PY) -m e2e.bench
 
 down: $(VENV)/.installed
 	$(PY) -m e2e.dev down --state-dir $(STATE)
