@@ -19,9 +19,9 @@ from e2e.stack import (
     apply,
     eventually,
     examples,
-    grant_tenant,
     install_crds,
 )
+from e2e.vaultadmin import grant_operator
 
 EXAMPLE_DATA = {"username": "app", "password": "dev-only-password"}
 
@@ -39,7 +39,7 @@ def up(state: Path) -> None:
     configure_kubernetes_auth(bao, cp)
     install_crds(cp)
     cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    grant_tenant(bao.client(), "team-a")
+    grant_operator(bao.client())  # the one bootstrap step; examples/ do the rest
     kv = bao.client().secrets.kv.v2
     kv.create_or_update_secret("team-a/db", EXAMPLE_DATA, mount_point="secret")
     operator.start()
@@ -53,7 +53,7 @@ def up(state: Path) -> None:
         "the synced Secret team-a/db-credentials",
     )
     cp.kubectl("wait", "--for=condition=Ready", "vaultsecret/db", "-n", "team-a", "--timeout=60s")
-    print(cp.kubectl("get", "vaultsecrets", "-A").stdout)
+    print(cp.kubectl("get", "vaultpolicies,vaultsecrets", "-A").stdout)
     secret = cp.kubectl(
         "get", "secret", "db-credentials", "-n", "team-a", "-o", "jsonpath={.data}"
     ).stdout

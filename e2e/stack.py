@@ -127,6 +127,7 @@ class Operator:
                 "run",
                 "--standalone",
                 f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+                *(["--verbose"] if self.verbose else []),
             ],
             self.workdir,
             env,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from e2e.conftest import Stack, audit_entries, vault_secret
-from e2e.stack import eventually, examples, grant_tenant
+from e2e.stack import eventually, examples
+from e2e.vaultadmin import grant_operator
 
 pytestmark = pytest.mark.e2e
 
 
 def test_examples_apply_and_sync(stack: Stack) -> None:
-    grant_tenant(stack.vault, "team-a")
+    grant_operator(stack.vault)  # bootstrap; the example VaultPolicy grants team-a its role
     stack.put("team-a/db", {"username": "app", "password": "example-pw-1"})
     stack.apply(*examples(stack.bao.address))
     data = eventually(lambda: stack.secret_data("team-a", "db-credentials"), 60, "the Secret")
@@ -24,6 +25,10 @@ def test_examples_apply_and_sync(stack: Stack) -> None:
     assert status["observedGeneration"] == 1
     assert ready["observedGeneration"] == 1
     assert status["lastSyncTime"]
+    policy = stack.custom.get_cluster_custom_object(
+        "vaultsync.io", "v1alpha1", "vaultpolicies", "tenant-read"
+    )
+    assert [p["policy"] for p in policy["status"]["policies"]] == ["tenant-team-a-read"]
     secret = stack.core.read_namespaced_secret("db-credentials", "team-a")
     assert secret.metadata.labels["app"] == "api"
     owner = secret.metadata.owner_references[0]

@@ -1,8 +1,9 @@
 """kopf glue: the only module with decorators. Domain logic lives elsewhere.
 
-VaultSecrets run as one daemon each: a loop that syncs, then waits for its
-refresh interval (or a backoff after a failure) unless a watch wakes it first.
-VaultAuths and VaultConnections are kept in memory by kopf indexes.
+Every VaultSecret, VaultPolicy and VaultAuditDevice runs as one daemon: a loop that
+reconciles, then waits (refresh or resync interval, or a backoff after a failure)
+unless a watch wakes it first. VaultAuths, VaultConnections and namespaces are kept in
+memory by kopf indexes.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     kube = connect(pool_size=config.workers)
-    sessions = Sessions(KubeCredentials(kube))
+    sessions = Sessions(KubeCredentials(kube), pool_size=config.workers)
     memo.ctx = Context(
         settings=config,
         syncer=SecretSyncer(kube, sessions, operator_namespace=config.namespace),
@@ -89,21 +90,86 @@ def _lookup(index: kopf.Index[Any, Any]) -> Any:
     return find
 
 
-def _trigger(body: kopf.Body) -> tuple[Any, Any]:
+def _vaultsecret_trigger(body: kopf.Body) -> object:
     """What makes a VaultSecret sync out of schedule: its generation or refresh annotation."""
     return body.metadata.get("generation"), body.metadata.annotations.get(REFRESH_ANNOTATION)
 
 
-def _next_wait(
-    ctx: Context, body: dict[str, Any], ready: bool, retryable: bool, failures: int
-) -> float | None:
-    if not ready:
-        return ctx.settings.backoff(failures) if retryable else None
+def _generation(body: kopf.Body) -> object:
+    return body.metadata.get("generation")
+
+
+def _refresh_interval(snapshot: dict[str, Any]) -> float | None:
     try:
-        interval = parse_duration(body["spec"].get("refreshInterval", "1m"))
+        interval = parse_duration((snapshot.get("spec") or {}).get("refreshInterval", "1m"))
     except ValueError:
         return None
     return interval or None
+
+
+def _guard(memo: Any) -> Guard:
+    guard: Guard | None = getattr(memo, "guard", None)
+    if guard is None:
+        guard = memo.guard = Guard()
+    return guard
+
+
+async def _reconcile_loop(
+    *,
+    key: scheduling.Key,
+    wakers: scheduling.Wakers,
+    prepare: Callable[[dict[str, Any]], Callable[[], Outcome]],
+    healthy_wait: Callable[[dict[str, Any]], float | None],
+    trigger: Callable[[kopf.Body], object],
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+) -> None:
+    """Reconcile, then wait: healthy_wait after success, a backoff after a retryable
+    failure, unless a watch wakes the object first (spec change, drift, namespaces)."""
+    ctx: Context = memo.ctx
+    wake = wakers.register(key)
+    failures = 0
+    try:
+        while not stopped and not body.metadata.get("deletionTimestamp"):
+            memo.trigger = trigger(body)
+            snapshot = copy.deepcopy(dict(body))
+            try:
+                outcome = await asyncio.to_thread(_guard(memo).run, prepare(snapshot))
+            except StatusWriteFailed as exc:
+                failures += 1
+                raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
+            if outcome is None:
+                return
+            failures = 0 if outcome.ready else failures + 1
+            retry_soon = not outcome.ready and outcome.retryable
+            delay = ctx.settings.backoff(failures) if retry_soon else healthy_wait(snapshot)
+            await scheduling.wait(wake, stopped.wait(), delay)
+    finally:
+        wakers.forget(key)
+
+
+async def _cleanup(cleanup: Callable[[], str], memo: Any, retry: int) -> None:
+    """Run cleanup once no reconcile runs (and none after): see guard.py."""
+    ctx: Context = memo.ctx
+    try:
+        message = await asyncio.to_thread(_guard(memo).finish, cleanup)
+    except SyncError as exc:
+        raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
+    log.info("%s", message)
+
+
+def _wake_on_change(
+    wakers: scheduling.Wakers,
+    key: scheduling.Key,
+    type: str,
+    body: kopf.Body,
+    memo: Any,
+    trigger: Callable[[kopf.Body], object],
+) -> None:
+    seen = getattr(memo, "trigger", None)
+    if type != "DELETED" and seen is not None and trigger(body) != seen:
+        wakers.wake(key)
 
 
 @kopf.daemon(GROUP, VERSION, "vaultsecrets", cancellation_timeout=10.0)
@@ -116,42 +182,35 @@ async def vaultsecret_loop(
     **kwargs: Any,
 ) -> None:
     ctx: Context = memo.ctx
-    key = (namespace or "", name)
-    wake = ctx.wakers.register(key)
     directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
-    failures = 0
-    try:
-        while not stopped and not body.metadata.get("deletionTimestamp"):
-            memo.trigger = _trigger(body)
-            snapshot = copy.deepcopy(dict(body))
-            try:
-                outcome = await asyncio.to_thread(ctx.syncer.reconcile, snapshot, directory)
-            except StatusWriteFailed as exc:
-                failures += 1
-                raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
-            failures = 0 if outcome.ready else failures + 1
-            delay = _next_wait(ctx, snapshot, outcome.ready, outcome.retryable, failures)
-            await scheduling.wait(wake, stopped.wait(), delay)
-    finally:
-        ctx.wakers.forget(key)
+
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        return lambda: ctx.syncer.reconcile(snapshot, directory)
+
+    await _reconcile_loop(
+        key=(namespace or "", name),
+        wakers=ctx.wakers,
+        prepare=prepare,
+        healthy_wait=_refresh_interval,
+        trigger=_vaultsecret_trigger,
+        body=body,
+        stopped=stopped,
+        memo=memo,
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultsecrets")
 async def vaultsecret_deleted(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
-    ctx: Context = memo.ctx
-    try:
-        await asyncio.to_thread(ctx.syncer.release, copy.deepcopy(dict(body)))
-    except SyncError as exc:
-        raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
+    snapshot = copy.deepcopy(dict(body))
+    await _cleanup(lambda: memo.ctx.syncer.release(snapshot), memo, retry)
 
 
 @kopf.on.event(GROUP, VERSION, "vaultsecrets")
 async def vaultsecret_changed(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    seen = getattr(memo, "trigger", None)
-    if type != "DELETED" and seen is not None and _trigger(body) != seen:
-        memo.ctx.wakers.wake((namespace or "", name))
+    key = (namespace or "", name)
+    _wake_on_change(memo.ctx.wakers, key, type, body, memo, _vaultsecret_trigger)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
@@ -178,59 +237,6 @@ def _namespaces(index: kopf.Index[Any, Any]) -> dict[str, dict[str, str]]:
     return {name: next(iter(labels), {}) for name, labels in index.items()}
 
 
-def _guard(memo: Any) -> Guard:
-    guard: Guard | None = getattr(memo, "guard", None)
-    if guard is None:
-        guard = memo.guard = Guard()
-    return guard
-
-
-async def _config_loop(
-    prepare: Callable[[dict[str, Any]], Callable[[], Outcome]],
-    wakers: scheduling.Wakers,
-    body: kopf.Body,
-    name: str,
-    stopped: kopf.DaemonStopped,
-    memo: Any,
-) -> None:
-    ctx: Context = memo.ctx
-    key = ("", name)
-    wake = wakers.register(key)
-    failures = 0
-    try:
-        while not stopped and not body.metadata.get("deletionTimestamp"):
-            memo.generation = body.metadata.get("generation")
-            snapshot = copy.deepcopy(dict(body))
-            try:
-                outcome = await asyncio.to_thread(_guard(memo).run, prepare(snapshot))
-            except StatusWriteFailed as exc:
-                failures += 1
-                raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(failures)) from None
-            if outcome is None:
-                return
-            failures = 0 if outcome.ready else failures + 1
-            retry_soon = not outcome.ready and outcome.retryable
-            delay = ctx.settings.backoff(failures) if retry_soon else ctx.settings.resync_interval
-            await scheduling.wait(wake, stopped.wait(), delay)
-    finally:
-        wakers.forget(key)
-
-
-async def _cleanup(cleanup: Callable[[], str], memo: Any, retry: int) -> None:
-    ctx: Context = memo.ctx
-    try:
-        message = await asyncio.to_thread(_guard(memo).finish, cleanup)
-    except SyncError as exc:
-        raise kopf.TemporaryError(str(exc), delay=ctx.settings.backoff(retry + 1)) from None
-    log.info("%s", message)
-
-
-def _wake_on_spec_change(wakers: scheduling.Wakers, type: str, body: kopf.Body, memo: Any) -> None:
-    seen = getattr(memo, "generation", None)
-    if type != "DELETED" and seen is not None and body.metadata.get("generation") != seen:
-        wakers.wake(("", body.metadata.name))
-
-
 @kopf.daemon(GROUP, VERSION, "vaultpolicies", cancellation_timeout=10.0)
 async def vaultpolicy_loop(
     body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
@@ -243,7 +249,16 @@ async def vaultpolicy_loop(
         namespaces = _namespaces(index)  # copied here: the index changes in the event loop
         return lambda: ctx.policies.reconcile(snapshot, directory, namespaces)
 
-    await _config_loop(prepare, ctx.policy_wakers, body, name, stopped, memo)
+    await _reconcile_loop(
+        key=("", name),
+        wakers=ctx.policy_wakers,
+        prepare=prepare,
+        healthy_wait=lambda _: ctx.settings.resync_interval,
+        trigger=_generation,
+        body=body,
+        stopped=stopped,
+        memo=memo,
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultpolicies")
@@ -254,8 +269,8 @@ async def vaultpolicy_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: 
 
 
 @kopf.on.event(GROUP, VERSION, "vaultpolicies")
-async def vaultpolicy_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _wake_on_spec_change(memo.ctx.policy_wakers, type, body, memo)
+async def vaultpolicy_changed(type: str, body: kopf.Body, name: str, memo: Any, **_: Any) -> None:
+    _wake_on_change(memo.ctx.policy_wakers, ("", name), type, body, memo, _generation)
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -274,7 +289,16 @@ async def vaultauditdevice_loop(
     def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
         return lambda: ctx.audits.reconcile(snapshot, directory)
 
-    await _config_loop(prepare, ctx.audit_wakers, body, name, stopped, memo)
+    await _reconcile_loop(
+        key=("", name),
+        wakers=ctx.audit_wakers,
+        prepare=prepare,
+        healthy_wait=lambda _: ctx.settings.resync_interval,
+        trigger=_generation,
+        body=body,
+        stopped=stopped,
+        memo=memo,
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultauditdevices")
@@ -285,5 +309,7 @@ async def vaultauditdevice_deleted(body: kopf.Body, memo: Any, retry: int, **kwa
 
 
 @kopf.on.event(GROUP, VERSION, "vaultauditdevices")
-async def vaultauditdevice_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _wake_on_spec_change(memo.ctx.audit_wakers, type, body, memo)
+async def vaultauditdevice_changed(
+    type: str, body: kopf.Body, name: str, memo: Any, **_: Any
+) -> None:
+    _wake_on_change(memo.ctx.audit_wakers, ("", name), type, body, memo, _generation)

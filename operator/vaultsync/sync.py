@@ -24,8 +24,8 @@ from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.render import render
 from vaultsync.tenancy import SpecLookup, identity_for
 from vaultsync.vault import kv
-from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied
-from vaultsync.vault.sessions import Identity, Sessions
+from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.sessions import Sessions
 
 log = logging.getLogger(__name__)
 PLURAL = "vaultsecrets"
@@ -78,18 +78,6 @@ class SecretSyncer:
         self.operator_namespace = operator_namespace
         self._credentials = KubeCredentials(kube)
 
-    def _read_kv(self, identity: Identity, spec: VaultSecretSpec) -> kv.KVSecret:
-        """Read with the cached session; on a rejected token, log in once more and retry."""
-        was_cached = self.sessions.cached(identity)
-        client = self.sessions.client(identity)
-        try:
-            return kv.read(client, spec.mount, spec.path, spec.version)
-        except (PermissionDenied, AuthenticationFailed):
-            if not was_cached:
-                raise
-            self.sessions.invalidate(identity, client)
-            return kv.read(self.sessions.client(identity), spec.mount, spec.path, spec.version)
-
     def sync(self, body: dict[str, Any], directory: Directory) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -103,7 +91,11 @@ class SecretSyncer:
                 read_secret=self._credentials.secret_value,
                 operator_namespace=self.operator_namespace,
             )
-            secret = self._read_kv(identity, spec)
+            secret = with_client(
+                self.sessions,
+                identity,
+                lambda client: kv.read(client, spec.mount, spec.path, spec.version),
+            )
             data = render(spec, secret.data)
             owner = Owner(name, namespace, meta["uid"])
             current = secrets.read(self.kube, namespace, spec.destination.name)
@@ -120,23 +112,24 @@ class SecretSyncer:
             written=step.action is not Action.NONE,
         )
 
-    def release(self, body: dict[str, Any]) -> None:
+    def release(self, body: dict[str, Any]) -> str:
         """Apply the deletion policy to the destination before the VaultSecret goes away."""
         meta = body["metadata"]
+        what = f"VaultSecret {meta['namespace']}/{meta['name']} deleted"
         try:
             spec = parse_spec(body.get("spec"))
         except SyncError:
-            return  # an invalid spec never synced anything
+            return f"{what}: its spec was invalid, it never synced anything"
         namespace, dest = meta["namespace"], spec.destination
         current = secrets.read(self.kube, namespace, dest.name)
         if current is None:
-            return
+            return f"{what}: Secret {dest.name!r} was already gone"
         step = released(current, dest, Owner(meta["name"], namespace, meta["uid"]))
         if step is None:
             secrets.delete(self.kube, namespace, dest.name)
-            log.info("VaultSecret %s/%s: deleted Secret %s", namespace, meta["name"], dest.name)
-        else:
-            secrets.apply(self.kube, namespace, step)
+            return f"{what}: deleted Secret {dest.name!r}"
+        secrets.apply(self.kube, namespace, step)
+        return f"{what}: Secret {dest.name!r} released ({step.action.value})"
 
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
         """Sync, then record the outcome in status (only when it changed) and in Events."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hvac
+import requests
+from requests.adapters import HTTPAdapter
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,18 @@ def _ca_file(pem: str) -> str:
     return str(path)
 
 
-def new_client(endpoint: Endpoint, token: str | None = None) -> hvac.Client:
+def new_client(endpoint: Endpoint, token: str | None = None, pool_size: int = 16) -> hvac.Client:
+    """A client whose connection pool fits the worker threads that share it."""
     verify: bool | str = _ca_file(endpoint.ca_pem) if endpoint.ca_pem else True
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return hvac.Client(
         url=endpoint.address,
         token=token,
         namespace=endpoint.namespace or None,
         verify=verify,
         timeout=endpoint.timeout,
+        session=session,
     )

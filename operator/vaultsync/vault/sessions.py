@@ -80,8 +80,10 @@ class Sessions:
         self,
         credentials: CredentialSource,
         clock: Callable[[], float] = time.monotonic,
+        pool_size: int = 16,
     ) -> None:
         self._credentials = credentials
+        self._pool_size = pool_size
         self._clock = clock
         self._sessions: dict[Identity, _Session] = {}
         self._locks: dict[Identity, threading.Lock] = {}
@@ -131,11 +133,13 @@ class Sessions:
         if isinstance(login, TokenLogin):
             token = self._credentials.secret_value(login.namespace, login.secret_name, login.key)
             metrics.VAULT_LOGINS.labels("token").inc()
-            return _Session(new_client(identity.endpoint, token), self._clock(), None, False)
+            return _Session(
+                new_client(identity.endpoint, token, self._pool_size), self._clock(), None, False
+            )
         jwt = self._credentials.service_account_token(
             login.namespace, login.service_account, login.audiences, login.expiration_seconds
         )
-        client = new_client(identity.endpoint)
+        client = new_client(identity.endpoint, pool_size=self._pool_size)
         try:
             response = client.auth.kubernetes.login(login.role, jwt, mount_point=login.mount)
         except Exception as exc:
