@@ -34,7 +34,8 @@ from vaultsync.errors import SyncError
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.sync import Directory, Outcome
+from vaultsync.report import Outcome
+from vaultsync.sync import Directory
 from vaultsync.vault import audit
 from vaultsync.vault.audit import AuditDevice, AuditDeviceDeclared
 from vaultsync.vault.authenticated import with_client

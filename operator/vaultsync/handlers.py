@@ -28,8 +28,9 @@ from vaultsync.kube.api import connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policy import PolicyReconciler
+from vaultsync.report import Outcome
 from vaultsync.settings import Settings
-from vaultsync.sync import Directory, Outcome, SecretSyncer
+from vaultsync.sync import Directory, SecretSyncer
 from vaultsync.vault.sessions import Sessions
 
 REFRESH_ANNOTATION = "vaultsync.io/refresh"
@@ -88,6 +89,10 @@ def _lookup(index: kopf.Index[Any, Any]) -> Any:
         return found
 
     return find
+
+
+def _directory(kwargs: dict[str, Any]) -> Directory:
+    return Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
 
 
 def _vaultsecret_trigger(body: kopf.Body) -> object:
@@ -182,7 +187,7 @@ async def vaultsecret_loop(
     **kwargs: Any,
 ) -> None:
     ctx: Context = memo.ctx
-    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    directory = _directory(kwargs)
 
     def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
         return lambda: ctx.syncer.reconcile(snapshot, directory)
@@ -237,23 +242,20 @@ def _namespaces(index: kopf.Index[Any, Any]) -> dict[str, dict[str, str]]:
     return {name: next(iter(labels), {}) for name, labels in index.items()}
 
 
-@kopf.daemon(GROUP, VERSION, "vaultpolicies", cancellation_timeout=10.0)
-async def vaultpolicy_loop(
-    body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
+async def _resync_loop(
+    wakers: scheduling.Wakers,
+    prepare: Callable[[dict[str, Any]], Callable[[], Outcome]],
+    body: kopf.Body,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
 ) -> None:
-    ctx: Context = memo.ctx
-    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
-    index = kwargs["namespace_labels"]
-
-    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
-        namespaces = _namespaces(index)  # copied here: the index changes in the event loop
-        return lambda: ctx.policies.reconcile(snapshot, directory, namespaces)
-
+    """The loop of a cluster-scoped configuration kind: resync to repair drift in Vault."""
     await _reconcile_loop(
         key=("", name),
-        wakers=ctx.policy_wakers,
+        wakers=wakers,
         prepare=prepare,
-        healthy_wait=lambda _: ctx.settings.resync_interval,
+        healthy_wait=lambda _: memo.ctx.settings.resync_interval,
         trigger=_generation,
         body=body,
         stopped=stopped,
@@ -261,9 +263,24 @@ async def vaultpolicy_loop(
     )
 
 
+@kopf.daemon(GROUP, VERSION, "vaultpolicies", cancellation_timeout=10.0)
+async def vaultpolicy_loop(
+    body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
+) -> None:
+    ctx: Context = memo.ctx
+    directory = _directory(kwargs)
+    index = kwargs["namespace_labels"]
+
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        namespaces = _namespaces(index)  # copied here: the index changes in the event loop
+        return lambda: ctx.policies.reconcile(snapshot, directory, namespaces)
+
+    await _resync_loop(ctx.policy_wakers, prepare, body, name, stopped, memo)
+
+
 @kopf.on.delete(GROUP, VERSION, "vaultpolicies")
 async def vaultpolicy_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
-    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    directory = _directory(kwargs)
     snapshot = copy.deepcopy(dict(body))
     await _cleanup(lambda: memo.ctx.policies.cleanup(snapshot, directory), memo, retry)
 
@@ -284,26 +301,17 @@ async def vaultauditdevice_loop(
     body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
 ) -> None:
     ctx: Context = memo.ctx
-    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    directory = _directory(kwargs)
 
     def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
         return lambda: ctx.audits.reconcile(snapshot, directory)
 
-    await _reconcile_loop(
-        key=("", name),
-        wakers=ctx.audit_wakers,
-        prepare=prepare,
-        healthy_wait=lambda _: ctx.settings.resync_interval,
-        trigger=_generation,
-        body=body,
-        stopped=stopped,
-        memo=memo,
-    )
+    await _resync_loop(ctx.audit_wakers, prepare, body, name, stopped, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, "vaultauditdevices")
 async def vaultauditdevice_deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
-    directory = Directory(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]))
+    directory = _directory(kwargs)
     snapshot = copy.deepcopy(dict(body))
     await _cleanup(lambda: memo.ctx.audits.cleanup(snapshot, directory), memo, retry)
 

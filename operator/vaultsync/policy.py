@@ -37,7 +37,8 @@ from vaultsync.fanout import Key, Wanted, desired, owned, removable, stale
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.sync import Directory, Outcome
+from vaultsync.report import Outcome
+from vaultsync.sync import Directory
 from vaultsync.vault import policies, roles
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vaultsync.conditions import READY, get_condition, set_condition
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
-from vaultsync.sync import Outcome
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile came to; `written` when it changed something (Secret or Vault)."""
+
+    ready: bool
+    reason: str
+    message: str
+    retryable: bool = True
+    version: int | None = None
+    written: bool = False
 
 
 def record(
@@ -41,7 +53,8 @@ def record(
         outcome.reason,
     )
     if outcome.written or flipped:
-        log.info("%s %s: %s: %s", body["kind"], meta["name"], outcome.reason, outcome.message)
+        where = "/".join(filter(None, (meta.get("namespace"), meta["name"])))
+        log.info("%s %s: %s: %s", body["kind"], where, outcome.reason, outcome.message)
         events.emit(
             kube, body, warning=not outcome.ready, reason=outcome.reason, message=outcome.message
         )

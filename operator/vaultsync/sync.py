@@ -6,7 +6,6 @@ leaves the Secret as it was; the object reports Ready=False with a reason.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,19 +14,19 @@ from pydantic import ValidationError
 
 from vaultsync import metrics
 from vaultsync.api.secret import VaultSecretSpec
-from vaultsync.conditions import READY, get_condition, now_rfc3339, set_condition
+from vaultsync.conditions import now_rfc3339
 from vaultsync.destination import Action, Owner, plan, released
 from vaultsync.errors import SyncError
-from vaultsync.kube import events, secrets, status
+from vaultsync.kube import secrets
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.render import render
+from vaultsync.report import Outcome, record
 from vaultsync.tenancy import SpecLookup, identity_for
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.sessions import Sessions
 
-log = logging.getLogger(__name__)
 PLURAL = "vaultsecrets"
 
 
@@ -37,16 +36,6 @@ class Directory:
 
     auths: SpecLookup
     connections: SpecLookup
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ready: bool
-    reason: str
-    message: str
-    retryable: bool = True
-    version: int | None = None
-    written: bool = False
 
 
 def parse_spec(raw: Any) -> VaultSecretSpec:
@@ -141,42 +130,10 @@ class SecretSyncer:
         return outcome
 
     def record(self, body: dict[str, Any], outcome: Outcome) -> None:
-        meta = body["metadata"]
-        generation = int(meta.get("generation") or 0)
-        current = dict(body.get("status") or {})
-        previous = get_condition(current.get("conditions") or [], READY)
-        conditions = set_condition(
-            current.get("conditions") or [],
-            type_=READY,
-            status=outcome.ready,
-            reason=outcome.reason,
-            message=outcome.message,
-            generation=generation,
-        )
-        new = {**current, "observedGeneration": generation, "conditions": conditions}
+        current = body.get("status") or {}
+        fields: dict[str, Any] = {}
         if outcome.version is not None:
-            new["vaultVersion"] = outcome.version
+            fields["vaultVersion"] = outcome.version
         if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
-            new["lastSyncTime"] = now_rfc3339()
-        if new == current:
-            return
-        status.patch(self.kube, PLURAL, meta["namespace"], meta["name"], new)
-        changed = previous is None or (previous.get("status"), previous.get("reason")) != (
-            "True" if outcome.ready else "False",
-            outcome.reason,
-        )
-        if outcome.written or changed:
-            log.info(
-                "VaultSecret %s/%s: %s: %s",
-                meta["namespace"],
-                meta["name"],
-                outcome.reason,
-                outcome.message,
-            )
-            events.emit(
-                self.kube,
-                body,
-                warning=not outcome.ready,
-                reason=outcome.reason,
-                message=outcome.message,
-            )
+            fields["lastSyncTime"] = now_rfc3339()
+        record(self.kube, PLURAL, body, outcome, fields)

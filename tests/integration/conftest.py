@@ -1,8 +1,9 @@
-"""A real OpenBao server (file storage, initialised and unsealed) for the Vault layer tests."""
+"""A real OpenBao server (raft storage, initialised and unsealed) for the Vault layer tests."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import hvac
 import pytest
 
 from e2e.localcluster import OpenBao
@@ -30,3 +31,9 @@ def locked_bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def root(bao: OpenBao) -> hvac.Client:
+    """A root-token client of the shared server."""
+    return bao.client()

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def root(bao: OpenBao) -> hvac.Client:
-    return bao.client()
-
-
-@pytest.fixture
 def locked(locked_bao: OpenBao) -> hvac.Client:
     return locked_bao.client()
 

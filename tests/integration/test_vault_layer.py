@@ -23,11 +23,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def root(bao: OpenBao) -> hvac.Client:
-    return bao.client()
-
-
-@pytest.fixture
 def path(root: hvac.Client) -> Iterator[str]:
     name = f"it/{uuid.uuid4().hex[:8]}"
     yield name
