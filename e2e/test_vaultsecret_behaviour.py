@@ -316,3 +316,19 @@ def test_vaultauth_needs_exactly_one_method(stack: Stack, tenant: str) -> None:
     with pytest.raises(subprocess.CalledProcessError) as err:
         stack.apply(auth)
     assert "exactly one auth method" in err.value.stderr
+
+
+def test_token_auth_from_a_secret_of_the_namespace(stack: Stack, tenant: str) -> None:
+    token = stack.vault.auth.token.create(policies=[f"{tenant}-read"], ttl="1h")["auth"][
+        "client_token"
+    ]
+    stack.values.add(token)
+    stack.core.create_namespaced_secret(
+        tenant, {"metadata": {"name": "vault-token"}, "stringData": {"token": token}}
+    )
+    auth = vault_auth(tenant)
+    auth["metadata"]["name"] = "by-token"
+    auth["spec"] = {"token": {"secretRef": {"name": "vault-token"}}}
+    stack.put(f"{tenant}/by-token", {"k": "token-auth-value"})
+    stack.apply(auth, vault_secret(tenant, "by-token", f"{tenant}/by-token", authRef="by-token"))
+    assert synced(stack, tenant, "by-token") == {"k": "token-auth-value"}
