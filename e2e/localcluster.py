@@ -721,9 +721,8 @@ storage "raft" {{
 listener "tcp" {{
   address = "{api}"
   cluster_address = "{cluster}"
-  tls_disable = true
-}}
-api_addr = "http://{api}"
+{tls}}}
+api_addr = "{scheme}://{api}"
 cluster_addr = "https://{cluster}"
 ui = false
 """
@@ -737,9 +736,13 @@ class OpenBao:
     address never changes across restarts and other processes can re-attach.
     """
 
-    def __init__(self, workdir: Path | str, *, allow_api_audit: bool = True) -> None:
+    def __init__(
+        self, workdir: Path | str, *, allow_api_audit: bool = True, tls: bool = False
+    ) -> None:
+        """tls serves the API over HTTPS with a certificate from a CA of its own (ca_pem)."""
         self.workdir = Path(workdir).resolve()
         self.allow_api_audit = allow_api_audit
+        self.tls = tls
         self._state = _JsonFile(self.workdir / "openbao.json")
         state = self._state.read()
         self.port: int = state.get("port") or free_port()
@@ -758,7 +761,20 @@ class OpenBao:
 
     @property
     def address(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "ca.crt"
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca_file.read_text()
+
+    def _hvac(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(
+            url=self.address, token=token, verify=str(self.ca_file) if self.tls else True
+        )
 
     @property
     def root_token(self) -> str:
@@ -782,7 +798,7 @@ class OpenBao:
         return self.pid is not None
 
     def client(self) -> hvac.Client:
-        return hvac.Client(url=self.address, token=self.root_token)
+        return self._hvac(self.root_token)
 
     def start(self) -> None:
         """Start the server (unless running), initialise it on first use, and unseal it."""
@@ -814,7 +830,7 @@ class OpenBao:
 
     def unseal(self) -> None:
         """Unseal (if sealed) and wait until the node is active."""
-        client = hvac.Client(url=self.address)
+        client = self._hvac()
         if client.sys.is_sealed():
             client.sys.submit_unseal_key(self.unseal_key)
         self._wait_until("to become active", lambda status: status == 200)
@@ -826,14 +842,15 @@ class OpenBao:
             self._process = Process.spawn("openbao", argv, self.workdir)
             self._save()
         self._wait_until("to answer", lambda status: status is not None)
-        if not hvac.Client(url=self.address).sys.is_initialized():
+        if not self._hvac().sys.is_initialized():
             self._initialise()
         self.unseal()
         self._ensure_kv()
 
     def _health(self) -> int | None:
         """sys/health status: 200 active, 429 standby, 501 uninitialised, 503 sealed."""
-        return _http_status(f"{self.address}/v1/sys/health")
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
+        return _http_status(f"{self.address}/v1/sys/health", context)
 
     def _wait_until(self, what: str, condition: Callable[[int | None], bool]) -> None:
         _wait_for(f"OpenBao {what}", lambda: condition(self._health()), 60, self._process)
@@ -847,13 +864,36 @@ class OpenBao:
                 data=json.dumps(str(data)),
                 api=f"{HOST}:{self.port}",
                 cluster=f"{HOST}:{self.cluster_port}",
+                tls=self._tls_listener(),
+                scheme="https" if self.tls else "http",
             )
             + ("unsafe_allow_api_audit_creation = true\n" if self.allow_api_audit else "")
         )
         return config
 
+    def _tls_listener(self) -> str:
+        if not self.tls:
+            return "  tls_disable = true\n"
+        directory = self.ca_file.parent
+        cert, key = directory / "openbao.crt", directory / "openbao.key"
+        if not cert.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            ca = _Ca(_name("vaultsync-openbao-ca"))
+            _write_pem(self.ca_file, ca.certificate())
+            cert_pem, key_pem = ca.issue(
+                _name(HOST),
+                ExtendedKeyUsageOID.SERVER_AUTH,
+                x509.IPAddress(ipaddress.ip_address(HOST)),
+                x509.DNSName("localhost"),
+            )
+            _write_pem(cert, cert_pem)
+            _write_pem(key, key_pem, private=True)
+        return (
+            f"  tls_cert_file = {json.dumps(str(cert))}\n  tls_key_file = {json.dumps(str(key))}\n"
+        )
+
     def _initialise(self) -> None:
-        result = hvac.Client(url=self.address).sys.initialize(secret_shares=1, secret_threshold=1)
+        result = self._hvac().sys.initialize(secret_shares=1, secret_threshold=1)
         self._root_token = result["root_token"]
         self._unseal_key = result["keys_base64"][0]
         self._save()

@@ -23,14 +23,22 @@ OPERATOR_NAMESPACE = "vaultsync-system"
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
-    """Poll check until it returns something truthy; fail with what it last said."""
+def eventually(
+    check: Callable[[], T | None],
+    timeout: float = 60,
+    what: str = "",
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """Poll check until it returns something truthy; fail with what it last said.
+
+    AssertionErrors and the exceptions in retry_on count as "not yet".
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = check()
-        except AssertionError as exc:
+        except (AssertionError, *retry_on) as exc:
             last = exc
         else:
             if last:

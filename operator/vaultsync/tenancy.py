@@ -9,6 +9,7 @@ tenant can never borrow another namespace's identity.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -93,6 +94,8 @@ def identity_for(
 ) -> Identity:
     auth_namespace, auth = find_auth(namespace, auth_ref, auths, operator_namespace)
     endpoint = endpoint_for(auth.connection_ref, connections, read_secret)
+    if auth.vault_namespace is not None:
+        endpoint = replace(endpoint, namespace=auth.vault_namespace)
     if auth.kubernetes is not None:
         k8s = auth.kubernetes
         return Identity(

@@ -34,6 +34,10 @@ class TokenAuth(Model):
 
 class VaultAuthSpec(Model):
     connection_ref: K8sName = "default"
+    vault_namespace: str | None = Field(
+        default=None,
+        description="Vault namespace to log in and read in; overrides the VaultConnection's.",
+    )
     kubernetes: KubernetesAuth | None = None
     token: TokenAuth | None = None
     allowed_namespaces: list[str] = Field(

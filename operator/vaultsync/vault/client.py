@@ -36,6 +36,7 @@ def new_client(endpoint: Endpoint, token: str | None = None, pool_size: int = 16
     """A client whose connection pool fits the worker threads that share it."""
     verify: bool | str = _ca_file(endpoint.ca_pem) if endpoint.ca_pem else True
     session = requests.Session()
+    session.verify = verify  # hvac prefers a given session's verify over its own argument
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
