@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,33 @@ def test_outage_changes_nothing_and_everything_recovers(
     eventually(lambda: all_ready(stack, tenant, "True"), 120, "all Ready again")
     assert secrets_snapshot(stack, tenant) == before
     assert stack.operator.pid == operator_pid
+
+
+def connection_ready(stack: Stack, status: str, reason: str) -> dict[str, Any] | None:
+    obj = stack.custom.get_cluster_custom_object(
+        "vaultsync.io", "v1alpha1", "vaultconnections", "default"
+    )
+    conditions = obj.get("status", {}).get("conditions", [])
+    ready = next((c for c in conditions if c["type"] == "Ready"), None)
+    if ready and ready["status"] == status and ready["reason"] == reason:
+        return dict(obj["status"])
+    return None
+
+
+def test_connection_health_follows_the_server(stack: Stack, tenant: str) -> None:
+    status = eventually(lambda: connection_ready(stack, "True", "Reachable"), 60, "Reachable")
+    assert status["serverVersion"].startswith("2.")
+    assert status["sealed"] is False
+    stack.bao.seal()
+    try:
+        status = eventually(lambda: connection_ready(stack, "False", "VaultSealed"), 30, "sealed")
+        assert status["sealed"] is True
+    finally:
+        stack.bao.unseal()
+    eventually(lambda: connection_ready(stack, "True", "Reachable"), 30, "Reachable again")
+    stack.bao.stop()
+    try:
+        eventually(lambda: connection_ready(stack, "False", "VaultUnavailable"), 30, "down")
+    finally:
+        stack.bao.start()
+    eventually(lambda: connection_ready(stack, "True", "Reachable"), 30, "Reachable again")

@@ -1,8 +1,8 @@
 """kopf glue: the only module with decorators. Domain logic lives elsewhere.
 
-Every VaultSecret, VaultPolicy and VaultAuditDevice runs as one daemon: a loop that
-reconciles, then waits (refresh or resync interval, or a backoff after a failure)
-unless a watch wakes it first. VaultAuths, VaultConnections and namespaces are kept in
+Every VaultSecret, VaultPolicy, VaultAuditDevice and VaultConnection runs as one
+daemon: a loop that reconciles, then waits (refresh or resync interval, or a backoff
+after a failure) unless a watch wakes it first. VaultAuths, VaultConnections and namespaces are kept in
 memory by kopf indexes.
 """
 
@@ -21,6 +21,7 @@ import kopf
 from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, metrics, scheduling
 from vaultsync.api.base import parse_duration
 from vaultsync.audit import AuditReconciler
+from vaultsync.connection import ConnectionChecker
 from vaultsync.destination import OWNER_ANNOTATION, drifted
 from vaultsync.errors import SyncError
 from vaultsync.guard import Guard
@@ -44,7 +45,9 @@ class Context:
     wakers: scheduling.Wakers
     policies: PolicyReconciler
     audits: AuditReconciler
+    connections: ConnectionChecker
     policy_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
+    connection_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
     audit_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
 
 
@@ -68,6 +71,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         wakers=scheduling.Wakers(),
         policies=PolicyReconciler(kube, sessions, operator_namespace=config.namespace),
         audits=AuditReconciler(kube, sessions, operator_namespace=config.namespace),
+        connections=ConnectionChecker(kube),
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -321,3 +325,23 @@ async def vaultauditdevice_changed(
     type: str, body: kopf.Body, name: str, memo: Any, **_: Any
 ) -> None:
     _wake_on_change(memo.ctx.audit_wakers, ("", name), type, body, memo, _generation)
+
+
+@kopf.daemon(GROUP, VERSION, "vaultconnections", cancellation_timeout=10.0)
+async def vaultconnection_loop(
+    body: kopf.Body, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    """Health of the server: no login, the same answer for every tenant."""
+    ctx: Context = memo.ctx
+
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        return lambda: ctx.connections.reconcile(snapshot)
+
+    await _resync_loop(ctx.connection_wakers, prepare, body, name, stopped, memo)
+
+
+@kopf.on.event(GROUP, VERSION, "vaultconnections")
+async def vaultconnection_changed(
+    type: str, body: kopf.Body, name: str, memo: Any, **_: Any
+) -> None:
+    _wake_on_change(memo.ctx.connection_wakers, ("", name), type, body, memo, _generation)

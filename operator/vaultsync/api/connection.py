@@ -32,4 +32,7 @@ class VaultConnectionSpec(Model):
 
 
 class VaultConnectionStatus(ConditionedStatus):
-    pass
+    """Whether the server answers, is initialised and unsealed (no login needed)."""
+
+    server_version: str | None = None
+    sealed: bool | None = None

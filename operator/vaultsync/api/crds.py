@@ -65,7 +65,11 @@ KINDS: list[Kind] = [
         spec=VaultConnectionSpec,
         status=VaultConnectionStatus,
         short_names=["vconn"],
-        columns=[{"name": "Address", "type": "string", "jsonPath": ".spec.address"}],
+        columns=[
+            {"name": "Address", "type": "string", "jsonPath": ".spec.address"},
+            *READY_COLUMNS,
+            {"name": "Version", "type": "string", "jsonPath": ".status.serverVersion"},
+        ],
     ),
     Kind(
         kind="VaultAuth",
