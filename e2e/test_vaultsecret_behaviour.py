@@ -332,3 +332,38 @@ def test_token_auth_from_a_secret_of_the_namespace(stack: Stack, tenant: str) ->
     stack.put(f"{tenant}/by-token", {"k": "token-auth-value"})
     stack.apply(auth, vault_secret(tenant, "by-token", f"{tenant}/by-token", authRef="by-token"))
     assert synced(stack, tenant, "by-token") == {"k": "token-auth-value"}
+
+
+def vaultauth_ready(stack: Stack, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = stack.custom.get_namespaced_custom_object(
+        "vaultsync.io", "v1alpha1", namespace, "vaultauths", name
+    )
+    conditions = obj.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def test_vaultauth_reports_whether_it_is_usable(stack: Stack, tenant: str) -> None:
+    eventually(
+        lambda: (c := vaultauth_ready(stack, tenant, "default")) and c["reason"] == "Valid",
+        30,
+        "the tenant's VaultAuth Valid",
+    )
+    broken = vault_auth(tenant)
+    broken["metadata"]["name"] = "no-connection"
+    broken["spec"]["connectionRef"] = "missing"
+    token = vault_auth(tenant)
+    token["metadata"]["name"] = "no-secret"
+    token["spec"] = {"token": {"secretRef": {"name": "absent"}}}
+    stack.apply(broken, token)
+    for name, reason in (
+        ("no-connection", "ConnectionNotFound"),
+        ("no-secret", "AuthenticationFailed"),
+    ):
+        condition = eventually(
+            lambda n=name: (
+                (c := vaultauth_ready(stack, tenant, n)) and c["status"] == "False" and c
+            ),
+            30,
+            f"{name} not ready",
+        )
+        assert condition["reason"] == reason

@@ -1,9 +1,9 @@
 """kopf glue: the only module with decorators. Domain logic lives elsewhere.
 
-Every VaultSecret, VaultPolicy, VaultAuditDevice and VaultConnection runs as one
-daemon: a loop that reconciles, then waits (refresh or resync interval, or a backoff
-after a failure) unless a watch wakes it first. VaultAuths, VaultConnections and namespaces are kept in
-memory by kopf indexes.
+Every object of ours (VaultSecret, VaultPolicy, VaultAuditDevice, VaultConnection,
+VaultAuth) runs as one daemon: a loop that reconciles, then waits (refresh or resync
+interval, or a backoff after a failure) unless a watch wakes it first. VaultAuths,
+VaultConnections and namespaces are also kept in memory by kopf indexes.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import kopf
 from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION, metrics, scheduling
 from vaultsync.api.base import parse_duration
 from vaultsync.audit import AuditReconciler
+from vaultsync.authcheck import AuthChecker
 from vaultsync.connection import ConnectionChecker
 from vaultsync.destination import OWNER_ANNOTATION, drifted
 from vaultsync.errors import SyncError
@@ -46,8 +47,10 @@ class Context:
     policies: PolicyReconciler
     audits: AuditReconciler
     connections: ConnectionChecker
+    auth_checks: AuthChecker
     policy_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
     connection_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
+    auth_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
     audit_wakers: scheduling.Wakers = field(default_factory=scheduling.Wakers)
 
 
@@ -72,6 +75,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         policies=PolicyReconciler(kube, sessions, operator_namespace=config.namespace),
         audits=AuditReconciler(kube, sessions, operator_namespace=config.namespace),
         connections=ConnectionChecker(kube),
+        auth_checks=AuthChecker(kube),
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -345,3 +349,39 @@ async def vaultconnection_changed(
     type: str, body: kopf.Body, name: str, memo: Any, **_: Any
 ) -> None:
     _wake_on_change(memo.ctx.connection_wakers, ("", name), type, body, memo, _generation)
+
+
+@kopf.daemon(GROUP, VERSION, "vaultauths", cancellation_timeout=10.0)
+async def vaultauth_loop(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    """Whether the VaultAuth is usable: its spec, its connection, its token Secret."""
+    ctx: Context = memo.ctx
+    connections = _lookup(kwargs["vault_connections"])
+
+    def prepare(snapshot: dict[str, Any]) -> Callable[[], Outcome]:
+        return lambda: ctx.auth_checks.reconcile(snapshot, connections)
+
+    await _reconcile_loop(
+        key=(namespace or "", name),
+        wakers=ctx.auth_wakers,
+        prepare=prepare,
+        healthy_wait=lambda _: ctx.settings.resync_interval,
+        trigger=_generation,
+        body=body,
+        stopped=stopped,
+        memo=memo,
+    )
+
+
+@kopf.on.event(GROUP, VERSION, "vaultauths")
+async def vaultauth_changed(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    key = (namespace or "", name)
+    _wake_on_change(memo.ctx.auth_wakers, key, type, body, memo, _generation)

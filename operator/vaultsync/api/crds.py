@@ -82,6 +82,7 @@ KINDS: list[Kind] = [
         columns=[
             {"name": "Connection", "type": "string", "jsonPath": ".spec.connectionRef"},
             {"name": "Role", "type": "string", "jsonPath": ".spec.kubernetes.role"},
+            *READY_COLUMNS,
         ],
     ),
     Kind(
