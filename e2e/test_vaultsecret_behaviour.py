@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from e2e.argocd import health
 from e2e.conftest import Stack, vault_auth, vault_secret
 from e2e.stack import OPERATOR_NAMESPACE, eventually, grant_tenant
 
@@ -265,6 +266,10 @@ def test_failures_keep_the_secret_and_recover(
         stack.vault.sys.create_or_update_policy(f"{tenant}-read", 'path "nothing/*" {}')
     condition = failing(stack, tenant, case, reason)
     assert f"good-{case}-value" not in json.dumps(condition)
+    assert health(stack.vaultsecret(tenant, case)) == (
+        "Degraded",
+        f"{reason}: {condition['message']}",
+    )
     after = stack.core.read_namespaced_secret(case, tenant)
     assert after.metadata.resource_version == before.metadata.resource_version
     assert after.data == before.data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from e2e.argocd import health
 from e2e.conftest import Stack, audit_entries, vault_secret
 from e2e.stack import eventually, examples
 from e2e.vaultadmin import grant_operator
@@ -20,6 +21,7 @@ def test_examples_apply_and_sync(stack: Stack) -> None:
     ready = eventually(lambda: stack.ready("team-a", "db"), 30, "status")
     assert ready["status"] == "True", ready
     assert ready["reason"] == "Synced"
+    assert health(stack.vaultsecret("team-a", "db"))[0] == "Healthy"
     status = stack.vaultsecret("team-a", "db")["status"]
     assert status["vaultVersion"] == 1
     assert status["observedGeneration"] == 1
