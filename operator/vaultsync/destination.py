@@ -139,6 +139,13 @@ def plan(
             reason="SecretConflict",
             retryable=True,
         )
+    merged_by = ((current.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+    if merge and merged_by not in (None, owner.name):
+        raise SyncError(
+            f"VaultSecret {merged_by!r} already merges into Secret {dest.name!r}; "
+            "one VaultSecret per Secret keeps their keys from overwriting each other",
+            reason="SecretConflict",
+        )
     current_type = current.get("type") or "Opaque"
     if not merge and current_type != dest.type:
         raise SyncError(

@@ -149,3 +149,13 @@ def test_release_merge_removes_our_keys_or_keeps_them() -> None:
     assert KEYS_ANNOTATION not in gone.body["metadata"]["annotations"]
     kept = released(merged, dest(creationPolicy="Merge", deletionPolicy="Retain"), OWNER)
     assert kept is not None and set(kept.body["data"]) == {"theirs", "a"}
+
+
+def test_a_second_vaultsecret_cannot_merge_into_the_same_secret() -> None:
+    foreign = {"metadata": {"name": "db-creds"}, "data": {"theirs": "YQ=="}, "type": "Opaque"}
+    merged = plan(foreign, dest(creationPolicy="Merge"), OWNER, {"a": b"1"}).body
+    other = Owner("other", "team-a", "uid-2")
+    with pytest.raises(SyncError) as err:
+        plan(merged, dest(creationPolicy="Merge"), other, {"b": b"2"})
+    assert err.value.reason == "SecretConflict"
+    assert "'db'" in str(err.value)
