@@ -372,3 +372,18 @@ def test_vaultauth_reports_whether_it_is_usable(stack: Stack, tenant: str) -> No
             f"{name} not ready",
         )
         assert condition["reason"] == reason
+
+
+def test_renamed_destination_releases_the_old_secret(stack: Stack, tenant: str) -> None:
+    stack.put(f"{tenant}/moving", {"k": "moving-value-1"})
+    stack.apply(vault_secret(tenant, "moving", f"{tenant}/moving", destination={"name": "old"}))
+    synced(stack, tenant, "moving", "old")
+    eventually(
+        lambda: stack.vaultsecret(tenant, "moving")["status"].get("secretName") == "old",
+        30,
+        "secretName recorded",
+    )
+    stack.apply(vault_secret(tenant, "moving", f"{tenant}/moving", destination={"name": "new"}))
+    eventually(lambda: stack.secret_data(tenant, "new") == {"k": "moving-value-1"}, 30, "new")
+    eventually(lambda: stack.secret_data(tenant, "old") is None, 30, "old released (deleted)")
+    assert stack.vaultsecret(tenant, "moving")["status"]["secretName"] == "new"

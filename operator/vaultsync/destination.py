@@ -177,12 +177,15 @@ def _same(current: dict[str, Any], desired: dict[str, Any]) -> bool:
     )
 
 
-def released(secret: dict[str, Any], dest: Destination, owner: Owner) -> Plan | None:
-    """What to write to a Secret when its VaultSecret goes away, given the policies.
+def released(
+    secret: dict[str, Any], dest: Destination, owner: Owner, *, owner_stays: bool = False
+) -> Plan | None:
+    """What to write to a Secret its VaultSecret no longer writes, given the policies.
 
-    Returns None when the Secret is to be deleted (Orphan + Delete: the garbage
-    collector cannot do it), and a NONE plan when nothing needs writing (Owner +
-    Delete: the garbage collector deletes it; Retain without ownership).
+    Returns None when the Secret is to be deleted by us (Orphan + Delete, or any Delete
+    when the owner stays, as after a rename: the garbage collector will not do it), and a
+    NONE plan when nothing needs writing (Owner + Delete on deletion: the garbage
+    collector deletes it; Retain without ownership).
     """
     meta = dict(secret.get("metadata") or {})
     delete = dest.deletion_policy is DeletionPolicy.DELETE
@@ -204,7 +207,7 @@ def released(secret: dict[str, Any], dest: Destination, owner: Owner) -> Plan | 
         }
         return Plan(Action.REPLACE, body)
     if delete:
-        if dest.creation_policy is CreationPolicy.ORPHAN:
+        if owner_stays or dest.creation_policy is CreationPolicy.ORPHAN:
             return None
         return Plan(Action.NONE, secret)
     refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner.uid]

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vaultsync import metrics
-from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.conditions import now_rfc3339
 from vaultsync.destination import Action, Owner, plan, released
 from vaultsync.errors import SyncError
@@ -90,6 +90,10 @@ class SecretSyncer:
             current = secrets.read(self.kube, namespace, spec.destination.name)
             step = plan(current, spec.destination, owner, data)
             secrets.apply(self.kube, namespace, step)
+            previous = (body.get("status") or {}).get("secretName")
+            if previous and previous != spec.destination.name:
+                renamed = spec.destination.model_copy(update={"name": previous})
+                self._release(namespace, renamed, owner, owner_stays=True)
         except SyncError as exc:
             return Outcome(False, exc.reason, str(exc), retryable=exc.retryable)
         return Outcome(
@@ -109,16 +113,22 @@ class SecretSyncer:
             spec = parse_spec(body.get("spec"))
         except SyncError:
             return f"{what}: its spec was invalid, it never synced anything"
-        namespace, dest = meta["namespace"], spec.destination
+        owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+        return f"{what}: {self._release(meta['namespace'], spec.destination, owner)}"
+
+    def _release(
+        self, namespace: str, dest: Destination, owner: Owner, *, owner_stays: bool = False
+    ) -> str:
+        """Apply dest's deletion policy to a Secret this VaultSecret no longer writes."""
         current = secrets.read(self.kube, namespace, dest.name)
         if current is None:
-            return f"{what}: Secret {dest.name!r} was already gone"
-        step = released(current, dest, Owner(meta["name"], namespace, meta["uid"]))
+            return f"Secret {dest.name!r} was already gone"
+        step = released(current, dest, owner, owner_stays=owner_stays)
         if step is None:
             secrets.delete(self.kube, namespace, dest.name)
-            return f"{what}: deleted Secret {dest.name!r}"
+            return f"deleted Secret {dest.name!r}"
         secrets.apply(self.kube, namespace, step)
-        return f"{what}: Secret {dest.name!r} released ({step.action.value})"
+        return f"Secret {dest.name!r} released ({step.action.value})"
 
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
         """Sync, then record the outcome in status (only when it changed) and in Events."""
@@ -136,4 +146,6 @@ class SecretSyncer:
             fields["vaultVersion"] = outcome.version
         if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
             fields["lastSyncTime"] = now_rfc3339()
+        if outcome.ready:
+            fields["secretName"] = body["spec"]["destination"]["name"]
         record(self.kube, PLURAL, body, outcome, fields)

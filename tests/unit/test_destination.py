@@ -159,3 +159,10 @@ def test_a_second_vaultsecret_cannot_merge_into_the_same_secret() -> None:
         plan(merged, dest(creationPolicy="Merge"), other, {"b": b"2"})
     assert err.value.reason == "SecretConflict"
     assert "'db'" in str(err.value)
+
+
+def test_release_after_a_rename_deletes_even_an_owned_secret() -> None:
+    body = created({"k": b"v"})
+    assert released(body, dest(), OWNER, owner_stays=True) is None
+    kept = released(body, dest(deletionPolicy="Retain"), OWNER, owner_stays=True)
+    assert kept is not None and kept.body["metadata"]["ownerReferences"] == []

@@ -109,3 +109,6 @@ VAULT_SECRET_RULES = [
 class VaultSecretStatus(ConditionedStatus):
     vault_version: int | None = None
     last_sync_time: str | None = None
+    secret_name: str | None = Field(
+        default=None, description="The Secret last written; a renamed destination releases it."
+    )
