@@ -6,6 +6,7 @@ Shared by `make dev` (e2e/dev.py) and the e2e fixtures (e2e/conftest.py).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 import urllib.request
@@ -92,11 +93,19 @@ class Operator:
     """`vaultsync run` as a real process against the local cluster's kubeconfig."""
 
     def __init__(
-        self, workdir: Path, kubeconfig: Path, *, verbose: bool = False, **env: str
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        *,
+        verbose: bool = False,
+        peering: tuple[str, int] | None = None,
+        **env: str,
     ) -> None:
-        """verbose runs the operator at DEBUG, so that log scans see everything it says."""
+        """verbose runs the operator at DEBUG, so that log scans see everything it says;
+        peering (name, priority) joins a kopf peering instead of running standalone."""
         self.workdir = workdir
         self.verbose = verbose
+        self.peering = peering
         self.kubeconfig = kubeconfig
         self.metrics_port = free_port()
         self.env = env
@@ -133,7 +142,11 @@ class Operator:
                 "-m",
                 "vaultsync",
                 "run",
-                "--standalone",
+                *(
+                    [f"--peering={self.peering[0]}", f"--priority={self.peering[1]}"]
+                    if self.peering
+                    else ["--standalone"]
+                ),
                 f"--liveness=http://127.0.0.1:{free_port()}/healthz",
                 *(["--verbose"] if self.verbose else []),
             ],
@@ -183,3 +196,8 @@ class Operator:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no clean shutdown."""
+        if self.process is not None:
+            self.process.stop(signal.SIGKILL)

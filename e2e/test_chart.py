@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600 if helm_path().is_file() 
 
 
 def _crd_plurals() -> list[str]:
+    crds = [yaml.safe_load(path.read_text()) for path in (ROOT / "crds").glob("*.yaml")]
     return sorted(
-        yaml.safe_load(path.read_text())["spec"]["names"]["plural"]
-        for path in (ROOT / "crds").glob("*.yaml")
+        c["spec"]["names"]["plural"] for c in crds if c["spec"]["group"] == "vaultsync.io"
     )
 
 
@@ -52,11 +52,6 @@ NEEDED: list[tuple[str, str, str]] = [
     *((verb, "events", "") for verb in ("create", "patch")),
     *((verb, "events.events.k8s.io", "") for verb in ("create", "patch")),
     *((verb, "namespaces", "") for verb in ("get", "list", "watch")),
-    *(
-        (verb, f"{kind}.apps", "")
-        for kind in ("deployments", "statefulsets", "daemonsets")
-        for verb in ("get", "list", "watch", "patch")
-    ),
     *((verb, "customresourcedefinitions.apiextensions.k8s.io", "") for verb in ("list", "watch")),
 ]
 
@@ -77,6 +72,7 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("create", "pods", "exec"),
     ("get", "configmaps", ""),
     ("delete", "deployments.apps", ""),
+    ("patch", "deployments.apps", ""),
     ("update", "deployments.apps", ""),
     ("patch", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ""),
@@ -158,7 +154,7 @@ def test_helm_lint(helm: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "complaint"),
     [
-        ("replicas=2", "replicas"),
+        ("replicas=-1", "replicas"),
         ("defaultConnection.address=vault:8200", "address"),
         ("config.workers=0", "workers"),
         ("config.maxBackoff=soon", "maxBackoff"),
@@ -234,6 +230,22 @@ def test_cluster_role_is_exactly_what_the_operator_needs(helm: Path) -> None:
         expected.add((group, f"{name}/{subresource}" if subresource else name, verb))
     assert granted == expected
     assert not any("*" in item for triple in granted for item in triple)
+
+
+def test_replicas_join_a_kopf_peering(helm: Path) -> None:
+    objects = by_kind(render(helm, "vaultsync-system", "replicas=2"))
+    peering = objects["ClusterKopfPeering"]
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert f"--peering={peering['metadata']['name']}" in container["args"]
+    assert "--standalone" not in container["args"]
+    rules = objects["ClusterRole"]["rules"]
+    assert {
+        "apiGroups": ["kopf.dev"],
+        "resources": ["clusterkopfpeerings"],
+        "verbs": ["get", "list", "watch", "patch"],
+    } in rules
 
 
 def test_service_monitor_is_optional(helm: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 from pathlib import Path
 
 import kopf
@@ -20,10 +21,17 @@ def _run(args: argparse.Namespace) -> None:
     if not args.verbose:
         # kopf says "Handler ... succeeded" for every watch event; keep its warnings only
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    priority = None
+    if args.peering:
+        # kopf peering pauses every replica but the live one of highest priority:
+        # active/standby. Equal priorities would pause them all, hence a random default.
+        priority = args.priority if args.priority is not None else random.randint(1, 2**30)
     asyncio.run(
         kopf.operator(
             clusterwide=True,
             standalone=args.standalone,
+            peering_name=args.peering,
+            priority=priority,
             liveness_endpoint=args.liveness,
         )
     )
@@ -42,8 +50,17 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--verbose", action="store_true")
-    run.add_argument(
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
         "--standalone", action="store_true", help="no peering: for a single replica or local runs"
+    )
+    mode.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="ClusterKopfPeering to join: replicas elect one active, the others stand by",
+    )
+    run.add_argument(
+        "--priority", type=int, help="with --peering: the highest live priority is active"
     )
     run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
     run.set_defaults(func=_run)

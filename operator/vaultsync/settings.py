@@ -18,6 +18,7 @@ class Settings:
     min_backoff: float
     max_backoff: float
     resync_interval: float = 60.0
+    peering_lifetime: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,6 +31,7 @@ class Settings:
             min_backoff=_float("VAULTSYNC_MIN_BACKOFF", 5.0),
             max_backoff=_float("VAULTSYNC_MAX_BACKOFF", 300.0),
             resync_interval=_float("VAULTSYNC_RESYNC_INTERVAL", 60.0),
+            peering_lifetime=int(os.environ.get("VAULTSYNC_PEERING_LIFETIME", "60")),
         )
 
     def backoff(self, failures: int) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vaultsync.api.crds import KINDS, Kind, crd, render
+from vaultsync.api.crds import KINDS, PEERING_CRD, Kind, crd, render, render_peering
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +43,8 @@ def test_crd_yaml_parses() -> None:
     for kind in KINDS:
         doc = yaml.safe_load((ROOT / "crds" / f"{kind.crd_name}.yaml").read_text())
         assert doc["spec"]["names"]["kind"] == kind.kind
+
+
+def test_committed_peering_crd_is_current() -> None:
+    committed = ROOT / "crds" / f"{PEERING_CRD['metadata']['name']}.yaml"
+    assert committed.read_text() == render_peering(), "run `make crds` and commit the result"

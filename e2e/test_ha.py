@@ -1,0 +1,120 @@
+"""Two replicas in one kopf peering: one works, the other stands by and takes over."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from e2e.conftest import connection, vault_auth, vault_secret
+from e2e.localcluster import ControlPlane, OpenBao, configure_kubernetes_auth
+from e2e.stack import OPERATOR_NAMESPACE, Operator, apply, eventually, grant_tenant, install_crds
+
+pytestmark = pytest.mark.e2e
+PEERING = "vaultsync-ha"
+
+
+@dataclass
+class Pair:
+    cp: ControlPlane
+    bao: OpenBao
+    active: Operator
+    standby: Operator
+    core: client.CoreV1Api
+
+    def synced(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_secret(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    root = Path(tmp_path_factory.mktemp("ha"))
+    cp, bao = ControlPlane(root / "cluster"), OpenBao(root / "openbao")
+    lifetime = {"VAULTSYNC_PEERING_LIFETIME": "10"}
+    active = Operator(root / "active", cp.kubeconfig, peering=(PEERING, 200), **lifetime)
+    standby = Operator(root / "standby", cp.kubeconfig, peering=(PEERING, 100), **lifetime)
+    try:
+        cp.start()
+        bao.start()
+        configure_kubernetes_auth(bao, cp)
+        install_crds(cp)
+        cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+        apply(
+            cp,
+            [
+                {
+                    "apiVersion": "kopf.dev/v1",
+                    "kind": "ClusterKopfPeering",
+                    "metadata": {"name": PEERING},
+                }
+            ],
+        )
+        active.start()
+        standby.start()
+        api = config.new_client_from_config(str(cp.kubeconfig))
+        yield Pair(cp, bao, active, standby, client.CoreV1Api(api))
+    finally:
+        standby.stop()
+        active.stop()
+        bao.stop()
+        cp.stop()
+
+
+def tenant(pair: Pair) -> str:
+    namespace = f"ha-{uuid.uuid4().hex[:6]}"
+    apply(
+        pair.cp,
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            connection(pair.bao.address),
+            vault_auth(namespace),
+        ],
+    )
+    grant_tenant(pair.bao.client(), namespace)
+    pair.bao.client().secrets.kv.v2.create_or_update_secret(
+        f"{namespace}/app", {"k": "ha-value-1"}, mount_point="secret"
+    )
+    return namespace
+
+
+def syncs(operator: Operator) -> float:
+    return operator.metric("vaultsync_syncs_total", kind="VaultSecret")
+
+
+def test_only_the_active_replica_works_and_the_standby_takes_over(pair: Pair) -> None:
+    first = tenant(pair)
+    apply(pair.cp, [vault_secret(first, "app", f"{first}/app")])
+    eventually(lambda: pair.synced(first, "app"), 60, "the Secret, synced by the active one")
+    eventually(lambda: syncs(pair.active) >= 3, 30, "refreshes by the active replica")
+    assert syncs(pair.standby) == 0, "the standby must not reconcile while the active one lives"
+    assert "Resuming operations" not in pair.standby.log_text()  # it starts paused
+
+    pair.active.stop()  # a clean shutdown leaves the peering at once
+    second = tenant(pair)
+    apply(pair.cp, [vault_secret(second, "app", f"{second}/app")])
+    eventually(lambda: pair.synced(second, "app"), 90, "the Secret, synced by the standby")
+    assert syncs(pair.standby) > 0
+    assert "Resuming operations" in pair.standby.log_text()
+
+
+def test_a_crashed_active_replica_is_replaced_after_the_peering_lifetime(pair: Pair) -> None:
+    pair.active.start()  # the higher priority comes back and takes over again
+    eventually(
+        lambda: "Pausing operations in favour of" in pair.standby.log_text(), 30, "standby paused"
+    )
+    before = syncs(pair.standby)
+    pair.active.kill()  # no clean exit: its peering record stays until it expires
+    namespace = tenant(pair)
+    apply(pair.cp, [vault_secret(namespace, "app", f"{namespace}/app")])
+    eventually(lambda: pair.synced(namespace, "app"), 90, "the Secret, synced by the standby")
+    assert syncs(pair.standby) > before
