@@ -27,7 +27,7 @@ class Clock:
 
 def sessions_for(stack: Stack, clock: Clock) -> Sessions:
     api = config.new_client_from_config(str(stack.cp.kubeconfig))
-    kube = Kube(client.CoreV1Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api))
+    kube = Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
     return Sessions(KubeCredentials(kube), clock=clock)
 
 

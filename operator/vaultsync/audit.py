@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import hvac
-from pydantic import ValidationError
 
 from vaultsync import metrics, report
 from vaultsync.admin import operator_identity
 from vaultsync.api.audit import VaultAuditDeviceSpec
+from vaultsync.api.base import parse
 from vaultsync.api.secret import DeletionPolicy
 from vaultsync.errors import SyncError
 from vaultsync.kube import status
@@ -73,9 +73,9 @@ def _enable(client: hvac.Client, wanted: AuditDevice, managed: bool, claim: Clai
     try:
         audit.enable(client, wanted)
     except VaultUnavailable as exc:  # it may have been enabled after all: keep the claim
-        return AuditResult(Outcome(False, exc.reason, str(exc)), True)
+        return AuditResult(Outcome.failed(exc), True)
     except SyncError as exc:
-        return AuditResult(Outcome(False, exc.reason, str(exc), retryable=exc.retryable), False)
+        return AuditResult(Outcome.failed(exc), False)
     reason = "Reenabled" if managed else "Enabled"
     message = f"{wanted.type} audit device {wanted.path!r} enabled"
     return AuditResult(Outcome(True, reason, message, written=True), True)
@@ -155,12 +155,9 @@ class AuditReconciler:
     def sync(self, body: Mapping[str, Any], directory: Directory) -> AuditResult:
         managed = self._managed(body)
         try:
-            spec = VaultAuditDeviceSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(["spec", *(str(p) for p in first["loc"])])
-            outcome = Outcome(False, "InvalidSpec", f"{where}: {first['msg']}", False)
-            return AuditResult(outcome, managed)
+            spec = parse(VaultAuditDeviceSpec, body.get("spec"))
+        except SyncError as exc:
+            return AuditResult(Outcome.failed(exc), managed)
         try:
             identity = operator_identity(
                 spec.auth_ref, directory, self._credentials.secret_value, self.operator_namespace
@@ -171,7 +168,7 @@ class AuditReconciler:
                 lambda client: converge(client, device_of(spec), managed, self._claim(body)),
             )
         except SyncError as exc:
-            return AuditResult(Outcome(False, exc.reason, str(exc), exc.retryable), managed)
+            return AuditResult(Outcome.failed(exc), managed)
 
     def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
         started = time.monotonic()

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from vaultsync import metrics
 from vaultsync.api.auth import VaultAuthSpec
+from vaultsync.api.base import parse
 from vaultsync.errors import SyncError
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
@@ -28,12 +27,7 @@ class AuthChecker:
 
     def check(self, body: dict[str, Any], connections: SpecLookup) -> Outcome:
         try:
-            spec = VaultAuthSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            return Outcome(False, "InvalidAuth", f"spec.{where}: {error['msg']}", retryable=False)
-        try:
+            spec = parse(VaultAuthSpec, body.get("spec"), reason="InvalidAuth")
             endpoint = endpoint_for(
                 spec.connection_ref, connections, self._credentials.secret_value
             )
@@ -41,7 +35,7 @@ class AuthChecker:
                 ref = spec.token.secret_ref
                 self._credentials.secret_value(body["metadata"]["namespace"], ref.name, ref.key)
         except SyncError as exc:
-            return Outcome(False, exc.reason, str(exc), retryable=exc.retryable)
+            return Outcome.failed(exc)
         method = "kubernetes" if spec.kubernetes is not None else "token"
         return Outcome(True, "Valid", f"{method} auth via {endpoint.address}")
 

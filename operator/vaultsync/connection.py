@@ -33,7 +33,7 @@ class ConnectionChecker:
             )
             health = seal_status(endpoint)
         except SyncError as exc:
-            outcome = Outcome(False, exc.reason, str(exc), retryable=exc.retryable)
+            outcome = Outcome.failed(exc)
         else:
             fields = {"serverVersion": health.version, "sealed": health.sealed}
             if not health.initialized:

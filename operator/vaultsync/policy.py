@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import hvac
-from pydantic import ValidationError
 
 from vaultsync import metrics, report
 from vaultsync.admin import operator_identity
+from vaultsync.api.base import parse
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
 from vaultsync.api.secret import DeletionPolicy
 from vaultsync.errors import SyncError
@@ -189,12 +189,9 @@ class PolicyReconciler:
     ) -> tuple[Outcome, list[ManagedPolicy]]:
         records = self._records(body)
         try:
-            spec = VaultPolicySpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(["spec", *(str(p) for p in first["loc"])])
-            message = f"{where}: {first['msg']}"
-            return Outcome(False, "InvalidSpec", message, retryable=False), records
+            spec = parse(VaultPolicySpec, body.get("spec"))
+        except SyncError as exc:
+            return Outcome.failed(exc), records
         wanted = desired(spec, namespaces)
         try:
             identity = self._identity(spec.auth_ref, directory)
@@ -204,7 +201,7 @@ class PolicyReconciler:
                 lambda client: converge(client, wanted, records, self._claim(body)),
             )
         except SyncError as exc:
-            return Outcome(False, exc.reason, str(exc), retryable=exc.retryable), records
+            return Outcome.failed(exc), records
         if result.failures:
             return _failed(result.failures, len(wanted)), result.records
         outcome = Outcome(

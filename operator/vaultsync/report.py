@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaultsync.conditions import READY, get_condition, set_condition
+from vaultsync.errors import SyncError
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
 
@@ -28,6 +29,10 @@ class Outcome:
     retryable: bool = True
     version: int | None = None
     written: bool = False
+
+    @classmethod
+    def failed(cls, error: SyncError) -> Outcome:
+        return cls(False, error.reason, str(error), retryable=error.retryable)
 
 
 def record(

@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from vaultsync import metrics
+from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.conditions import now_rfc3339
 from vaultsync.destination import Action, Owner, plan, released
@@ -40,16 +39,7 @@ class Directory:
 
 def parse_spec(raw: Any) -> VaultSecretSpec:
     """The validated spec, or a non-retryable InvalidSpec error naming the first problem."""
-    try:
-        return VaultSecretSpec.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SyncError(
-            f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}",
-            reason="InvalidSpec",
-            retryable=False,
-        ) from None
+    return parse(VaultSecretSpec, raw)
 
 
 class SecretSyncer:
@@ -95,7 +85,7 @@ class SecretSyncer:
                 renamed = spec.destination.model_copy(update={"name": previous})
                 self._release(namespace, renamed, owner, owner_stays=True)
         except SyncError as exc:
-            return Outcome(False, exc.reason, str(exc), retryable=exc.retryable)
+            return Outcome.failed(exc)
         return Outcome(
             True,
             "Synced",

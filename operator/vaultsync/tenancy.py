@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from vaultsync.api.auth import VaultAuthSpec
+from vaultsync.api.base import M, parse
 from vaultsync.api.connection import VaultConnectionSpec
 from vaultsync.errors import SyncError
 from vaultsync.vault.client import Endpoint
@@ -24,22 +23,18 @@ SpecLookup = Callable[[str | None, str], dict[str, Any] | None]
 SecretReader = Callable[[str, str, str], str]
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"]) or "spec"
-    return f"{where}: {error['msg']}"
+def _parse(model: type[M], raw: Any, what: str, reason: str) -> M:
+    try:
+        return parse(model, raw, reason)
+    except SyncError as exc:
+        raise SyncError(f"{what} is invalid: {exc}", reason=reason) from None
 
 
 def endpoint_for(name: str, connections: SpecLookup, read_secret: SecretReader) -> Endpoint:
     raw = connections(None, name)
     if raw is None:
         raise SyncError(f"VaultConnection {name!r} does not exist", reason="ConnectionNotFound")
-    try:
-        spec = VaultConnectionSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SyncError(
-            f"VaultConnection {name!r} is invalid: {_first_error(exc)}", reason="InvalidConnection"
-        ) from None
+    spec = _parse(VaultConnectionSpec, raw, f"VaultConnection {name!r}", "InvalidConnection")
     ca_pem = None
     if spec.ca_cert_secret_ref is not None:
         ref = spec.ca_cert_secret_ref
@@ -62,12 +57,7 @@ def find_auth(
         raw = auths(where, name)
         if raw is None:
             continue
-        try:
-            spec = VaultAuthSpec.model_validate(raw)
-        except ValidationError as exc:
-            raise SyncError(
-                f"VaultAuth {where}/{name} is invalid: {_first_error(exc)}", reason="InvalidAuth"
-            ) from None
+        spec = _parse(VaultAuthSpec, raw, f"VaultAuth {where}/{name}", "InvalidAuth")
         if where == namespace:
             return where, spec
         if _allows(spec, namespace):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+from vaultsync.errors import SyncError
 
 DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h))+)$"
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
@@ -66,3 +68,16 @@ class ConditionedStatus(Model):
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], raw: Any, reason: str = "InvalidSpec") -> M:
+    """raw validated as model, or a non-retryable SyncError naming the first problem."""
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["spec", *(str(p) for p in first["loc"])])
+        raise SyncError(f"{where}: {first['msg']}", reason=reason, retryable=False) from None

@@ -13,7 +13,6 @@ from kubernetes.client.exceptions import ApiException
 class Kube:
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
-    apps: client.AppsV1Api
 
 
 def connect(pool_size: int = 16) -> Kube:
@@ -25,7 +24,7 @@ def connect(pool_size: int = 16) -> Kube:
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = pool_size
     api = client.ApiClient(configuration)
-    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api))
+    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
 
 
 def describe(exc: ApiException) -> str:
@@ -37,7 +36,3 @@ def describe(exc: ApiException) -> str:
     except (ValueError, TypeError):
         pass
     return f"{exc.status} {message}".strip()
-
-
-def is_status(exc: Exception, *codes: int) -> bool:
-    return isinstance(exc, ApiException) and exc.status in codes

@@ -45,10 +45,6 @@ class InvalidRequest(VaultError):
     reason = "VaultRequestInvalid"
 
 
-class CheckAndSetConflict(VaultError):
-    reason = "CheckAndSetConflict"
-
-
 _BY_HVAC: list[tuple[type[Exception], type[VaultError]]] = [
     (hv.VaultDown, VaultSealed),
     (hv.Forbidden, PermissionDenied),
