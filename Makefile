@@ -25,6 +25,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/ruff format --check operator tests e2e
 	$(VENV)/bin/mypy
+	cd operator && ../$(VENV)/bin/lint-imports ../pyproject.toml
 
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit

@@ -6,7 +6,7 @@ import pytest
 from kubernetes import client, config
 
 from e2e.conftest import Stack
-from vaultsync import metrics
+from vaultsync.runtime import metrics
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.vault import kv

@@ -11,7 +11,7 @@ import hvac
 import pytest
 
 from e2e.localcluster import OpenBao
-from vaultsync.audit import converge, remove
+from vaultsync.audit.reconciler import converge, remove
 from vaultsync.vault import audit
 from vaultsync.vault.audit import (
     AuditAPIDisabled,

@@ -7,8 +7,8 @@ import pytest
 
 from e2e.localcluster import OpenBao
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
-from vaultsync.fanout import Wanted, desired
-from vaultsync.policy import converge
+from vaultsync.policies.fanout import Wanted, desired
+from vaultsync.policies.reconciler import converge
 from vaultsync.vault import policies, roles
 from vaultsync.vault.policies import PolicyRejected
 from vaultsync.vault.roles import KubernetesRole

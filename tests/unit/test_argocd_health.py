@@ -7,7 +7,7 @@ import pytest
 
 from e2e.argocd import SCRIPT, health
 from vaultsync.api.crds import KINDS
-from vaultsync.conditions import set_condition
+from vaultsync.runtime.conditions import set_condition
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

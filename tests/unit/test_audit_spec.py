@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from vaultsync.api.audit import VaultAuditDeviceSpec
 from vaultsync.api.crds import KINDS, crd
-from vaultsync.audit import device_of, differences
+from vaultsync.audit.reconciler import device_of, differences
 from vaultsync.vault.audit import AuditDevice
 
 

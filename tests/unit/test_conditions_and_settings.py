@@ -1,8 +1,8 @@
 import pytest
 
 from vaultsync.api.base import parse_duration
-from vaultsync.conditions import get_condition, set_condition
-from vaultsync.settings import Settings
+from vaultsync.runtime.conditions import get_condition, set_condition
+from vaultsync.runtime.settings import Settings
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:

@@ -4,7 +4,8 @@ from typing import Any
 import pytest
 
 from vaultsync.api.secret import Destination
-from vaultsync.destination import (
+from vaultsync.runtime.errors import SyncError
+from vaultsync.secrets.destination import (
     HASH_ANNOTATION,
     KEYS_ANNOTATION,
     Action,
@@ -14,7 +15,6 @@ from vaultsync.destination import (
     plan,
     released,
 )
-from vaultsync.errors import SyncError
 
 OWNER = Owner("db", "team-a", "uid-1")
 

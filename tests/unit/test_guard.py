@@ -2,7 +2,7 @@
 
 import threading
 
-from vaultsync.guard import Guard
+from vaultsync.runtime.guard import Guard
 
 
 def test_cleanup_waits_for_the_running_reconcile_and_stops_later_ones() -> None:

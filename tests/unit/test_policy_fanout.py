@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from vaultsync.api.policy import LabelSelector, ManagedPolicy, VaultPolicySpec
-from vaultsync.fanout import desired, owned, policy_key, removable, role_key, stale
-from vaultsync.selectors import matches
+from vaultsync.policies.fanout import desired, owned, policy_key, removable, role_key, stale
+from vaultsync.policies.selectors import matches
 from vaultsync.vault.policies import render_hcl
 
 

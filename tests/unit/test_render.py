@@ -3,7 +3,7 @@ import base64
 import pytest
 
 from vaultsync.api.secret import VaultSecretSpec
-from vaultsync.render import MAX_SECRET_BYTES, REDACTED, RenderError, render
+from vaultsync.secrets.render import MAX_SECRET_BYTES, REDACTED, RenderError, render
 
 
 def spec(**fields: object) -> VaultSecretSpec:

@@ -2,8 +2,9 @@ from typing import Any
 
 import pytest
 
-from vaultsync.errors import SyncError
-from vaultsync.tenancy import identity_for
+from vaultsync.connections.identity import identity_for
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.view import View
 from vaultsync.vault.sessions import KubernetesLogin, TokenLogin
 
 CONNECTIONS = {(None, "default"): {"address": "https://vault:8200", "namespace": "corp"}}
@@ -13,8 +14,10 @@ def resolve(auths: dict[tuple[str | None, str], Any], namespace: str = "team-b")
     return identity_for(
         namespace,
         "default",
-        auths=lambda ns, name: auths.get((ns, name)),
-        connections=lambda ns, name: CONNECTIONS.get((ns, name)),
+        View(
+            auths=lambda ns, name: auths.get((ns, name)),
+            connections=lambda ns, name: CONNECTIONS.get((ns, name)),
+        ),
         read_secret=lambda *_: "",
         operator_namespace="ops",
     )

@@ -5,10 +5,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaultsync.destination import Owner, plan
-from vaultsync.errors import SyncError
-from vaultsync.render import render
-from vaultsync.sync import parse_spec
+from vaultsync.runtime.errors import SyncError
+from vaultsync.secrets.destination import Owner, plan
+from vaultsync.secrets.reconciler import parse_spec
+from vaultsync.secrets.render import render
 
 FIELDS = [
     "path",

@@ -6,8 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from vaultsync.api.base import ConditionedStatus, K8sName, Model
-from vaultsync.api.secret import DeletionPolicy
+from vaultsync.api.base import ConditionedStatus, DeletionPolicy, K8sName, Model
 
 
 class AuditType(StrEnum):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from vaultsync.errors import SyncError
+from vaultsync.runtime.errors import SyncError
 
 DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h))+)$"
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
@@ -29,6 +30,13 @@ K8sName = Annotated[
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
     ),
 ]
+
+
+class DeletionPolicy(StrEnum):
+    """What happens to what an object wrote when the object is deleted."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
 
 
 def parse_duration(value: str) -> float:

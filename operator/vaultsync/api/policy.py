@@ -14,8 +14,7 @@ from typing import Annotated, Self
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
-from vaultsync.api.secret import DeletionPolicy
+from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
 
 PLACEHOLDER = "{namespace}"
 POLICY_NAME_PATTERN = r"^([-_.a-z0-9]|\{namespace\})+$"

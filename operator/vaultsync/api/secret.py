@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
+from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
 
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
@@ -15,11 +15,6 @@ class CreationPolicy(StrEnum):
     OWNER = "Owner"
     MERGE = "Merge"
     ORPHAN = "Orphan"
-
-
-class DeletionPolicy(StrEnum):
-    DELETE = "Delete"
-    RETAIN = "Retain"
 
 
 class KeyMapping(Model):

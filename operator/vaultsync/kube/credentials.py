@@ -8,7 +8,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vaultsync.kube.api import Kube, describe
-from vaultsync.vault.errors import AuthenticationFailed
+from vaultsync.runtime.errors import SyncError
+
+
+class CredentialsUnavailable(SyncError):
+    """No login material: the ServiceAccount token or the token Secret could not be had."""
+
+    reason = "AuthenticationFailed"
 
 
 class KubeCredentials:
@@ -28,21 +34,21 @@ class KubeCredentials:
                 name, namespace, request
             )
         except ApiException as exc:
-            raise AuthenticationFailed(
+            raise CredentialsUnavailable(
                 f"TokenRequest for ServiceAccount {namespace}/{name}: {describe(exc)}"
             ) from None
         if response.status is None or not response.status.token:
-            raise AuthenticationFailed(f"TokenRequest for {namespace}/{name} returned no token")
+            raise CredentialsUnavailable(f"TokenRequest for {namespace}/{name} returned no token")
         return str(response.status.token)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         try:
             secret = self._kube.core.read_namespaced_secret(name, namespace)
         except ApiException as exc:
-            raise AuthenticationFailed(
+            raise CredentialsUnavailable(
                 f"token Secret {namespace}/{name}: {describe(exc)}"
             ) from None
         encoded = (secret.data or {}).get(key)
         if not encoded:
-            raise AuthenticationFailed(f"token Secret {namespace}/{name} has no key {key!r}")
+            raise CredentialsUnavailable(f"token Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(encoded).decode().strip()

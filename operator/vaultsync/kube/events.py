@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "vaultsync"
 
 
-def emit(kube: Kube, body: dict[str, Any], *, warning: bool, reason: str, message: str) -> None:
+def emit(kube: Kube, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
     """Best effort: a failed Event is logged, never raised."""
     meta = body["metadata"]
     namespace = meta.get("namespace") or "default"

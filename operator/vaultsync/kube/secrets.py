@@ -1,4 +1,4 @@
-"""Reading and writing destination Secrets."""
+"""Reading and writing Secrets."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync import metrics
-from vaultsync.destination import Action, Plan
-from vaultsync.errors import SyncError
 from vaultsync.kube.api import Kube, describe
+from vaultsync.runtime import metrics
+from vaultsync.runtime.errors import SyncError
 
 
 def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -27,22 +26,25 @@ def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     return body
 
 
-def apply(kube: Kube, namespace: str, plan: Plan) -> None:
-    """Carry out a plan; a concurrent change (409) is retried by the caller."""
-    name = plan.body["metadata"]["name"]
+def create(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
+    _write("create", lambda: kube.core.create_namespaced_secret(namespace, body), body)  # type: ignore[arg-type]
+
+
+def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
+    """Replace with body's resourceVersion: a concurrent change (409) is retried by the caller."""
+    name = body["metadata"]["name"]
+    _write("replace", lambda: kube.core.replace_namespaced_secret(name, namespace, body), body)  # type: ignore[arg-type]
+
+
+def _write(operation: str, call: Any, body: dict[str, Any]) -> None:
     try:
-        if plan.action is Action.CREATE:
-            kube.core.create_namespaced_secret(namespace, plan.body)  # type: ignore[arg-type]
-        elif plan.action is Action.REPLACE:
-            kube.core.replace_namespaced_secret(name, namespace, plan.body)  # type: ignore[arg-type]
-        else:
-            return
+        call()
     except ApiException as exc:
         raise SyncError(
-            f"{plan.action.value} Secret {name!r}: {describe(exc)}",
+            f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",
             reason="Conflict" if exc.status == 409 else "KubernetesError",
         ) from None
-    metrics.SECRET_WRITES.labels(plan.action.value).inc()
+    metrics.SECRET_WRITES.labels(operation).inc()
 
 
 def delete(kube: Kube, namespace: str, name: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hvac.exceptions as hv
 import requests
 
-from vaultsync.errors import SyncError
+from vaultsync.runtime.errors import SyncError
 
 
 class VaultError(SyncError):

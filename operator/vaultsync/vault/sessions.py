@@ -16,7 +16,7 @@ from typing import Protocol
 
 import hvac
 
-from vaultsync import metrics
+from vaultsync.runtime import metrics
 from vaultsync.vault.client import Endpoint, new_client
 from vaultsync.vault.errors import AuthenticationFailed, translate
 

@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 from vaultsync import API_VERSION, MANAGED_BY, MANAGED_BY_LABEL
-from vaultsync.api.secret import CreationPolicy, DeletionPolicy, Destination
-from vaultsync.errors import SyncError
+from vaultsync.api.base import DeletionPolicy
+from vaultsync.api.secret import CreationPolicy, Destination
+from vaultsync.runtime.errors import SyncError
 
 OWNER_ANNOTATION = "vaultsync.io/vaultsecret"
 HASH_ANNOTATION = "vaultsync.io/data-hash"

@@ -20,33 +20,28 @@ the previous text, so a bad edit never takes a working policy away.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import hvac
 
-from vaultsync import metrics, report
-from vaultsync.admin import operator_identity
-from vaultsync.api.base import parse
+from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
-from vaultsync.api.secret import DeletionPolicy
-from vaultsync.errors import SyncError
-from vaultsync.fanout import Key, Wanted, desired, owned, removable, stale
+from vaultsync.connections.identity import operator_identity
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.report import Outcome
-from vaultsync.sync import Directory
+from vaultsync.policies.fanout import Key, Wanted, desired, owned, removable, stale
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.view import View
 from vaultsync.vault import policies, roles
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied
 from vaultsync.vault.sessions import Identity, Sessions
 
-PLURAL = "vaultpolicies"
 Claim = Callable[[list[ManagedPolicy]], None]
-Namespaces = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -156,10 +151,13 @@ def _failed(failures: dict[str, SyncError], total: int) -> Outcome:
     )
 
 
-class PolicyReconciler:
+class VaultPolicyReconciler:
     """Everything a VaultPolicy reconcile needs; one instance per operator."""
 
-    def __init__(self, kube: Kube, sessions: Sessions, *, operator_namespace: str) -> None:
+    kind = "VaultPolicy"
+    plural = "vaultpolicies"
+
+    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
         self.kube = kube
         self.sessions = sessions
         self.operator_namespace = operator_namespace
@@ -170,31 +168,29 @@ class PolicyReconciler:
         uid = body["metadata"]["uid"]
         return self._known[uid] if uid in self._known else records_of(body)
 
-    def _identity(self, auth_ref: str, directory: Directory) -> Identity:
+    def _identity(self, auth_ref: str, view: View) -> Identity:
         return operator_identity(
-            auth_ref, directory, self._credentials.secret_value, self.operator_namespace
+            auth_ref, view, self._credentials.secret_value, self.operator_namespace
         )
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(records: list[ManagedPolicy]) -> None:
             status.patch(
-                self.kube, PLURAL, None, body["metadata"]["name"], {"policies": _dump(records)}
+                self.kube, self.plural, None, body["metadata"]["name"], {"policies": _dump(records)}
             )
             self._known[body["metadata"]["uid"]] = records
 
         return claim
 
-    def sync(
-        self, body: Mapping[str, Any], directory: Directory, namespaces: Namespaces
-    ) -> tuple[Outcome, list[ManagedPolicy]]:
+    def _converge(self, body: Mapping[str, Any], view: View) -> tuple[Outcome, list[ManagedPolicy]]:
         records = self._records(body)
         try:
             spec = parse(VaultPolicySpec, body.get("spec"))
         except SyncError as exc:
             return Outcome.failed(exc), records
-        wanted = desired(spec, namespaces)
+        wanted = desired(spec, view.namespaces)
         try:
-            identity = self._identity(spec.auth_ref, directory)
+            identity = self._identity(spec.auth_ref, view)
             result = with_client(
                 self.sessions,
                 identity,
@@ -209,18 +205,12 @@ class PolicyReconciler:
         )
         return outcome, result.records
 
-    def reconcile(
-        self, body: dict[str, Any], directory: Directory, namespaces: Namespaces
-    ) -> Outcome:
-        started = time.monotonic()
-        outcome, records = self.sync(body, directory, namespaces)
-        metrics.SYNCS.labels("VaultPolicy", outcome.reason).inc()
-        metrics.SYNC_SECONDS.labels("VaultPolicy").observe(time.monotonic() - started)
+    def sync(self, body: Mapping[str, Any], view: View) -> Result:
+        outcome, records = self._converge(body, view)
         self._known[body["metadata"]["uid"]] = records
-        report.record(self.kube, PLURAL, body, outcome, {"policies": _dump(records)})
-        return outcome
+        return Result(outcome, {"policies": _dump(records)})
 
-    def cleanup(self, body: Mapping[str, Any], directory: Directory) -> str:
+    def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Delete what this VaultPolicy created (not adopted objects); raises SyncError."""
         spec = body.get("spec") or {}
         records = self._records(body)
@@ -229,13 +219,13 @@ class PolicyReconciler:
         elif not records:
             message = "nothing to remove"
         else:
-            message = self._remove(spec.get("authRef") or "default", records, directory)
+            message = self._remove(spec.get("authRef") or "default", records, view)
         self._known.pop(body["metadata"]["uid"], None)
         return message
 
-    def _remove(self, auth_ref: str, records: list[ManagedPolicy], directory: Directory) -> str:
+    def _remove(self, auth_ref: str, records: list[ManagedPolicy], view: View) -> str:
         try:
-            identity = self._identity(auth_ref, directory)
+            identity = self._identity(auth_ref, view)
             result = with_client(
                 self.sessions, identity, lambda client: converge(client, [], records, _no_claim)
             )

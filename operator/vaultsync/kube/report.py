@@ -1,42 +1,25 @@
-"""Recording a reconcile's outcome: the Ready condition, status fields and an Event.
+"""Recording a reconcile's outcome on our object: the Ready condition, status fields, an Event.
 
 Status is written only when it changed; an Event is posted when Ready or its reason
-changed, or when the reconcile wrote something to Vault (a drift repair, say).
+changed, or when the reconcile wrote something (a drift repair, say).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from vaultsync.conditions import READY, get_condition, set_condition
-from vaultsync.errors import SyncError
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
+from vaultsync.runtime.conditions import READY, get_condition, set_condition
+from vaultsync.runtime.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one reconcile came to; `written` when it changed something (Secret or Vault)."""
-
-    ready: bool
-    reason: str
-    message: str
-    retryable: bool = True
-    version: int | None = None
-    written: bool = False
-
-    @classmethod
-    def failed(cls, error: SyncError) -> Outcome:
-        return cls(False, error.reason, str(error), retryable=error.retryable)
-
-
 def record(
-    kube: Kube, plural: str, body: dict[str, Any], outcome: Outcome, fields: Mapping[str, Any]
+    kube: Kube, plural: str, body: Mapping[str, Any], outcome: Outcome, fields: Mapping[str, Any]
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation") or 0)

@@ -18,31 +18,27 @@ Losing audit is worse than keeping it, so the rules are conservative:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import hvac
 
-from vaultsync import metrics, report
-from vaultsync.admin import operator_identity
 from vaultsync.api.audit import VaultAuditDeviceSpec
-from vaultsync.api.base import parse
-from vaultsync.api.secret import DeletionPolicy
-from vaultsync.errors import SyncError
+from vaultsync.api.base import DeletionPolicy, parse
+from vaultsync.connections.identity import operator_identity
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.report import Outcome
-from vaultsync.sync import Directory
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.view import View
 from vaultsync.vault import audit
 from vaultsync.vault.audit import AuditDevice, AuditDeviceDeclared
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import VaultUnavailable
 from vaultsync.vault.sessions import Sessions
 
-PLURAL = "vaultauditdevices"
 Claim = Callable[[bool], None]
 
 
@@ -129,10 +125,13 @@ def remove(client: hvac.Client, path: str, managed: bool) -> str:
     return f"audit device {path!r} disabled"
 
 
-class AuditReconciler:
+class VaultAuditDeviceReconciler:
     """Everything a VaultAuditDevice reconcile needs; one instance per operator."""
 
-    def __init__(self, kube: Kube, sessions: Sessions, *, operator_namespace: str) -> None:
+    kind = "VaultAuditDevice"
+    plural = "vaultauditdevices"
+
+    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
         self.kube = kube
         self.sessions = sessions
         self.operator_namespace = operator_namespace
@@ -147,12 +146,14 @@ class AuditReconciler:
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(managed: bool) -> None:
-            status.patch(self.kube, PLURAL, None, body["metadata"]["name"], {"managed": managed})
+            status.patch(
+                self.kube, self.plural, None, body["metadata"]["name"], {"managed": managed}
+            )
             self._known[body["metadata"]["uid"]] = managed
 
         return claim
 
-    def sync(self, body: Mapping[str, Any], directory: Directory) -> AuditResult:
+    def _converge(self, body: Mapping[str, Any], view: View) -> AuditResult:
         managed = self._managed(body)
         try:
             spec = parse(VaultAuditDeviceSpec, body.get("spec"))
@@ -160,7 +161,7 @@ class AuditReconciler:
             return AuditResult(Outcome.failed(exc), managed)
         try:
             identity = operator_identity(
-                spec.auth_ref, directory, self._credentials.secret_value, self.operator_namespace
+                spec.auth_ref, view, self._credentials.secret_value, self.operator_namespace
             )
             return with_client(
                 self.sessions,
@@ -170,16 +171,12 @@ class AuditReconciler:
         except SyncError as exc:
             return AuditResult(Outcome.failed(exc), managed)
 
-    def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
-        started = time.monotonic()
-        result = self.sync(body, directory)
-        metrics.SYNCS.labels("VaultAuditDevice", result.outcome.reason).inc()
-        metrics.SYNC_SECONDS.labels("VaultAuditDevice").observe(time.monotonic() - started)
+    def sync(self, body: Mapping[str, Any], view: View) -> Result:
+        result = self._converge(body, view)
         self._known[body["metadata"]["uid"]] = result.managed
-        report.record(self.kube, PLURAL, body, result.outcome, {"managed": result.managed})
-        return result.outcome
+        return Result(result.outcome, {"managed": result.managed})
 
-    def cleanup(self, body: Mapping[str, Any], directory: Directory) -> str:
+    def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Disable the device on deletion when the spec and ownership allow; raises SyncError."""
         spec = body.get("spec") or {}
         path = str(spec.get("path", ""))
@@ -188,14 +185,14 @@ class AuditReconciler:
         elif not self._managed(body):
             message = f"audit device {path!r} left enabled: vaultsync did not enable it"
         else:
-            message = self._disable(spec.get("authRef") or "default", path, directory)
+            message = self._disable(spec.get("authRef") or "default", path, view)
         self._known.pop(body["metadata"]["uid"], None)
         return message
 
-    def _disable(self, auth_ref: str, path: str, directory: Directory) -> str:
+    def _disable(self, auth_ref: str, path: str, view: View) -> str:
         try:
             identity = operator_identity(
-                auth_ref, directory, self._credentials.secret_value, self.operator_namespace
+                auth_ref, view, self._credentials.secret_value, self.operator_namespace
             )
             return with_client(self.sessions, identity, lambda client: remove(client, path, True))
         except SyncError as exc:

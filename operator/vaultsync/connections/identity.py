@@ -1,9 +1,13 @@
-"""Which Vault identity an object logs in as.
+"""Which Vault identity an object logs in as: the one module every kind shares.
 
 A VaultSecret uses a VaultAuth of its own namespace, or a VaultAuth in the
 operator's namespace that lists its namespace in allowedNamespaces. Either way a
 Kubernetes-auth login uses a ServiceAccount of the *consuming* namespace, so a
 tenant can never borrow another namespace's identity.
+
+VaultPolicy and VaultAuditDevice are cluster-scoped and change Vault itself, so they
+log in as the operator: through a VaultAuth in the operator's namespace, with a
+ServiceAccount of that namespace. Tenants cannot reach that identity from theirs.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from typing import Any
 from vaultsync.api.auth import VaultAuthSpec
 from vaultsync.api.base import M, parse
 from vaultsync.api.connection import VaultConnectionSpec
-from vaultsync.errors import SyncError
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.view import SpecLookup, View
 from vaultsync.vault.client import Endpoint
 from vaultsync.vault.sessions import Identity, KubernetesLogin, TokenLogin
 
-SpecLookup = Callable[[str | None, str], dict[str, Any] | None]
 SecretReader = Callable[[str, str, str], str]
 
 
@@ -76,14 +80,13 @@ def find_auth(
 def identity_for(
     namespace: str,
     auth_ref: str,
+    view: View,
     *,
-    auths: SpecLookup,
-    connections: SpecLookup,
     read_secret: SecretReader,
     operator_namespace: str | None,
 ) -> Identity:
-    auth_namespace, auth = find_auth(namespace, auth_ref, auths, operator_namespace)
-    endpoint = endpoint_for(auth.connection_ref, connections, read_secret)
+    auth_namespace, auth = find_auth(namespace, auth_ref, view.auths, operator_namespace)
+    endpoint = endpoint_for(auth.connection_ref, view.connections, read_secret)
     if auth.vault_namespace is not None:
         endpoint = replace(endpoint, namespace=auth.vault_namespace)
     if auth.kubernetes is not None:
@@ -103,3 +106,16 @@ def identity_for(
         ref = auth.token.secret_ref
         return Identity(endpoint, TokenLogin(auth_namespace, ref.name, ref.key))
     raise SyncError(f"VaultAuth {auth_namespace}/{auth_ref} sets no method", reason="InvalidAuth")
+
+
+def operator_identity(
+    auth_ref: str, view: View, read_secret: SecretReader, operator_namespace: str
+) -> Identity:
+    """The operator's own identity, for the kinds that configure Vault cluster-wide."""
+    return identity_for(
+        operator_namespace,
+        auth_ref,
+        view,
+        read_secret=read_secret,
+        operator_namespace=operator_namespace,
+    )

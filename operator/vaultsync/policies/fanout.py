@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vaultsync.api.base import parse_duration
 from vaultsync.api.policy import PLACEHOLDER, ManagedPolicy, VaultPolicySpec
-from vaultsync.selectors import matches
+from vaultsync.policies.selectors import matches
 from vaultsync.vault.policies import render_hcl
 from vaultsync.vault.roles import KubernetesRole
 

@@ -6,35 +6,24 @@ leaves the Secret as it was; the object reports Ready=False with a reason.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from vaultsync import metrics
 from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
-from vaultsync.conditions import now_rfc3339
-from vaultsync.destination import Action, Owner, plan, released
-from vaultsync.errors import SyncError
+from vaultsync.connections.identity import identity_for
 from vaultsync.kube import secrets
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.render import render
-from vaultsync.report import Outcome, record
-from vaultsync.tenancy import SpecLookup, identity_for
+from vaultsync.runtime.conditions import now_rfc3339
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.view import View
+from vaultsync.secrets.destination import Action, Owner, Plan, plan, released
+from vaultsync.secrets.render import render
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.sessions import Sessions
-
-PLURAL = "vaultsecrets"
-
-
-@dataclass(frozen=True)
-class Directory:
-    """Lookups of VaultAuth and VaultConnection specs (kept in memory by watches)."""
-
-    auths: SpecLookup
-    connections: SpecLookup
 
 
 def parse_spec(raw: Any) -> VaultSecretSpec:
@@ -42,22 +31,26 @@ def parse_spec(raw: Any) -> VaultSecretSpec:
     return parse(VaultSecretSpec, raw)
 
 
-class SecretSyncer:
+def apply(kube: Kube, namespace: str, step: Plan) -> None:
+    if step.action is Action.CREATE:
+        secrets.create(kube, namespace, step.body)
+    elif step.action is Action.REPLACE:
+        secrets.replace(kube, namespace, step.body)
+
+
+class VaultSecretReconciler:
     """Everything a VaultSecret reconcile needs; one instance per operator."""
 
-    def __init__(
-        self,
-        kube: Kube,
-        sessions: Sessions,
-        *,
-        operator_namespace: str | None,
-    ) -> None:
+    kind = "VaultSecret"
+    plural = "vaultsecrets"
+
+    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
         self.kube = kube
         self.sessions = sessions
         self.operator_namespace = operator_namespace
         self._credentials = KubeCredentials(kube)
 
-    def sync(self, body: dict[str, Any], directory: Directory) -> Outcome:
+    def _outcome(self, body: Mapping[str, Any], view: View) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         try:
@@ -65,8 +58,7 @@ class SecretSyncer:
             identity = identity_for(
                 namespace,
                 spec.auth_ref,
-                auths=directory.auths,
-                connections=directory.connections,
+                view,
                 read_secret=self._credentials.secret_value,
                 operator_namespace=self.operator_namespace,
             )
@@ -79,7 +71,7 @@ class SecretSyncer:
             owner = Owner(name, namespace, meta["uid"])
             current = secrets.read(self.kube, namespace, spec.destination.name)
             step = plan(current, spec.destination, owner, data)
-            secrets.apply(self.kube, namespace, step)
+            apply(self.kube, namespace, step)
             previous = (body.get("status") or {}).get("secretName")
             if previous and previous != spec.destination.name:
                 renamed = spec.destination.model_copy(update={"name": previous})
@@ -95,7 +87,19 @@ class SecretSyncer:
             written=step.action is not Action.NONE,
         )
 
-    def release(self, body: dict[str, Any]) -> str:
+    def sync(self, body: Mapping[str, Any], view: View) -> Result:
+        outcome = self._outcome(body, view)
+        current = body.get("status") or {}
+        fields: dict[str, Any] = {}
+        if outcome.version is not None:
+            fields["vaultVersion"] = outcome.version
+        if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
+            fields["lastSyncTime"] = now_rfc3339()
+        if outcome.ready:
+            fields["secretName"] = body["spec"]["destination"]["name"]
+        return Result(outcome, fields)
+
+    def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Apply the deletion policy to the destination before the VaultSecret goes away."""
         meta = body["metadata"]
         what = f"VaultSecret {meta['namespace']}/{meta['name']} deleted"
@@ -117,25 +121,5 @@ class SecretSyncer:
         if step is None:
             secrets.delete(self.kube, namespace, dest.name)
             return f"deleted Secret {dest.name!r}"
-        secrets.apply(self.kube, namespace, step)
+        apply(self.kube, namespace, step)
         return f"Secret {dest.name!r} released ({step.action.value})"
-
-    def reconcile(self, body: dict[str, Any], directory: Directory) -> Outcome:
-        """Sync, then record the outcome in status (only when it changed) and in Events."""
-        started = time.monotonic()
-        outcome = self.sync(body, directory)
-        metrics.SYNCS.labels("VaultSecret", outcome.reason).inc()
-        metrics.SYNC_SECONDS.labels("VaultSecret").observe(time.monotonic() - started)
-        self.record(body, outcome)
-        return outcome
-
-    def record(self, body: dict[str, Any], outcome: Outcome) -> None:
-        current = body.get("status") or {}
-        fields: dict[str, Any] = {}
-        if outcome.version is not None:
-            fields["vaultVersion"] = outcome.version
-        if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
-            fields["lastSyncTime"] = now_rfc3339()
-        if outcome.ready:
-            fields["secretName"] = body["spec"]["destination"]["name"]
-        record(self.kube, PLURAL, body, outcome, fields)

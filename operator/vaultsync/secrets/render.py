@@ -16,7 +16,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vaultsync.api.secret import VaultSecretSpec
-from vaultsync.errors import SyncError
+from vaultsync.runtime.errors import SyncError
 
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 MAX_SECRET_BYTES = 1024 * 1024

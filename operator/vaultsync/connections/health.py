@@ -1,0 +1,47 @@
+"""VaultConnection health: Ready when the server answers, is initialised and unsealed.
+
+This is what `kubectl get vaultconnections`, Argo CD and kstatus show; it needs no
+Vault login, so it is the same for every tenant that uses the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vaultsync.connections.identity import endpoint_for
+from vaultsync.kube.api import Kube
+from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.view import View
+from vaultsync.vault.health import seal_status
+from vaultsync.vault.sessions import Sessions
+
+
+class VaultConnectionReconciler:
+    kind = "VaultConnection"
+    plural = "vaultconnections"
+
+    def __init__(self, kube: Kube, _sessions: Sessions, _operator_namespace: str) -> None:
+        self._credentials = KubeCredentials(kube)
+
+    def sync(self, body: Mapping[str, Any], view: View) -> Result:
+        name = body["metadata"]["name"]
+        try:
+            endpoint = endpoint_for(
+                name, lambda _ns, _name: body.get("spec"), self._credentials.secret_value
+            )
+            health = seal_status(endpoint)
+        except SyncError as exc:
+            return Result(Outcome.failed(exc))
+        fields = {"serverVersion": health.version, "sealed": health.sealed}
+        if not health.initialized:
+            outcome = Outcome(False, "VaultNotInitialized", f"{endpoint.address}: not initialised")
+        elif health.sealed:
+            outcome = Outcome(False, "VaultSealed", f"{endpoint.address} is sealed")
+        else:
+            outcome = Outcome(
+                True, "Reachable", f"{endpoint.address} answers, unsealed, {health.version}"
+            )
+        return Result(outcome, fields)

@@ -1,0 +1,33 @@
+"""What one reconcile came to: the Ready condition's content and the status fields to record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaultsync.runtime.errors import SyncError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile came to; `written` when it changed something (Secret or Vault)."""
+
+    ready: bool
+    reason: str
+    message: str
+    retryable: bool = True
+    version: int | None = None
+    written: bool = False
+
+    @classmethod
+    def failed(cls, error: SyncError) -> Outcome:
+        return cls(False, error.reason, str(error), retryable=error.retryable)
+
+
+@dataclass(frozen=True)
+class Result:
+    """An outcome plus the kind's own status fields (besides conditions)."""
+
+    outcome: Outcome
+    fields: Mapping[str, Any] = field(default_factory=dict)
