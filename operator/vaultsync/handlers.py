@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import kopf
 
-from vaultsync import GROUP, MANAGED_BY, MANAGED_BY_LABEL, VERSION
+from vaultsync import GROUP, VERSION
 from vaultsync.api.base import parse_duration
 from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
@@ -30,14 +30,14 @@ from vaultsync.kube.api import Kube, connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policies.reconciler import VaultPolicyReconciler
-from vaultsync.reconcile import reconcile
+from vaultsync.reconcile import clean_up, reconcile
 from vaultsync.runtime import metrics, scheduling
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.guard import Guard
 from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import Namespaces, View
-from vaultsync.secrets.destination import OWNER_ANNOTATION, drifted
+from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_name
 from vaultsync.secrets.reconciler import VaultSecretReconciler
 from vaultsync.vault.sessions import Sessions
 
@@ -114,6 +114,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # Only the Secrets we write are watched (server-side): a Secret whose label is removed
+    # leaves the selection, which the API server reports as DELETED, so it is repaired too.
+    settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_LABEL
     settings.peering.lifetime = config.peering_lifetime  # a crashed active replica's takeover time
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
@@ -222,10 +225,9 @@ def _deleted(kind: Kind) -> Handler:
         reconciler = cast(CleaningReconciler, ctx.reconcilers[kind.plural])
         snapshot = copy.deepcopy(dict(body))
         view = _view(kind, kwargs)
+        work = partial(clean_up, ctx.kube, reconciler, snapshot, view)
         try:
-            message = await asyncio.to_thread(
-                _guard(memo).finish, lambda: reconciler.cleanup(snapshot, view)
-            )
+            message = await asyncio.to_thread(_guard(memo).finish, work)
         except SyncError as exc:
             delay = ctx.settings.backoff(retry + 1)
             raise kopf.TemporaryError(str(exc), delay=delay) from None
@@ -255,13 +257,14 @@ for _kind in KINDS:
         kopf.on.delete(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_deleted")(_deleted(_kind))
 
 
-@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
+@kopf.on.event("", "v1", "secrets")
 async def managed_secret_changed(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A Secret we write was edited or deleted: its VaultSecret repairs it now."""
-    owner = body.metadata.annotations.get(OWNER_ANNOTATION)
-    if owner and (type == "DELETED" or drifted(copy.deepcopy(dict(body)))):
+    """A Secret we write was edited, deleted or unlabelled: its VaultSecret repairs it now."""
+    secret = copy.deepcopy(dict(body))
+    owner = owner_name(secret)
+    if owner and (type == "DELETED" or drifted(secret)):
         memo.ctx.wakers["vaultsecrets"].wake((namespace or "", owner))
 
 

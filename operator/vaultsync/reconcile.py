@@ -1,17 +1,22 @@
-"""Running any kind's reconciler once: timing, metrics, status and Events, written once."""
+"""Running any kind's reconciler: timing, metrics, status and Events, written once for all."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from vaultsync.kube import events
 from vaultsync.kube.api import Kube
 from vaultsync.kube.report import record
 from vaultsync.runtime import metrics
+from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome
-from vaultsync.runtime.reconciler import Reconciler
+from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.view import View
+
+log = logging.getLogger(__name__)
 
 
 def reconcile(kube: Kube, reconciler: Reconciler, body: Mapping[str, Any], view: View) -> Outcome:
@@ -22,3 +27,18 @@ def reconcile(kube: Kube, reconciler: Reconciler, body: Mapping[str, Any], view:
     metrics.SYNC_SECONDS.labels(reconciler.kind).observe(time.monotonic() - started)
     record(kube, reconciler.plural, body, result.outcome, result.fields)
     return result.outcome
+
+
+def clean_up(
+    kube: Kube, reconciler: CleaningReconciler, body: Mapping[str, Any], view: View
+) -> str:
+    """The deletion's cleanup; a failure (to be retried) is said in a Warning Event and the log,
+    so that a deletion that waits is never silent."""
+    try:
+        return reconciler.cleanup(body, view)
+    except SyncError as exc:
+        meta = body["metadata"]
+        message = f"deletion waits for cleanup, retrying: {exc}"
+        log.warning("%s %s: %s", reconciler.kind, meta["name"], message)
+        events.emit(kube, body, warning=True, reason=exc.reason, message=message)
+        raise

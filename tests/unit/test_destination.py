@@ -8,12 +8,16 @@ from vaultsync.runtime.errors import SyncError
 from vaultsync.secrets.destination import (
     HASH_ANNOTATION,
     KEYS_ANNOTATION,
+    MANAGED_LABEL,
+    OWNER_ANNOTATION,
     Action,
     Owner,
     data_hash,
     drifted,
+    owner_name,
     plan,
     released,
+    unmarked,
 )
 
 OWNER = Owner("db", "team-a", "uid-1")
@@ -166,3 +170,108 @@ def test_release_after_a_rename_deletes_even_an_owned_secret() -> None:
     assert released(body, dest(), OWNER, owner_stays=True) is None
     kept = released(body, dest(deletionPolicy="Retain"), OWNER, owner_stays=True)
     assert kept is not None and kept.body["metadata"]["ownerReferences"] == []
+
+
+def foreign(kind: str = "Opaque", **data: str) -> dict[str, Any]:
+    return {"metadata": {"name": "db-creds"}, "data": data, "type": kind}
+
+
+MERGE = {"creationPolicy": "Merge"}
+
+
+def test_merge_refuses_a_key_it_did_not_write_and_writes_nothing() -> None:
+    secret = foreign(password="a2VlcC1tZQ==", other="eA==")
+    with pytest.raises(SyncError) as err:
+        plan(secret, dest(**MERGE), OWNER, {"password": b"new", "user": b"u"})
+    assert err.value.reason == "KeyConflict"
+    assert "'password'" in str(err.value) and "'user'" not in str(err.value)
+    assert "a2VlcC1tZQ==" not in str(err.value)
+
+
+def test_merge_updates_the_keys_it_wrote_before() -> None:
+    first = plan(foreign(other="eA=="), dest(**MERGE), OWNER, {"password": b"1"}).body
+    second = plan(first, dest(**MERGE), OWNER, {"password": b"2"})
+    assert second.action is Action.REPLACE
+    assert second.body["data"] == {"other": "eA==", "password": base64.b64encode(b"2").decode()}
+
+
+def test_merge_refuses_cluster_managed_secret_types() -> None:
+    secret = foreign("kubernetes.io/service-account-token", token="dA==")
+    with pytest.raises(SyncError) as err:
+        plan(secret, dest(**MERGE), OWNER, {"extra": b"x"})
+    assert err.value.reason == "SecretTypeNotMergeable"
+
+
+def test_merge_leaves_another_tools_managed_by_label_alone() -> None:
+    secret = foreign(other="eA==")
+    secret["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
+    body = plan(secret, dest(**MERGE), OWNER, {"k": b"v"}).body
+    assert body["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert body["metadata"]["labels"][MANAGED_LABEL] == "true"
+    gone = released(body, dest(**MERGE), OWNER)
+    assert gone is not None
+    assert gone.body["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "Helm"}
+
+
+def test_merge_declared_labels_conflict_or_are_taken_and_given_back() -> None:
+    secret = foreign(other="eA==")
+    secret["metadata"]["labels"] = {"team": "a", "same": "v"}
+    with pytest.raises(SyncError) as err:
+        plan(secret, dest(**MERGE, labels={"team": "b"}), OWNER, {"k": b"v"})
+    assert err.value.reason == "KeyConflict"
+    body = plan(secret, dest(**MERGE, labels={"same": "v", "new": "n"}), OWNER, {"k": b"v"}).body
+    gone = released(body, dest(**MERGE), OWNER)
+    assert gone is not None
+    assert gone.body["metadata"]["labels"] == {"team": "a", "same": "v"}
+    assert gone.body["metadata"]["annotations"] == {}
+
+
+def test_release_of_a_merge_by_another_vaultsecret_touches_nothing() -> None:
+    merged = plan(foreign(other="eA=="), dest(**MERGE), OWNER, {"a": b"1"}).body
+    other = Owner("other", "team-a", "uid-2")
+    step = released(merged, dest(**MERGE), other)
+    assert step is not None and step.action is Action.NONE
+
+
+def test_unmarked_keeps_data_and_foreign_metadata() -> None:
+    merged = plan(foreign(other="eA=="), dest(**MERGE), OWNER, {"a": b"1"}).body
+    merged["metadata"]["annotations"]["theirs"] = "t"
+    body = unmarked(merged)
+    assert body["data"] == merged["data"]
+    assert body["metadata"]["annotations"] == {"theirs": "t"}
+    assert MANAGED_LABEL not in body["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["labels"].__setitem__("app", "edited"),
+        lambda m: m["labels"].pop("app"),
+        lambda m: m["labels"].pop(MANAGED_LABEL),
+        lambda m: m["annotations"].__setitem__("note", "edited"),
+        lambda m: m["annotations"].pop(OWNER_ANNOTATION),
+    ],
+)
+def test_declared_metadata_and_markers_are_part_of_drift(edit: Any) -> None:
+    spec = dest(labels={"app": "api"}, annotations={"note": "n"})
+    body = plan(None, spec, OWNER, {"k": b"v"}).body
+    assert not drifted(body)
+    edit(body["metadata"])
+    assert drifted(body)
+    assert owner_name(body) == "db"
+
+
+def test_declared_metadata_edits_are_repaired_and_undeclared_ones_removed() -> None:
+    body = plan(None, dest(labels={"app": "api", "old": "o"}), OWNER, {"k": b"v"}).body
+    body["metadata"]["labels"]["app"] = "edited"
+    body["metadata"]["labels"]["theirs"] = "t"
+    step = plan(body, dest(labels={"app": "api"}), OWNER, {"k": b"v"})
+    assert step.action is Action.REPLACE
+    labels = step.body["metadata"]["labels"]
+    assert labels["app"] == "api" and labels["theirs"] == "t" and "old" not in labels
+    assert plan(step.body, dest(labels={"app": "api"}), OWNER, {"k": b"v"}).action is Action.NONE
+
+
+def test_hash_of_data_alone_is_unchanged_without_declared_metadata() -> None:
+    body = created({"k": b"v"})
+    assert body["metadata"]["annotations"][HASH_ANNOTATION] == data_hash({"k": b"v"})

@@ -66,3 +66,26 @@ def test_missing_connection() -> None:
     with pytest.raises(SyncError) as err:
         resolve({("team-b", "default"): {**K8S, "connectionRef": "elsewhere"}})
     assert err.value.reason == "ConnectionNotFound"
+
+
+@pytest.mark.parametrize("pem", ["", "not a certificate", "-----BEGIN CERTIFICATE-----\nxx\n"])
+def test_a_ca_secret_without_a_pem_certificate_says_so(pem: str) -> None:
+    connections = {
+        (None, "default"): {
+            "address": "https://vault:8200",
+            "caCertSecretRef": {"namespace": "ops", "name": "ca", "key": "ca.crt"},
+        }
+    }
+    with pytest.raises(SyncError) as err:
+        identity_for(
+            "team-b",
+            "default",
+            View(
+                auths=lambda ns, name: K8S if (ns, name) == ("team-b", "default") else None,
+                connections=lambda ns, name: connections.get((ns, name)),
+            ),
+            read_secret=lambda *_: pem,
+            operator_namespace="ops",
+        )
+    assert err.value.reason == "InvalidCACertificate"
+    assert "holds no PEM certificate" in str(err.value)

@@ -12,6 +12,7 @@ ServiceAccount of that namespace. Tenants cannot reach that identity from theirs
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -43,7 +44,24 @@ def endpoint_for(name: str, connections: SpecLookup, read_secret: SecretReader) 
     if spec.ca_cert_secret_ref is not None:
         ref = spec.ca_cert_secret_ref
         ca_pem = read_secret(ref.namespace, ref.name, ref.key)
+        if not _is_pem_bundle(ca_pem):
+            raise SyncError(
+                f"VaultConnection {name!r}: caCertSecretRef {ref.namespace}/{ref.name} key "
+                f"{ref.key!r} holds no PEM certificate",
+                reason="InvalidCACertificate",
+            )
     return Endpoint(spec.address, spec.namespace, ca_pem, float(spec.timeout_seconds))
+
+
+def _is_pem_bundle(text: str) -> bool:
+    """Whether text holds at least one PEM certificate that TLS can trust."""
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        return False
+    try:
+        ssl.create_default_context(cadata=text)
+    except (ssl.SSLError, ValueError):
+        return False
+    return True
 
 
 def _allows(auth: VaultAuthSpec, namespace: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -9,6 +10,9 @@ from kubernetes.client.exceptions import ApiException
 from vaultsync.kube.api import Kube, describe
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
+
+REASONS = {409: "Conflict", 422: "SecretInvalid"}
+"""409: changed meanwhile (read again and retry); 422: the API server refuses the content."""
 
 
 def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -27,22 +31,30 @@ def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def create(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
-    _write("create", lambda: kube.core.create_namespaced_secret(namespace, body), body)  # type: ignore[arg-type]
+    _write(
+        "create",
+        body,
+        lambda: kube.core.create_namespaced_secret(namespace, body),  # type: ignore[arg-type]
+    )
 
 
 def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
-    """Replace with body's resourceVersion: a concurrent change (409) is retried by the caller."""
+    """Replace at body's resourceVersion: a concurrent change is a Conflict, retried later."""
     name = body["metadata"]["name"]
-    _write("replace", lambda: kube.core.replace_namespaced_secret(name, namespace, body), body)  # type: ignore[arg-type]
+    _write(
+        "replace",
+        body,
+        lambda: kube.core.replace_namespaced_secret(name, namespace, body),  # type: ignore[arg-type]
+    )
 
 
-def _write(operation: str, call: Any, body: dict[str, Any]) -> None:
+def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> None:
     try:
         call()
     except ApiException as exc:
         raise SyncError(
             f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",
-            reason="Conflict" if exc.status == 409 else "KubernetesError",
+            reason=REASONS.get(exc.status or 0, "KubernetesError"),
         ) from None
     metrics.SECRET_WRITES.labels(operation).inc()
 

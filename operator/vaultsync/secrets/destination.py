@@ -2,6 +2,14 @@
 
 Pure: takes the current Secret (a dict as the API returns it, or None) and the
 rendered data, returns a Plan. Nothing is written when nothing differs.
+
+vaultsync never changes or removes what it did not write. What it wrote is recorded on
+the Secret itself: the data keys of a Merge (`managed-keys`) and the declared labels and
+annotations it set (`managed-metadata`). With Merge, a key that already exists and is not
+in that record is a KeyConflict and nothing is written; release removes only what the
+record names. Our markers (a label of our own, the owner annotation, the hash) and every
+declared label and annotation are part of the drift check, so a hand edit of any of them
+is repaired like a data edit.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,9 +27,15 @@ from vaultsync.api.base import DeletionPolicy
 from vaultsync.api.secret import CreationPolicy, Destination
 from vaultsync.runtime.errors import SyncError
 
+MANAGED_LABEL = "vaultsync.io/managed"
+"""Our own label on every Secret we write; the drift watch selects on it (or the owner)."""
 OWNER_ANNOTATION = "vaultsync.io/vaultsecret"
 HASH_ANNOTATION = "vaultsync.io/data-hash"
 KEYS_ANNOTATION = "vaultsync.io/managed-keys"
+METADATA_ANNOTATION = "vaultsync.io/managed-metadata"
+MARKER_ANNOTATIONS = (OWNER_ANNOTATION, HASH_ANNOTATION, KEYS_ANNOTATION, METADATA_ANNOTATION)
+CLUSTER_MANAGED_TYPES = frozenset({"kubernetes.io/service-account-token"})
+"""Secret types whose data the cluster writes: vaultsync never merges into them."""
 
 
 class Action(StrEnum):
@@ -52,46 +67,86 @@ class Owner:
         }
 
 
-def data_hash(data: dict[str, bytes]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(data):
-        digest.update(key.encode() + b"\0" + data[key] + b"\0")
-    return digest.hexdigest()[:32]
+@dataclass(frozen=True)
+class Written:
+    """What the markers on a Secret say vaultsync wrote there."""
+
+    keys: frozenset[str]
+    labels: frozenset[str]
+    annotations: frozenset[str]
 
 
-def _encoded(data: dict[str, bytes]) -> dict[str, str]:
-    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+NOTHING = Written(frozenset(), frozenset(), frozenset())
 
 
-def is_managed_by(secret: dict[str, Any], owner: Owner) -> bool:
-    meta = secret.get("metadata") or {}
-    if any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or []):
-        return True
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    return (
-        labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-        and annotations.get(OWNER_ANNOTATION) == owner.name
+def _meta(secret: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(secret.get("metadata") or {})
+
+
+def _json_list(text: str | None) -> list[str]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def written(secret: Mapping[str, Any]) -> Written:
+    annotations = _meta(secret).get("annotations") or {}
+    try:
+        metadata = json.loads(annotations.get(METADATA_ANNOTATION) or "{}")
+    except ValueError:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return Written(
+        keys=frozenset(_json_list(annotations.get(KEYS_ANNOTATION))),
+        labels=frozenset(str(k) for k in metadata.get("labels") or []),
+        annotations=frozenset(str(k) for k in metadata.get("annotations") or []),
     )
 
 
-def _metadata(
-    current: dict[str, Any], dest: Destination, owner: Owner, digest: str
-) -> dict[str, Any]:
-    labels = {**(current.get("labels") or {}), **dest.labels, MANAGED_BY_LABEL: MANAGED_BY}
-    annotations = {
-        **(current.get("annotations") or {}),
-        **dest.annotations,
-        OWNER_ANNOTATION: owner.name,
-        HASH_ANNOTATION: digest,
-    }
+def data_hash(data: Mapping[str, bytes], metadata: Mapping[str, str] | None = None) -> str:
+    """A digest of the data (and of declared metadata, when there is any) we wrote."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode() + b"\0" + data[key] + b"\0")
+    for key in sorted(metadata or {}):
+        digest.update(b"\1" + key.encode() + b"\0" + (metadata or {})[key].encode() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _declared(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, str]:
+    """Declared metadata flattened for the digest: label/<key> and annotation/<key>."""
     return {
-        **current,
-        "name": dest.name,
-        "namespace": owner.namespace,
-        "labels": labels,
-        "annotations": annotations,
+        **{f"label/{k}": v for k, v in labels.items()},
+        **{f"annotation/{k}": v for k, v in annotations.items()},
     }
+
+
+def _encoded(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def owner_name(secret: Mapping[str, Any]) -> str | None:
+    """The VaultSecret a Secret belongs to, from our annotation or our ownerReference."""
+    meta = _meta(secret)
+    name = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+    if name:
+        return str(name)
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "VaultSecret" and str(ref.get("apiVersion", "")).startswith(
+            API_VERSION.split("/")[0] + "/"
+        ):
+            return str(ref.get("name"))
+    return None
+
+
+def is_managed_by(secret: Mapping[str, Any], owner: Owner) -> bool:
+    meta = _meta(secret)
+    if any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or []):
+        return True
+    return (meta.get("annotations") or {}).get(OWNER_ANNOTATION) == owner.name
 
 
 def _owner_refs(current: list[dict[str, Any]], dest: Destination, owner: Owner) -> list[Any]:
@@ -101,19 +156,58 @@ def _owner_refs(current: list[dict[str, Any]], dest: Destination, owner: Owner) 
     return others
 
 
-def _merged_data(current: dict[str, Any], data: dict[str, bytes]) -> tuple[dict[str, str], str]:
-    previous = json.loads(
-        ((current.get("metadata") or {}).get("annotations") or {}).get(KEYS_ANNOTATION, "[]")
+def _conflict(what: str, names: Iterable[str], secret: str) -> SyncError:
+    listed = ", ".join(repr(n) for n in sorted(names))
+    return SyncError(
+        f"Secret {secret!r} already has {what} {listed} that vaultsync did not write; "
+        "Merge never overwrites them. Remove them from the Secret, or do not write them "
+        "(keys/template, destination labels/annotations)",
+        reason="KeyConflict",
     )
-    merged = {k: v for k, v in (current.get("data") or {}).items() if k not in previous}
-    merged.update(_encoded(data))
-    return merged, json.dumps(sorted(data))
+
+
+def _take(
+    current: Mapping[str, str],
+    declared: Mapping[str, str],
+    ours: frozenset[str],
+    merge: bool,
+) -> tuple[dict[str, str], set[str], set[str]]:
+    """Apply declared labels (or annotations) to current ones.
+
+    Returns the new mapping, the keys now ours and, with Merge, the conflicts: keys that
+    exist with another value and were not ours. Keys that were ours and are no longer
+    declared are removed. With Merge, a key that already holds the declared value and was
+    not ours stays somebody else's (release leaves it).
+    """
+    out = {k: v for k, v in current.items() if k not in ours or k in declared}
+    taken: set[str] = set()
+    conflicts: set[str] = set()
+    for key, value in declared.items():
+        if merge and key not in ours and key in current:
+            if current[key] != value:
+                conflicts.add(key)
+            continue
+        out[key] = value
+        taken.add(key)
+    return out, taken, conflicts
+
+
+def _metadata_record(labels: set[str], annotations: set[str]) -> str | None:
+    if not labels and not annotations:
+        return None
+    return json.dumps({"labels": sorted(labels), "annotations": sorted(annotations)})
+
+
+def _set_or_drop(mapping: dict[str, str], key: str, value: str | None) -> None:
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
 
 
 def plan(
     current: dict[str, Any] | None, dest: Destination, owner: Owner, data: dict[str, bytes]
 ) -> Plan:
-    digest = data_hash(data)
     merge = dest.creation_policy is CreationPolicy.MERGE
     if current is None:
         if merge:
@@ -122,50 +216,97 @@ def plan(
                 "to an existing Secret",
                 reason="DestinationMissing",
             )
-        metadata = _metadata({}, dest, owner, digest)
-        metadata["ownerReferences"] = _owner_refs([], dest, owner)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata,
-            "type": dest.type,
-            "data": _encoded(data),
-        }
-        return Plan(Action.CREATE, body)
-
-    if not merge and not is_managed_by(current, owner):
-        raise SyncError(
-            f"Secret {dest.name!r} already exists and is not managed by this VaultSecret; "
-            "delete it, or use creationPolicy Merge to add keys to it",
-            reason="SecretConflict",
-            retryable=True,
-        )
-    merged_by = ((current.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
-    if merge and merged_by not in (None, owner.name):
-        raise SyncError(
-            f"VaultSecret {merged_by!r} already merges into Secret {dest.name!r}; "
-            "one VaultSecret per Secret keeps their keys from overwriting each other",
-            reason="SecretConflict",
-        )
-    current_type = current.get("type") or "Opaque"
-    if not merge and current_type != dest.type:
-        raise SyncError(
-            f"Secret {dest.name!r} has type {current_type!r}, spec wants {dest.type!r}; "
-            "a Secret's type cannot change: delete the Secret to let it be recreated",
-            reason="SecretTypeImmutable",
-        )
-    meta = _metadata(current.get("metadata") or {}, dest, owner, digest)
-    meta["ownerReferences"] = _owner_refs(meta.get("ownerReferences") or [], dest, owner)
+        current = {"metadata": {}, "type": dest.type}
+        action = Action.CREATE
+    else:
+        _check_existing(current, dest, owner)
+        action = Action.REPLACE
+    meta = _meta(current)
+    before = written(current) if action is Action.REPLACE else NOTHING
+    old_data: dict[str, str] = dict(current.get("data") or {})
     if merge:
-        new_data, keys = _merged_data(current, data)
-        meta["annotations"][KEYS_ANNOTATION] = keys
+        foreign = set(data) & (set(old_data) - before.keys)
+        if foreign:
+            raise _conflict("keys", foreign, dest.name)
+    labels, our_labels, label_conflicts = _take(
+        meta.get("labels") or {}, dest.labels, before.labels, merge
+    )
+    annotations, our_annotations, annotation_conflicts = _take(
+        meta.get("annotations") or {}, dest.annotations, before.annotations, merge
+    )
+    if label_conflicts or annotation_conflicts:
+        raise _conflict("labels or annotations", label_conflicts | annotation_conflicts, dest.name)
+    labels[MANAGED_LABEL] = "true"
+    if not merge:
+        labels[MANAGED_BY_LABEL] = MANAGED_BY
+    declared = _declared(
+        {k: labels[k] for k in our_labels}, {k: annotations[k] for k in our_annotations}
+    )
+    annotations[OWNER_ANNOTATION] = owner.name
+    annotations[HASH_ANNOTATION] = data_hash(data, declared)
+    _set_or_drop(annotations, KEYS_ANNOTATION, json.dumps(sorted(data)) if merge else None)
+    _set_or_drop(annotations, METADATA_ANNOTATION, _metadata_record(our_labels, our_annotations))
+    if merge:
+        new_data = {k: v for k, v in old_data.items() if k not in before.keys}
+        new_data.update(_encoded(data))
     else:
         new_data = _encoded(data)
+    meta.update(
+        name=dest.name,
+        namespace=owner.namespace,
+        labels=labels,
+        annotations=annotations,
+        ownerReferences=_owner_refs(meta.get("ownerReferences") or [], dest, owner),
+    )
+    if action is Action.CREATE:
+        return Plan(
+            action,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta,
+                "type": dest.type,
+                "data": new_data,
+            },
+        )
     body = {**current, "metadata": meta, "data": new_data}
     body.pop("stringData", None)
     if _same(current, body):
         return Plan(Action.NONE, current)
     return Plan(Action.REPLACE, body)
+
+
+def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner) -> None:
+    merge = dest.creation_policy is CreationPolicy.MERGE
+    current_type = current.get("type") or "Opaque"
+    if not merge:
+        if not is_managed_by(current, owner):
+            raise SyncError(
+                f"Secret {dest.name!r} already exists and is not managed by this VaultSecret; "
+                "delete it, or use creationPolicy Merge to add keys to it",
+                reason="SecretConflict",
+            )
+        if current_type != dest.type:
+            raise SyncError(
+                f"Secret {dest.name!r} has type {current_type!r}, spec wants {dest.type!r}; "
+                "a Secret's type cannot change: delete the Secret to let it be recreated",
+                reason="SecretTypeImmutable",
+            )
+        return
+    merged_by = (_meta(current).get("annotations") or {}).get(OWNER_ANNOTATION)
+    if merged_by not in (None, owner.name):
+        raise SyncError(
+            f"VaultSecret {merged_by!r} already merges into Secret {dest.name!r}; "
+            "one VaultSecret per Secret keeps their keys from overwriting each other",
+            reason="SecretConflict",
+        )
+    if current_type in CLUSTER_MANAGED_TYPES:
+        raise SyncError(
+            f"Secret {dest.name!r} is a {current_type} Secret: the cluster writes its data, "
+            "so vaultsync does not merge into it",
+            reason="SecretTypeNotMergeable",
+            retryable=False,
+        )
 
 
 def _same(current: dict[str, Any], desired: dict[str, Any]) -> bool:
@@ -178,6 +319,18 @@ def _same(current: dict[str, Any], desired: dict[str, Any]) -> bool:
     )
 
 
+def unmarked(secret: dict[str, Any]) -> dict[str, Any]:
+    """The Secret without our markers (label, annotations); its data and the rest as they are."""
+    meta = _meta(secret)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != MANAGED_LABEL}
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+        del labels[MANAGED_BY_LABEL]
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k not in MARKER_ANNOTATIONS
+    }
+    return {**secret, "metadata": {**meta, "labels": labels, "annotations": annotations}}
+
+
 def released(
     secret: dict[str, Any], dest: Destination, owner: Owner, *, owner_stays: bool = False
 ) -> Plan | None:
@@ -186,27 +339,27 @@ def released(
     Returns None when the Secret is to be deleted by us (Orphan + Delete, or any Delete
     when the owner stays, as after a rename: the garbage collector will not do it), and a
     NONE plan when nothing needs writing (Owner + Delete on deletion: the garbage
-    collector deletes it; Retain without ownership).
+    collector deletes it; Retain without ownership; a Secret that is not ours).
     """
-    meta = dict(secret.get("metadata") or {})
+    meta = _meta(secret)
     delete = dest.deletion_policy is DeletionPolicy.DELETE
-    if not is_managed_by(secret, owner) and dest.creation_policy is not CreationPolicy.MERGE:
-        return Plan(Action.NONE, secret)
     if dest.creation_policy is CreationPolicy.MERGE:
-        annotations = dict(meta.get("annotations") or {})
-        ours = json.loads(annotations.pop(KEYS_ANNOTATION, "[]"))
-        for key in (OWNER_ANNOTATION, HASH_ANNOTATION):
-            annotations.pop(key, None)
-        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != MANAGED_BY_LABEL}
-        data = secret.get("data") or {}
-        if delete:
-            data = {k: v for k, v in data.items() if k not in ours}
-        body = {
-            **secret,
-            "data": data,
-            "metadata": {**meta, "annotations": annotations, "labels": labels},
+        if not _merged_by(secret, owner):
+            return Plan(Action.NONE, secret)
+        ours = written(secret)
+        body = unmarked(secret)
+        body_meta = body["metadata"]
+        body_meta["labels"] = {k: v for k, v in body_meta["labels"].items() if k not in ours.labels}
+        body_meta["annotations"] = {
+            k: v for k, v in body_meta["annotations"].items() if k not in ours.annotations
         }
+        if delete:
+            body["data"] = {
+                k: v for k, v in (secret.get("data") or {}).items() if k not in ours.keys
+            }
         return Plan(Action.REPLACE, body)
+    if not is_managed_by(secret, owner):
+        return Plan(Action.NONE, secret)
     if delete:
         if owner_stays or dest.creation_policy is CreationPolicy.ORPHAN:
             return None
@@ -215,16 +368,36 @@ def released(
     return Plan(Action.REPLACE, {**secret, "metadata": {**meta, "ownerReferences": refs}})
 
 
-def drifted(secret: dict[str, Any]) -> bool:
-    """Whether a managed Secret's data no longer matches what we last wrote."""
-    meta = secret.get("metadata") or {}
+def _merged_by(secret: Mapping[str, Any], owner: Owner) -> bool:
+    """Whether this VaultSecret merged into secret (by its owner annotation or key record)."""
+    annotations = _meta(secret).get("annotations") or {}
+    merged_by = annotations.get(OWNER_ANNOTATION)
+    return merged_by == owner.name or (merged_by is None and KEYS_ANNOTATION in annotations)
+
+
+def drifted(secret: Mapping[str, Any]) -> bool:
+    """Whether a managed Secret no longer matches what we last wrote: its data (our keys),
+    the declared labels and annotations we set, or our own markers."""
+    meta = _meta(secret)
+    labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     recorded = annotations.get(HASH_ANNOTATION)
-    if recorded is None:
+    if (
+        recorded is None
+        or labels.get(MANAGED_LABEL) != "true"
+        or OWNER_ANNOTATION not in annotations
+    ):
         return True
+    ours = written(secret)
     data = secret.get("data") or {}
     if KEYS_ANNOTATION in annotations:
-        keys = json.loads(annotations[KEYS_ANNOTATION])
-        data = {k: v for k, v in data.items() if k in keys}
+        data = {k: v for k, v in data.items() if k in ours.keys}
     decoded = {k: base64.b64decode(v) for k, v in data.items()}
-    return data_hash(decoded) != str(recorded)
+    if any(k not in labels for k in ours.labels) or any(
+        k not in annotations for k in ours.annotations
+    ):
+        return True
+    declared = _declared(
+        {k: labels[k] for k in ours.labels}, {k: annotations[k] for k in ours.annotations}
+    )
+    return data_hash(decoded, declared) != str(recorded)

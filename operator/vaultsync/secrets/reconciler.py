@@ -12,14 +12,14 @@ from typing import Any
 from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.connections.identity import identity_for
-from vaultsync.kube import secrets
+from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.view import View
-from vaultsync.secrets.destination import Action, Owner, Plan, plan, released
+from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
@@ -75,7 +75,7 @@ class VaultSecretReconciler:
             previous = (body.get("status") or {}).get("secretName")
             if previous and previous != spec.destination.name:
                 renamed = spec.destination.model_copy(update={"name": previous})
-                self._release(namespace, renamed, owner, owner_stays=True)
+                self._release(body, renamed, owner, owner_stays=True)
         except SyncError as exc:
             return Outcome.failed(exc)
         return Outcome(
@@ -108,12 +108,18 @@ class VaultSecretReconciler:
         except SyncError:
             return f"{what}: its spec was invalid, it never synced anything"
         owner = Owner(meta["name"], meta["namespace"], meta["uid"])
-        return f"{what}: {self._release(meta['namespace'], spec.destination, owner)}"
+        return f"{what}: {self._release(body, spec.destination, owner)}"
 
     def _release(
-        self, namespace: str, dest: Destination, owner: Owner, *, owner_stays: bool = False
+        self,
+        body: Mapping[str, Any],
+        dest: Destination,
+        owner: Owner,
+        *,
+        owner_stays: bool = False,
     ) -> str:
         """Apply dest's deletion policy to a Secret this VaultSecret no longer writes."""
+        namespace = owner.namespace
         current = secrets.read(self.kube, namespace, dest.name)
         if current is None:
             return f"Secret {dest.name!r} was already gone"
@@ -121,5 +127,24 @@ class VaultSecretReconciler:
         if step is None:
             secrets.delete(self.kube, namespace, dest.name)
             return f"deleted Secret {dest.name!r}"
-        apply(self.kube, namespace, step)
+        try:
+            apply(self.kube, namespace, step)
+        except SyncError as exc:
+            if exc.reason != "SecretInvalid":
+                raise
+            return self._refused(body, current, exc)
         return f"Secret {dest.name!r} released ({step.action.value})"
+
+    def _refused(self, body: Mapping[str, Any], current: dict[str, Any], error: SyncError) -> str:
+        """The API server refuses the released Secret (removing our keys would make it
+        invalid, as tls.key of a kubernetes.io/tls Secret): the release must still finish,
+        so the Secret stays as it is, without our markers where the server accepts that."""
+        name = current["metadata"]["name"]
+        try:
+            secrets.replace(self.kube, current["metadata"]["namespace"], unmarked(current))
+            kept = "kept its data as it is (vaultsync's markers removed)"
+        except SyncError:
+            kept = "kept exactly as it is"
+        message = f"Secret {name!r} {kept}: the API server refused the release: {error}"
+        events.emit(self.kube, body, warning=True, reason="ReleaseRefused", message=message)
+        return message

@@ -7,6 +7,8 @@ own error strings, never from request or response bodies.
 
 from __future__ import annotations
 
+import re
+
 import hvac.exceptions as hv
 import requests
 
@@ -57,10 +59,21 @@ _BY_HVAC: list[tuple[type[Exception], type[VaultError]]] = [
 ]
 
 
+_WRAPPED = re.compile(r"^\s*\d+ errors? occurred:\s*")
+_BULLET = re.compile(r"\s*\n\s*\*\s*|^\s*\*\s*")
+
+
+def clean(message: str) -> str:
+    """Vault's message without Go's multierror wrapping ("1 error occurred:\n\t* ...")."""
+    text = _WRAPPED.sub("", str(message))
+    parts = [p.strip() for p in _BULLET.split(text) if p.strip()]
+    return "; ".join(parts)
+
+
 def _vault_errors(exc: hv.VaultError) -> str:
     errors = getattr(exc, "errors", None)
     if isinstance(errors, list) and errors:
-        return "; ".join(str(e) for e in errors)
+        return "; ".join(filter(None, (clean(str(e)) for e in errors)))
     return type(exc).__name__
 
 
