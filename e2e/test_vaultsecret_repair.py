@@ -1,0 +1,83 @@
+"""Declared metadata and vaultsync's own markers are repaired like data, at once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from e2e.harness.manifests import namespace_object, vault_secret
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack, grant_tenant
+
+pytestmark = pytest.mark.e2e
+
+MANAGED_LABEL = "vaultsync.io/managed"
+
+
+def metadata(stack: Stack, namespace: str, name: str) -> Any:
+    return stack.core.read_namespaced_secret(name, namespace).metadata
+
+
+def declared(stack: Stack, namespace: str) -> bool:
+    meta = metadata(stack, namespace, "meta")
+    labels, annotations = meta.labels or {}, meta.annotations or {}
+    return bool(
+        labels.get("app") == "api"
+        and labels.get(MANAGED_LABEL) == "true"
+        and annotations.get("team") == "payments"
+        and annotations.get("vaultsync.io/vaultsecret") == "meta"
+    )
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"metadata": {"labels": {"app": "edited-by-hand"}}},
+        {"metadata": {"labels": {"app": None}}},
+        {"metadata": {"labels": {MANAGED_LABEL: None}}},
+        {"metadata": {"annotations": {"team": "edited-by-hand"}}},
+        {"metadata": {"labels": {MANAGED_LABEL: None, "app": "x"}}},
+    ],
+    ids=["label-edited", "label-removed", "our-label-removed", "annotation-edited", "both"],
+)
+def test_declared_metadata_and_markers_are_repaired(
+    stack: Stack, tenant: str, patch: dict[str, Any]
+) -> None:
+    stack.put(f"{tenant}/meta", {"k": "meta-value-1"})
+    stack.apply(
+        vault_secret(
+            tenant,
+            "meta",
+            f"{tenant}/meta",
+            refreshInterval="1h",  # only the watch can repair it within the wait below
+            destination={
+                "name": "meta",
+                "labels": {"app": "api"},
+                "annotations": {"team": "payments"},
+            },
+        )
+    )
+    eventually(lambda: declared(stack, tenant), 60, "metadata written", retry_on=(ApiException,))
+    stack.core.patch_namespaced_secret("meta", tenant, patch)
+    started = time.monotonic()
+    eventually(lambda: declared(stack, tenant), 15, "declared metadata repaired", interval=0.1)
+    assert time.monotonic() - started < 15
+
+
+def test_vault_errors_read_without_multierror_wrapping(stack: Stack, tenant: str) -> None:
+    victim = f"v-{uuid.uuid4().hex[:8]}"
+    stack.apply(namespace_object(victim))
+    grant_tenant(stack.vault, victim)
+    stack.put(f"{victim}/db", {"password": "victim-secret-2"})
+    stack.apply(vault_secret(tenant, "denied", f"{victim}/db"))
+    condition = eventually(
+        lambda: (c := stack.ready_is(tenant, "denied", "False")) and c, 60, "denied"
+    )
+    assert condition["reason"] == "PermissionDenied"
+    assert "error occurred" not in condition["message"]
+    assert not condition["message"].endswith("\n")
+    assert "permission denied" in condition["message"]
