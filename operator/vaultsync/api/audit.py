@@ -7,6 +7,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from vaultsync.api.base import ConditionedStatus, DeletionPolicy, K8sName, Model
+from vaultsync.api.names import AuditPath
 
 
 class AuditType(StrEnum):
@@ -21,10 +22,7 @@ class VaultAuditDeviceSpec(Model):
         description="VaultAuth in the operator's namespace that the operator logs in with.",
     )
     type: AuditType
-    path: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[-_.a-zA-Z0-9]+(/[-_.a-zA-Z0-9]+)*$",
+    path: AuditPath = Field(
         description="Where the device is mounted (sys/audit/<path>); immutable.",
     )
     description: str = Field(default="", max_length=1024)

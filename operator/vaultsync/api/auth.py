@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from vaultsync.api.base import ConditionedStatus, K8sName, Model
+from vaultsync.api.names import VaultMount
 
 
 class KubernetesAuth(Model):
@@ -14,7 +15,7 @@ class KubernetesAuth(Model):
     consumes this VaultAuth, so a tenant only ever logs in as itself.
     """
 
-    mount: str = Field(default="kubernetes", min_length=1)
+    mount: VaultMount = "kubernetes"
     role: str = Field(min_length=1)
     service_account: K8sName = "default"
     audiences: list[str] = Field(default_factory=list)

@@ -15,12 +15,21 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
+from vaultsync.api.names import (
+    LABEL_KEY_CHECKS,
+    NOT_A_DOT_SEGMENT,
+    AclPath,
+    LabelKey,
+    LabelValue,
+    VaultMount,
+    cel,
+    cel_on_keys,
+    validator,
+)
 
 PLACEHOLDER = "{namespace}"
 POLICY_NAME_PATTERN = r"^([-_.a-z0-9]|\{namespace\})+$"
 ROLE_NAME_PATTERN = r"^([-_.a-zA-Z0-9]|\{namespace\})+$"
-
-LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class SelectorOperator(StrEnum):
@@ -44,7 +53,7 @@ class LabelSelectorRequirement(Model):
         }
     )
 
-    key: str = Field(min_length=1, max_length=317)
+    key: LabelKey = Field(min_length=1, max_length=317, json_schema_extra=cel(LABEL_KEY_CHECKS))
     operator: SelectorOperator
     values: list[LabelValue] = Field(default_factory=list, max_length=64)
 
@@ -59,7 +68,11 @@ class LabelSelectorRequirement(Model):
 class LabelSelector(Model):
     """metav1.LabelSelector: every matchLabels pair and every expression must hold."""
 
-    match_labels: dict[str, LabelValue] = Field(default_factory=dict)
+    match_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        json_schema_extra=cel_on_keys(LABEL_KEY_CHECKS, "matchLabels keys"),
+    )
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
 
 
@@ -80,7 +93,10 @@ class Capability(StrEnum):
 
 
 class PolicyRule(Model):
-    path: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\"\\]+$")
+    path: AclPath = Field(
+        description="A Vault ACL path; the globs * and + and {namespace} may be used, and a "
+        "trailing / (the directory itself, e.g. secret/metadata/ for list) is kept."
+    )
     capabilities: list[Capability] = Field(min_length=1, max_length=11)
 
 
@@ -104,8 +120,13 @@ class KubernetesRole(Model):
         }
     )
 
-    mount: str = Field(default="kubernetes", min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=128, pattern=ROLE_NAME_PATTERN)
+    mount: VaultMount = "kubernetes"
+    name: Annotated[str, validator([NOT_A_DOT_SEGMENT])] = Field(
+        min_length=1,
+        max_length=128,
+        pattern=ROLE_NAME_PATTERN,
+        json_schema_extra=cel([NOT_A_DOT_SEGMENT]),
+    )
     service_accounts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         min_length=1,
         max_length=64,
@@ -144,7 +165,12 @@ class VaultPolicySpec(Model):
         default=None,
         description="Fan out: one policy (and role) per matching namespace; absent = one policy.",
     )
-    policy_name: str = Field(min_length=1, max_length=128, pattern=POLICY_NAME_PATTERN)
+    policy_name: Annotated[str, validator([NOT_A_DOT_SEGMENT])] = Field(
+        min_length=1,
+        max_length=128,
+        pattern=POLICY_NAME_PATTERN,
+        json_schema_extra=cel([NOT_A_DOT_SEGMENT]),
+    )
     rules: list[PolicyRule] | None = Field(default=None, min_length=1, max_length=256)
     hcl: str | None = Field(default=None, min_length=1, max_length=65536)
     kubernetes_role: KubernetesRole | None = None

@@ -7,8 +7,16 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field, model_validator
 
 from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
-
-SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+from vaultsync.api.names import (
+    SECRET_KEY_CHECKS,
+    SecretKey,
+    VaultMount,
+    VaultPath,
+    cel,
+    cel_on_keys,
+    cel_rules,
+    problems,
+)
 
 
 class CreationPolicy(StrEnum):
@@ -17,19 +25,42 @@ class CreationPolicy(StrEnum):
     ORPHAN = "Orphan"
 
 
+KEY_FROM_MESSAGE = "from is the Secret key when to is not set, so it"
+
+
 class KeyMapping(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": cel_rules(
+                SECRET_KEY_CHECKS, "self.from", unless="has(self.to)", what=KEY_FROM_MESSAGE
+            )
+        }
+    )
+
     from_: str = Field(
         alias="from", min_length=1, max_length=253, description="Key in the KV data."
     )
-    to: str | None = Field(
+    to: SecretKey | None = Field(
         default=None,
-        pattern=SECRET_KEY_PATTERN,
         max_length=253,
+        json_schema_extra=cel(SECRET_KEY_CHECKS),
         description="Key in the Secret; defaults to the KV key.",
     )
     decode_base64: bool = Field(
         default=False, description="The KV value is base64; store the decoded bytes."
     )
+
+    @model_validator(mode="after")
+    def _from_is_a_secret_key(self) -> KeyMapping:
+        found = [] if self.to is not None else problems(SECRET_KEY_CHECKS, self.from_)
+        if found:
+            raise ValueError(f"{KEY_FROM_MESSAGE} {found[0]}")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The Secret key this entry writes."""
+        return self.to if self.to is not None else self.from_
 
 
 class Destination(Model):
@@ -62,8 +93,8 @@ class Destination(Model):
 
 class VaultSecretSpec(Model):
     auth_ref: K8sName = "default"
-    mount: str = Field(default="secret", min_length=1)
-    path: str = Field(min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$")
+    mount: VaultMount = "secret"
+    path: VaultPath
     version: int = Field(default=0, ge=0, description="KV v2 version to read; 0 = latest.")
     refresh_interval: Duration = Field(
         default="1m", description='How often Vault is read again; "0" = only on spec change.'
@@ -73,30 +104,41 @@ class VaultSecretSpec(Model):
         max_length=256,
         description="Keys to copy (and rename); empty = all keys.",
     )
-    template: dict[str, str] = Field(
+    template: dict[SecretKey, str] = Field(
         default_factory=dict,
         max_length=64,
+        json_schema_extra=cel_on_keys(SECRET_KEY_CHECKS, "template keys"),
         description="Secret keys rendered by a sandboxed Jinja2 template over the KV data.",
     )
     destination: Destination
 
     @model_validator(mode="after")
     def _unique_targets(self) -> VaultSecretSpec:
-        targets = [k.to or k.from_ for k in self.keys]
+        targets = [k.target for k in self.keys]
         if len(targets) != len(set(targets)):
-            raise ValueError("two keys entries write the same Secret key")
+            raise ValueError(MESSAGES["unique_keys"])
+        if set(targets) & set(self.template):
+            raise ValueError(MESSAGES["keys_and_template"])
         return self
+
+
+MESSAGES = {
+    "unique_keys": "two keys entries write the same Secret key",
+    "keys_and_template": "a keys entry and a template key write the same Secret key; "
+    "rename one with keys[].to or the template key",
+}
 
 
 VAULT_SECRET_RULES = [
     {
         "rule": "!has(self.keys) || self.keys.all(a, self.keys.exists_one(b, "
         "(has(b.to) ? b.to : b.from) == (has(a.to) ? a.to : a.from)))",
-        "message": "two keys entries write the same Secret key",
+        "message": MESSAGES["unique_keys"],
     },
     {
-        "rule": "!has(self.template) || self.template.all(k, k.matches('^[-._a-zA-Z0-9]+$'))",
-        "message": "template keys must be valid Secret keys ([-._a-zA-Z0-9]+)",
+        "rule": "!has(self.keys) || !has(self.template) || "
+        "!self.keys.exists(k, (has(k.to) ? k.to : k.from) in self.template)",
+        "message": MESSAGES["keys_and_template"],
     },
 ]
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from vaultsync.api.names import secret_key_problem
 from vaultsync.api.secret import VaultSecretSpec
 from vaultsync.runtime.errors import SyncError
 
-SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 MAX_SECRET_BYTES = 1024 * 1024
 REDACTED = "[redacted]"
 
@@ -59,10 +58,9 @@ _ENV = _environment()
 
 
 def _check_key(key: str) -> None:
-    if len(key) > 253 or not SECRET_KEY.match(key):
-        raise RenderError(
-            "InvalidKey", f"{key[:60]!r} is not a valid Secret key ([-._a-zA-Z0-9]+, <= 253)"
-        )
+    problem = secret_key_problem(key)
+    if problem:
+        raise RenderError("InvalidKey", f"{key[:60]!r} is not a valid Secret key: it {problem}")
 
 
 def _selected(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
