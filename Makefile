@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 cluster-binaries: $(VENV)/.installed
-	$(PY) -m e2e.localcluster build
-	$(PY) -m e2e.helm
+	$(PY) -m e2e.harness build
+	$(PY) -m e2e.harness.helm
 
 crds: $(VENV)/.installed
 	$(PY) -m vaultsync crds crds charts/vaultsync/crds
@@ -40,13 +40,13 @@ test: lint cluster-binaries
 	$(VENV)/bin/pytest tests e2e
 
 dev: cluster-binaries
-	$(PY) -m e2e.dev up --state-dir $(STATE)
+	$(PY) -m e2e.harness.dev up --state-dir $(STATE)
 
 bench: cluster-binaries
-	$(PY) -m e2e.bench
+	$(PY) -m e2e.harness.bench
 
 down: $(VENV)/.installed
-	$(PY) -m e2e.dev down --state-dir $(STATE)
+	$(PY) -m e2e.harness.dev down --state-dir $(STATE)
 
 clean: down
 	rm -rf $(STATE)

@@ -1,6 +1,6 @@
 """The Helm chart, checked with a real helm and against the real kube-apiserver.
 
-helm is built from the Go module proxy (e2e/helm.py) unless cached: these tests never skip
+helm is built from the Go module proxy (e2e/harness/helm.py) unless cached: these tests never skip
 for want of it. Rendered objects are validated with a server-side dry run, and the chart's
 RBAC is applied for real and probed with `kubectl auth can-i` as its ServiceAccount.
 """
@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import Stack
-from e2e.helm import build_helm, helm_path
-from e2e.stack import ROOT
+from e2e.harness import ROOT
+from e2e.harness.helm import build_helm, helm_path
+from e2e.harness.stack import Stack
+from vaultsync import GROUP
 
 CHART = ROOT / "charts" / "vaultsync"
 ADDRESS = "https://openbao.openbao.svc:8200"
@@ -31,19 +32,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600 if helm_path().is_file() 
 
 def _crd_plurals() -> list[str]:
     crds = [yaml.safe_load(path.read_text()) for path in (ROOT / "crds").glob("*.yaml")]
-    return sorted(
-        c["spec"]["names"]["plural"] for c in crds if c["spec"]["group"] == "vaultsync.io"
-    )
+    return sorted(c["spec"]["names"]["plural"] for c in crds if c["spec"]["group"] == GROUP)
 
 
 # What the operator needs, cluster-wide: (verb, resource, subresource).
 NEEDED: list[tuple[str, str, str]] = [
     *(
-        (verb, f"{plural}.vaultsync.io", "")
+        (verb, f"{plural}.{GROUP}", "")
         for plural in _crd_plurals()
         for verb in ("get", "list", "watch", "patch")
     ),
-    *(("patch", f"{plural}.vaultsync.io", "status") for plural in _crd_plurals()),
+    *(("patch", f"{plural}.{GROUP}", "status") for plural in _crd_plurals()),
     *(
         (verb, "secrets", "")
         for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -77,11 +76,11 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("patch", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ""),
     # Never writes spec, never creates or deletes what users declare.
-    ("create", "vaultsecrets.vaultsync.io", ""),
-    ("update", "vaultsecrets.vaultsync.io", ""),
-    ("delete", "vaultsecrets.vaultsync.io", ""),
-    ("delete", "vaultpolicies.vaultsync.io", ""),
-    ("update", "vaultsecrets.vaultsync.io", "status"),
+    ("create", f"vaultsecrets.{GROUP}", ""),
+    ("update", f"vaultsecrets.{GROUP}", ""),
+    ("delete", f"vaultsecrets.{GROUP}", ""),
+    ("delete", f"vaultpolicies.{GROUP}", ""),
+    ("update", f"vaultsecrets.{GROUP}", "status"),
     ("create", "clusterkopfpeerings.kopf.dev", ""),
 ]
 
@@ -159,6 +158,7 @@ def test_helm_lint(helm: Path) -> None:
         ("config.workers=0", "workers"),
         ("config.maxBackoff=soon", "maxBackoff"),
         ("config.minBackoff=0", "minBackoff"),
+        ("config.auditFileDirs={logs}", "auditFileDirs"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("typo=1", "typo"),
     ],
@@ -197,6 +197,7 @@ def test_default_render(helm: Path) -> None:
         "VAULTSYNC_MIN_BACKOFF": "5",
         "VAULTSYNC_MAX_BACKOFF": "300",
         "VAULTSYNC_METRICS_PORT": "8080",
+        "VAULTSYNC_AUDIT_FILE_DIRS": "/vault/audit/",
     }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"http-metrics": 8080, "http-health": 8081}

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from e2e.conftest import connection, vault_auth, vault_secret
-from e2e.localcluster import ControlPlane, OpenBao, configure_kubernetes_auth
-from e2e.stack import OPERATOR_NAMESPACE, Operator, apply, eventually, grant_tenant, install_crds
+from e2e.harness.controlplane import ControlPlane
+from e2e.harness.manifests import vault_secret
+from e2e.harness.openbao import OpenBao
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Operator, add_tenant, apply, start_stack
 
 pytestmark = pytest.mark.e2e
 PEERING = "vaultsync-ha"
@@ -44,11 +46,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     active = Operator(root / "active", cp.kubeconfig, peering=(PEERING, 200), **lifetime)
     standby = Operator(root / "standby", cp.kubeconfig, peering=(PEERING, 100), **lifetime)
     try:
-        cp.start()
-        bao.start()
-        configure_kubernetes_auth(bao, cp)
-        install_crds(cp)
-        cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+        start_stack(cp, bao)
         apply(
             cp,
             [
@@ -72,15 +70,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 def tenant(pair: Pair) -> str:
     namespace = f"ha-{uuid.uuid4().hex[:6]}"
-    apply(
-        pair.cp,
-        [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-            connection(pair.bao.address),
-            vault_auth(namespace),
-        ],
-    )
-    grant_tenant(pair.bao.client(), namespace)
+    add_tenant(pair.cp, pair.bao, namespace)
     pair.bao.client().secrets.kv.v2.create_or_update_secret(
         f"{namespace}/app", {"k": "ha-value-1"}, mount_point="secret"
     )

@@ -11,9 +11,11 @@ from typing import Any
 import hvac
 import pytest
 
-from e2e.conftest import Stack, vault_auth, vault_secret
-from e2e.stack import eventually
-from e2e.vaultadmin import cluster_object, grant_operator, operator_objects, ready_is
+from e2e.harness.conditions import ready_is
+from e2e.harness.manifests import API_VERSION, namespace_object, vault_auth, vault_secret
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack
+from e2e.harness.vaultadmin import grant_operator, operator_objects
 
 pytestmark = pytest.mark.e2e
 AUTH = "vaultsync-admin"
@@ -39,13 +41,9 @@ def namespaces(stack: Stack) -> Iterator[list[str]]:
         stack.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
-def _namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-
-
 def _policy(name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "vaultsync.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "VaultPolicy",
         "metadata": {"name": name},
         "spec": {"authRef": AUTH, **spec},
@@ -53,7 +51,7 @@ def _policy(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def _get(stack: Stack, name: str) -> dict[str, Any]:
-    return cluster_object(stack.custom, "vaultpolicies", name)
+    return stack.get("vaultpolicies", name)
 
 
 def _ready(stack: Stack, name: str, status: str = "True") -> dict[str, Any] | None:
@@ -81,7 +79,9 @@ def test_fan_out_follows_namespaces(stack: Stack, uid: str, namespaces: list[str
     a, b, c = (f"fo-{uid}-{x}" for x in "abc")
     namespaces += [a, b, c]
     stack.apply(
-        _namespace(a, {label: "yes"}), _namespace(b, {label: "yes"}), _namespace(c, {label: "no"})
+        namespace_object(a, {label: "yes"}),
+        namespace_object(b, {label: "yes"}),
+        namespace_object(c, {label: "no"}),
     )
     stack.apply(
         _policy(
@@ -198,7 +198,7 @@ def test_ownership_survives_an_operator_restart(
 ) -> None:
     label, tenant, name = f"restart-{uid}", f"restart-{uid}", f"restart-{uid}"
     namespaces.append(tenant)
-    stack.apply(_namespace(tenant, {label: "yes"}))
+    stack.apply(namespace_object(tenant, {label: "yes"}))
     stack.apply(
         _policy(
             name,
@@ -277,7 +277,7 @@ def test_fan_out_policy_lets_each_namespace_read_only_its_own_path(
     label = f"loop-{uid}"
     tenants = [f"loop-{uid}-{x}" for x in "abc"]
     namespaces += tenants
-    stack.apply(*(_namespace(t, {label: "yes"}) for t in tenants))
+    stack.apply(*(namespace_object(t, {label: "yes"}) for t in tenants))
     stack.apply(
         _policy(
             f"loop-{uid}",

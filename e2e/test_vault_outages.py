@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import Stack, vault_secret
-from e2e.stack import eventually
+from e2e.harness.conditions import ready_condition
+from e2e.harness.manifests import vault_secret
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack
 
 pytestmark = pytest.mark.e2e
 COUNT = 20
@@ -61,11 +63,8 @@ def test_outage_changes_nothing_and_everything_recovers(
 
 
 def connection_ready(stack: Stack, status: str, reason: str) -> dict[str, Any] | None:
-    obj = stack.custom.get_cluster_custom_object(
-        "vaultsync.io", "v1alpha1", "vaultconnections", "default"
-    )
-    conditions = obj.get("status", {}).get("conditions", [])
-    ready = next((c for c in conditions if c["type"] == "Ready"), None)
+    obj = stack.get("vaultconnections", "default")
+    ready = ready_condition(obj)
     if ready and ready["status"] == status and ready["reason"] == reason:
         return dict(obj["status"])
     return None

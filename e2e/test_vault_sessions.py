@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from kubernetes import client, config
 
-from e2e.conftest import Stack
-from vaultsync.runtime import metrics
+from e2e.harness.stack import Stack
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.runtime import metrics
 from vaultsync.vault import kv
 from vaultsync.vault.client import Endpoint
 from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
-from e2e.argocd import health
-from e2e.conftest import Stack, vault_auth, vault_secret
-from e2e.stack import OPERATOR_NAMESPACE, eventually, grant_tenant
+from e2e.harness.argocd import health
+from e2e.harness.conditions import ready_condition
+from e2e.harness.manifests import namespace_object, vault_auth, vault_secret
+from e2e.harness.polling import eventually
+from e2e.harness.stack import OPERATOR_NAMESPACE, Stack, grant_tenant
+from vaultsync import GROUP
 
 pytestmark = pytest.mark.e2e
 
@@ -173,7 +176,7 @@ def test_sync_once_then_on_demand(stack: Stack, tenant: str) -> None:
     eventually(lambda: stack.operator.metric("vaultsync_syncs_total") >= syncs, 5)
     assert stack.secret_data(tenant, "once") == {"k": "once-value-1"}
     stack.cp.kubectl(
-        "annotate", "vaultsecret", "once", "-n", tenant, f"vaultsync.io/refresh={uuid.uuid4()}"
+        "annotate", "vaultsecret", "once", "-n", tenant, f"{GROUP}/refresh={uuid.uuid4()}"
     )
     eventually(lambda: stack.secret_data(tenant, "once") == {"k": "once-value-2"}, 30, "refresh")
 
@@ -190,24 +193,18 @@ def test_hand_edits_and_deletion_are_repaired(stack: Stack, tenant: str) -> None
     eventually(lambda: stack.secret_data(tenant, "drift") == {"k": "drift-value-1"}, 15, "recreate")
 
 
-def test_a_tenant_cannot_read_another_tenants_path(stack: Stack, tenant: str) -> None:
-    victim = f"v-{uuid.uuid4().hex[:8]}"
-    stack.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": victim}})
-    grant_tenant(stack.vault, victim)
-    stack.put(f"{victim}/db", {"password": "victim-secret-1"})
+def test_a_tenant_cannot_read_another_tenants_path(stack: Stack, tenant: str, victim: str) -> None:
     stack.apply(vault_secret(tenant, "steal", f"{victim}/db"))
     failing(stack, tenant, "steal", "PermissionDenied")
     assert stack.secret_data(tenant, "steal") is None
 
 
-def test_a_tenant_cannot_log_in_as_another_namespace(stack: Stack, tenant: str) -> None:
-    victim = f"v-{uuid.uuid4().hex[:8]}"
-    stack.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": victim}})
-    grant_tenant(stack.vault, victim)
-    stack.put(f"{victim}/db", {"password": "victim-secret-2"})
+def test_a_tenant_cannot_log_in_as_another_namespace(
+    stack: Stack, tenant: str, victim: str
+) -> None:
     thief = f"x-{uuid.uuid4().hex[:8]}"
     stack.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": thief}},
+        namespace_object(thief),
         vault_auth(thief, role=victim),  # the victim's role, bound to the victim's SA
         vault_secret(thief, "steal", f"{victim}/db"),
     )
@@ -340,11 +337,7 @@ def test_token_auth_from_a_secret_of_the_namespace(stack: Stack, tenant: str) ->
 
 
 def vaultauth_ready(stack: Stack, namespace: str, name: str) -> dict[str, Any] | None:
-    obj = stack.custom.get_namespaced_custom_object(
-        "vaultsync.io", "v1alpha1", namespace, "vaultauths", name
-    )
-    conditions = obj.get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == "Ready"), None)
+    return ready_condition(stack.get("vaultauths", name, namespace))
 
 
 def test_vaultauth_reports_whether_it_is_usable(stack: Stack, tenant: str) -> None:

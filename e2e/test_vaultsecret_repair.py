@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from e2e.harness.manifests import namespace_object, vault_secret
+from e2e.harness.manifests import vault_secret
 from e2e.harness.polling import eventually
-from e2e.harness.stack import Stack, grant_tenant
+from e2e.harness.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -68,11 +67,9 @@ def test_declared_metadata_and_markers_are_repaired(
     assert time.monotonic() - started < 15
 
 
-def test_vault_errors_read_without_multierror_wrapping(stack: Stack, tenant: str) -> None:
-    victim = f"v-{uuid.uuid4().hex[:8]}"
-    stack.apply(namespace_object(victim))
-    grant_tenant(stack.vault, victim)
-    stack.put(f"{victim}/db", {"password": "victim-secret-2"})
+def test_vault_errors_read_without_multierror_wrapping(
+    stack: Stack, tenant: str, victim: str
+) -> None:
     stack.apply(vault_secret(tenant, "denied", f"{victim}/db"))
     condition = eventually(
         lambda: (c := stack.ready_is(tenant, "denied", "False")) and c, 60, "denied"

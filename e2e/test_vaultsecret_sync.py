@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.argocd import health
-from e2e.conftest import Stack, audit_entries, vault_secret
-from e2e.stack import eventually, examples
-from e2e.vaultadmin import grant_operator
+from e2e.harness.argocd import health
+from e2e.harness.manifests import vault_secret
+from e2e.harness.openbao import audit_entries
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack, examples
+from e2e.harness.vaultadmin import grant_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +29,7 @@ def test_examples_apply_and_sync(stack: Stack) -> None:
     assert status["observedGeneration"] == 1
     assert ready["observedGeneration"] == 1
     assert status["lastSyncTime"]
-    policy = stack.custom.get_cluster_custom_object(
-        "vaultsync.io", "v1alpha1", "vaultpolicies", "tenant-read"
-    )
+    policy = stack.get("vaultpolicies", "tenant-read")
     assert [p["policy"] for p in policy["status"]["policies"]] == ["tenant-team-a-read"]
     secret = stack.core.read_namespaced_secret("db-credentials", "team-a")
     assert secret.metadata.labels["app"] == "api"

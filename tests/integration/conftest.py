@@ -6,8 +6,8 @@ from pathlib import Path
 import hvac
 import pytest
 
-from e2e.localcluster import OpenBao
-from e2e.vaultadmin import OpenBaoWithDeclaredAudit
+from e2e.harness.openbao import OpenBao
+from e2e.harness.vaultadmin import OpenBaoWithDeclaredAudit
 
 
 @pytest.fixture(scope="session")

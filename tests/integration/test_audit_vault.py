@@ -10,7 +10,7 @@ from pathlib import Path
 import hvac
 import pytest
 
-from e2e.localcluster import OpenBao
+from e2e.harness.openbao import OpenBao
 from vaultsync.audit.reconciler import converge, remove
 from vaultsync.vault import audit
 from vaultsync.vault.audit import (

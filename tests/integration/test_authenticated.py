@@ -4,7 +4,7 @@ that is alive but lacks a grant keeps its session (no login per reconcile)."""
 import hvac
 import pytest
 
-from e2e.localcluster import OpenBao
+from e2e.harness.openbao import OpenBao
 from vaultsync.vault import policies
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.client import Endpoint

@@ -5,7 +5,7 @@ import uuid
 import hvac
 import pytest
 
-from e2e.localcluster import OpenBao
+from e2e.harness.openbao import OpenBao
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
 from vaultsync.policies.fanout import Wanted, desired
 from vaultsync.policies.reconciler import converge

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import hvac
 import pytest
 
-from e2e.localcluster import OpenBao
+from e2e.harness.openbao import OpenBao
 from vaultsync.vault import kv
 from vaultsync.vault.client import Endpoint, new_client
 from vaultsync.vault.errors import (

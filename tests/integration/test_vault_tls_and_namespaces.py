@@ -6,8 +6,8 @@ from pathlib import Path
 import hvac.exceptions
 import pytest
 
-from e2e.localcluster import OpenBao
-from e2e.stack import eventually
+from e2e.harness.openbao import OpenBao
+from e2e.harness.polling import eventually
 from vaultsync.vault import kv
 from vaultsync.vault.client import Endpoint, new_client
 from vaultsync.vault.errors import VaultUnavailable

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from e2e.argocd import SCRIPT, health
+from e2e.harness.argocd import SCRIPT, health
 from vaultsync.api.crds import KINDS
 from vaultsync.runtime.conditions import set_condition
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lupa
 
-SCRIPT = (Path(__file__).resolve().parent.parent / "docs" / "argocd" / "health.lua").read_text()
+from e2e.harness import ROOT
+
+SCRIPT = (ROOT / "docs" / "argocd" / "health.lua").read_text()
 
 
 def _table(runtime: lupa.LuaRuntime, value: Any) -> Any:

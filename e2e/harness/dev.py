@@ -12,16 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from e2e.localcluster import ControlPlane, OpenBao, build, configure_kubernetes_auth
-from e2e.stack import (
-    OPERATOR_NAMESPACE,
-    Operator,
-    apply,
-    eventually,
-    examples,
-    install_crds,
-)
-from e2e.vaultadmin import grant_operator
+from e2e.harness.binaries import build
+from e2e.harness.controlplane import ControlPlane
+from e2e.harness.openbao import OpenBao
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Operator, apply, examples, start_stack
+from e2e.harness.vaultadmin import grant_operator
 
 EXAMPLE_DATA = {"username": "app", "password": "dev-only-password"}
 
@@ -34,11 +30,7 @@ def _components(state: Path) -> tuple[ControlPlane, OpenBao, Operator]:
 def up(state: Path) -> None:
     build()
     cp, bao, operator = _components(state)
-    cp.start()
-    bao.start()
-    configure_kubernetes_auth(bao, cp)
-    install_crds(cp)
-    cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    start_stack(cp, bao)
     grant_operator(bao.client())  # the one bootstrap step; examples/ do the rest
     kv = bao.client().secrets.kv.v2
     kv.create_or_update_secret("team-a/db", EXAMPLE_DATA, mount_point="secret")
@@ -77,7 +69,7 @@ def down(state: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.dev")
+    parser = argparse.ArgumentParser(prog="python -m e2e.harness.dev")
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--state-dir", type=Path, default=Path(".dev"))
     args = parser.parse_args(argv)

@@ -1,6 +1,5 @@
-"""Helpers for the cluster-wide configuration kinds: the operator's own Vault identity, an
-OpenBao that refuses API-created audit devices but declares one in its config, and
-reading cluster-scoped objects.
+"""Helpers for the cluster-wide configuration kinds: the operator's own Vault identity and an
+OpenBao that refuses API-created audit devices but declares one in its config.
 
 VaultPolicy and VaultAuditDevice log in as the operator: a VaultAuth in the operator's
 namespace whose ServiceAccount maps to a Vault role with the policy below.
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import hvac
-from kubernetes import client
 
-from e2e.localcluster import OpenBao
-from e2e.stack import OPERATOR_NAMESPACE
+from e2e.harness.manifests import API_VERSION
+from e2e.harness.openbao import OpenBao
+from e2e.harness.stack import OPERATOR_NAMESPACE
 
 ADMIN_SERVICE_ACCOUNT = "vaultsync-admin"
 ADMIN_POLICY = """\
@@ -51,13 +50,13 @@ def operator_objects(auth: str, connection: str, address: str) -> list[dict[str,
             "metadata": {"name": ADMIN_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE},
         },
         {
-            "apiVersion": "vaultsync.io/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "VaultConnection",
             "metadata": {"name": connection},
             "spec": {"address": address},
         },
         {
-            "apiVersion": "vaultsync.io/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "VaultAuth",
             "metadata": {"name": auth, "namespace": OPERATOR_NAMESPACE},
             "spec": {
@@ -69,20 +68,6 @@ def operator_objects(auth: str, connection: str, address: str) -> list[dict[str,
             },
         },
     ]
-
-
-def cluster_object(custom: client.CustomObjectsApi, plural: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = custom.get_cluster_custom_object("vaultsync.io", "v1alpha1", plural, name)
-    return obj
-
-
-def ready_is(obj: dict[str, Any], status: str) -> dict[str, Any] | None:
-    """The Ready condition if it has status and is about the object's current generation."""
-    conditions = obj.get("status", {}).get("conditions", [])
-    ready = next((c for c in conditions if c["type"] == "Ready"), None)
-    if ready is None or ready["observedGeneration"] != obj["metadata"]["generation"]:
-        return None
-    return ready if ready["status"] == status else None
 
 
 class OpenBaoWithDeclaredAudit(OpenBao):

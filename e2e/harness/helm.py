@@ -1,20 +1,18 @@
 """Helm v3 built from the Go module proxy into the control plane's binary cache.
 
-``python -m e2e.helm`` builds it (unless cached) and prints its path; the chart tests call
-:func:`build_helm` themselves, so they never skip for want of a helm binary.
+``python -m e2e.harness.helm`` builds it (unless cached) and prints its path; the chart tests
+call :func:`build_helm` themselves, so they never skip for want of a helm binary.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-from e2e.localcluster import LocalClusterError, _go, _go_build, _log, cache_dir
+from e2e.harness import HarnessError, log
+from e2e.harness.gobuild import build_lock, cache_dir, go_build, module_gomod
 
 HELM_VERSION = os.environ.get("VAULTSYNC_HELM_VERSION", "3.22.0")
 HELM_MODULE = "helm.sh/helm/v3"
@@ -29,9 +27,7 @@ def build_helm() -> Path:
     helm = helm_path()
     if helm.is_file():
         return helm
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with (cache_dir() / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock():
         if not helm.is_file():
             _build(helm)
     return helm
@@ -40,8 +36,8 @@ def build_helm() -> Path:
 def _build(helm: Path) -> None:
     src = cache_dir() / "src" / f"helm-v{HELM_VERSION}"
     gomod = f"module vaultsync.io/localhelm\n\ngo 1.26.0\n\nrequire {HELM_MODULE} v{HELM_VERSION}\n"
-    _log(f"building helm v{HELM_VERSION} in {src} ... (a cold build takes minutes)")
-    _go_build(src, gomod, [f"{HELM_MODULE}/cmd/helm"], [helm], ldflags=_ldflags())
+    log(f"building helm v{HELM_VERSION} in {src} ... (a cold build takes minutes)")
+    go_build(src, gomod, [f"{HELM_MODULE}/cmd/helm"], [helm], ldflags=_ldflags())
 
 
 def _ldflags() -> str:
@@ -60,20 +56,16 @@ def _ldflags() -> str:
 
 def _client_go_version() -> tuple[int, int]:
     """Kubernetes major/minor of the client-go in helm's go.mod (v0.37.0 -> 1, 37)."""
-    with tempfile.TemporaryDirectory() as outside_any_module:
-        out = _go(
-            ["mod", "download", "-json", f"{HELM_MODULE}@v{HELM_VERSION}"], outside_any_module
-        )
-    gomod = Path(json.loads(out)["GoMod"]).read_text()
+    gomod = module_gomod(f"{HELM_MODULE}@v{HELM_VERSION}")
     found = re.search(r"^\s*k8s\.io/client-go\s+v(\d+)\.(\d+)\.", gomod, re.MULTILINE)
     if found is None:
-        raise LocalClusterError(f"no k8s.io/client-go requirement in helm v{HELM_VERSION}")
+        raise HarnessError(f"no k8s.io/client-go requirement in helm v{HELM_VERSION}")
     return int(found[1]) + 1, int(found[2])
 
 
 if __name__ == "__main__":
     try:
         print(build_helm())
-    except LocalClusterError as error:
+    except HarnessError as error:
         print(f"helm: error: {error}", file=sys.stderr)
         sys.exit(1)

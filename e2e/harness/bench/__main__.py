@@ -1,0 +1,65 @@
+"""``python -m e2e.harness.bench``: run the benchmark sizes and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from e2e.harness import ROOT
+from e2e.harness.bench import __doc__ as bench_doc
+from e2e.harness.bench.measure import SizeResult, run_size, say
+from e2e.harness.bench.report import report, table
+from e2e.harness.binaries import build
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.harness.bench", description=(bench_doc or "").split("\n")[0]
+    )
+    parser.add_argument("--sizes", default="100,500", help="comma-separated VaultSecret counts")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--namespaces", type=int, default=10, help="tenants = Vault identities")
+    parser.add_argument("--refresh", type=int, default=15, help="refreshInterval, seconds")
+    parser.add_argument("--changes", type=int, default=10, help="KV entries changed")
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="bound of each wait for all objects (s)"
+    )
+    parser.add_argument("--no-outage", dest="outage", action="store_false")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, through every teardown below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    build()
+    tmp = Path(tempfile.mkdtemp(prefix="vaultsync-bench-"))
+    results: list[SizeResult] = []
+    ok = True
+    try:
+        for size in sizes:
+            result, size_ok = run_size(tmp / f"n{size}", size, args)
+            results.append(result)
+            ok = ok and size_ok
+            if size_ok and not args.keep:
+                shutil.rmtree(tmp / f"n{size}", ignore_errors=True)
+            print(f"\n### N = {size}\n\n{table(result)}\n", flush=True)
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            say(f"stack files (logs) kept in {tmp}")
+    text = report(results, args, time.monotonic() - started)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    say(f"wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

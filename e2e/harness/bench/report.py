@@ -1,0 +1,251 @@
+"""The benchmark's Markdown: a table per size, plain statements of what was measured, and
+how it was measured (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+
+from e2e.harness.bench.measure import CREATORS, SizeResult
+from e2e.harness.bench.procstats import machine
+
+
+def _s(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f} s"
+
+
+def _n(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def _reasons(found: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(found.items())) or "0"
+
+
+def _cpu(usage: tuple[float, dict[str, float], float] | None) -> list[tuple[str, str]]:
+    if usage is None:
+        return []
+    seconds, cpu, other = usage
+    return [
+        (
+            "  operator CPU (utime+stime)",
+            f"{cpu['operator']:.1f} s = {100 * cpu['operator'] / seconds:.0f}% of a core",
+        ),
+        (
+            "  kube-apiserver / etcd / OpenBao / this benchmark CPU",
+            " / ".join(f"{cpu[n]:.1f}" for n in ("kube-apiserver", "etcd", "OpenBao", "bench"))
+            + " s",
+        ),
+        (
+            "  CPU of other processes on the machine (not this stack)",
+            f"{other:.1f} s = {other / seconds:.1f} cores on average",
+        ),
+    ]
+
+
+def table(r: SizeResult) -> str:
+    rows: list[tuple[str, str]] = [
+        ("VaultSecrets / namespaces = Vault identities", f"{r.size} / {r.identities}"),
+        (
+            f"create the N VaultSecrets ({CREATORS} parallel API clients)",
+            _s(r.create_s),
+        ),
+        (
+            "**initial sync**: first create → every Secret exists and every VaultSecret Ready=True",
+            _s(r.sync_s),
+        ),
+        ("  throughput", "—" if not r.sync_s else f"{r.size / r.sync_s:.1f} objects/s"),
+        (
+            "  per object, its create → Ready=True (p50 / p95 / max)",
+            f"{_s(r.ready_p50_s)} / {_s(r.ready_p95_s)} / {_s(r.ready_max_s)}",
+        ),
+        *_cpu(r.sync_cpu),
+        ("  reconciles that did not end Synced", _reasons(r.sync_failures)),
+        (
+            "  Vault logins (`vaultsync_vault_logins_total`)",
+            f"{_n(r.logins_after_sync)} (identities: {r.identities})",
+        ),
+        (f"**no-op refresh window** (refreshInterval {r.refresh}s)", _s(r.window_s)),
+        ("  Secret writes (`vaultsync_secret_writes_total`)", _n(r.window_writes)),
+        ("  Secret resourceVersion changes", _n(r.window_secret_rv_changes)),
+        ("  VaultSecret resourceVersion changes", _n(r.window_vs_rv_changes)),
+        (
+            "  syncs performed (`vaultsync_syncs_total`) / N x window / interval",
+            "—"
+            if r.window_syncs is None or r.window_s is None
+            else f"{r.window_syncs:.0f} / {r.size * r.window_s / r.refresh:.0f}",
+        ),
+        ("  syncs that did not end Synced", _reasons(r.window_failures)),
+        (
+            "  mean reconcile time (`vaultsync_sync_duration_seconds`)",
+            "—" if r.window_sync_mean_ms is None else f"{r.window_sync_mean_ms:.1f} ms",
+        ),
+        ("  Vault logins", _n(r.window_logins)),
+        *_cpu(r.window_usage),
+        (
+            f"**change latency**: {r.change_count or '—'} KV entries updated → Secret (p50 / max)",
+            f"{_s(r.change_p50_s)} / {_s(r.change_max_s)}",
+        ),
+    ]
+    for label, value in r.memory.items():
+        rows.append((f"operator memory {label}: VmRSS (VmHWM)", str(value)))
+    if r.outage_to_false_s is not None or r.outage_recovery_s is not None:
+        rows += [
+            ("**Vault sealed** → every VaultSecret Ready=False", _s(r.outage_to_false_s)),
+            (
+                "  Secrets untouched while sealed (resourceVersions)",
+                "—" if r.outage_secrets_untouched is None else str(r.outage_secrets_untouched),
+            ),
+            ("  unsealed → every VaultSecret Ready=True", _s(r.outage_recovery_s)),
+            ("  Vault logins during the outage and recovery", _n(r.outage_logins)),
+        ]
+    for phase, found in r.log_warnings.items():
+        rows.append((f"operator log WARNING/ERROR lines ({phase})", str(sum(found.values()))))
+    rows.append(("load average (1/5/15 min) before the stack started", r.load_before))
+    lines = ["| measurement | value |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in rows]
+    if r.error:
+        lines.append(f"\n**Did not complete** — {r.error}")
+    notable = Counter[str]()
+    for found in r.log_warnings.values():
+        notable.update(found)
+    if notable:
+        lines.append("\nOperator log warnings/errors (digits replaced by N):\n")
+        lines += [f"- {count}x `{message}`" for message, count in notable.most_common(8)]
+    return "\n".join(lines)
+
+
+def interpretation(results: list[SizeResult]) -> str:
+    """Plain statements of what was measured; nothing extrapolated."""
+    done = [r for r in results if r.sync_s is not None]
+    sentences: list[str] = []
+    if done:
+        sentences.append(
+            "Initial sync: "
+            + ", ".join(
+                f"{r.size} objects in {r.sync_s:.0f} s ({r.size / r.sync_s:.1f}/s)"
+                for r in done
+                if r.sync_s
+            )
+            + "."
+        )
+        logins = [r for r in done if r.logins_after_sync is not None]
+        if logins and all(r.logins_after_sync == r.identities for r in logins):
+            sentences.append(
+                "Vault logins equalled the number of identities at every size: one login per "
+                "identity, reused."
+            )
+        elif logins:
+            sentences.append(
+                "Vault logins after the sync: "
+                + ", ".join(
+                    f"{r.logins_after_sync:.0f} for {r.identities} identities" for r in logins
+                )
+                + "."
+            )
+    window = [r for r in results if r.window_writes is not None]
+    if window:
+        quiet = all(
+            r.window_writes == 0 and r.window_vs_rv_changes == 0 and r.window_secret_rv_changes == 0
+            for r in window
+        )
+        keeping_up = "; ".join(
+            f"N={r.size}: {r.window_syncs:.0f} syncs against a nominal N x window / interval "
+            f"= {r.size * seconds / r.refresh:.0f}, operator at "
+            f"{100 * cpu['operator'] / seconds:.0f}% of a core"
+            for r in window
+            if r.window_usage
+            for seconds, cpu, _other in [r.window_usage]
+        )
+        sentences.append(
+            ("No-op refreshes wrote nothing to Kubernetes" if quiet else "No-op refreshes WROTE")
+            + f" ({keeping_up})."
+        )
+    changes = [r for r in results if r.change_max_s is not None]
+    if changes:
+        sentences.append(
+            "A KV change reached its Secret within "
+            + ", ".join(f"{r.change_max_s:.1f} s (N={r.size})" for r in changes)
+            + f" with a {changes[0].refresh} s refreshInterval."
+        )
+    grown = [r for r in results if "idle" in r.memory and len(r.memory) > 1]
+    if grown:
+        sentences.append(
+            "Operator RSS: "
+            + ", ".join(
+                f"{r.memory['idle'].rss_mib:.0f} MiB idle → "
+                f"{max(m.hwm_mib for m in r.memory.values()):.0f} MiB peak with {r.size} objects"
+                for r in grown
+            )
+            + "."
+        )
+    loads = [
+        usage[2] / usage[0]
+        for r in results
+        for usage in (r.sync_cpu, r.window_usage)
+        if usage is not None and usage[0]
+    ]
+    if loads:
+        sentences.append(
+            "Other processes used "
+            + (f"{min(loads):.1f}-{max(loads):.1f}" if len(loads) > 1 else f"{loads[0]:.1f}")
+            + f" of the {len(os.sched_getaffinity(0))} cores on average while these were "
+            "measured, so absolute times are from a shared, busy machine."
+            if max(loads) >= 0.25
+            else "The machine was otherwise quiet (other processes < 0.25 cores on average)."
+        )
+    return " ".join(sentences)
+
+
+def report(results: list[SizeResult], args: argparse.Namespace, wall_s: float) -> str:
+    facts = machine()
+    command = "python -m e2e.harness.bench " + " ".join(
+        a if " " not in a else repr(a) for a in sys.argv[1:]
+    )
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`e2e/harness/bench/`); do not edit by hand. Each size runs "
+        "on a fresh local stack — etcd + kube-apiserver + kube-controller-manager, one OpenBao "
+        "(raft storage, not dev mode), and the operator as one process (`vaultsync run`, not "
+        "verbose, default `VAULTSYNC_WORKERS`; backoff 1-5 s as set by "
+        "`e2e.harness.stack.Operator`). All of it, and the benchmark itself, share the machine "
+        "below. VaultSecrets are "
+        f"spread over {args.namespaces} namespaces, each with its own VaultAuth, Vault role "
+        "and policy (one Vault identity each); each copies a two-key KV v2 entry into an "
+        "Opaque Secret.",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- command: `{command.strip()}` (wall time {wall_s / 60:.1f} min)",
+        *(f"- {key}: {value}" for key, value in facts.items()),
+        "",
+        "## Results",
+        "",
+        interpretation(results),
+        "",
+    ]
+    for r in results:
+        parts += [f"### N = {r.size}", "", table(r), ""]
+    parts += [
+        "## What is measured",
+        "",
+        f"- *initial sync*: N VaultSecrets created through the API by {CREATORS} threads at "
+        "once; from the first create until every destination Secret exists and every "
+        "VaultSecret has Ready=True for its generation (polled once a second, so per-object "
+        "times are +-1 s).",
+        "- *no-op refresh window*: 2 x refreshInterval + 2 s with nothing changing in Vault; "
+        "deltas of the operator's Prometheus counters, of resourceVersions of all VaultSecrets "
+        "and Secrets, and of utime+stime from `/proc/<pid>/stat`.",
+        "- *change latency*: KV entries rewritten one after another; each is timed from its own "
+        "write to the moment its Secret holds the new value (polled every 0.25 s). Bounded "
+        "by the refreshInterval, since a refresh is what picks a change up.",
+        "- *memory*: VmRSS and VmHWM from `/proc/<pid>/status` of the operator process; "
+        "*idle* is 5 s after start with the tenants' VaultAuths present and no VaultSecrets.",
+        "- *Vault sealed*: `sys/seal`, wait for every VaultSecret to report Ready=False, "
+        "unseal, wait for every one to be Ready=True again.",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,19 @@
+"""The Ready condition of our objects, as tests and benchmarks wait for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The object's Ready condition, whichever generation it is about."""
+    conditions = obj.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def ready_is(obj: dict[str, Any], status: str) -> dict[str, Any] | None:
+    """The Ready condition if it has status and is about the object's current generation."""
+    ready = ready_condition(obj)
+    if ready is None or ready.get("observedGeneration") != obj["metadata"].get("generation"):
+        return None
+    return ready if ready["status"] == status else None

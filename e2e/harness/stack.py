@@ -1,0 +1,252 @@
+"""The whole local stack: control plane + OpenBao + CRDs + the operator as a process.
+
+Shared by `make dev` (e2e.harness.dev), `make bench` (e2e.harness.bench) and the e2e fixtures
+(e2e/conftest.py), which hand tests a :class:`Stack`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hvac
+import yaml
+from kubernetes import client
+
+from e2e.harness import ROOT
+from e2e.harness.conditions import ready_condition, ready_is
+from e2e.harness.controlplane import ControlPlane
+from e2e.harness.kubeauth import configure_kubernetes_auth
+from e2e.harness.manifests import connection, namespace_object, vault_auth
+from e2e.harness.metrics import parse, total
+from e2e.harness.openbao import OpenBao
+from e2e.harness.polling import eventually
+from e2e.harness.processes import OneProcessServer, Process, free_port
+from vaultsync import GROUP, VERSION
+
+OPERATOR_NAMESPACE = "vaultsync-system"
+
+
+def install_crds(cp: ControlPlane) -> None:
+    cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    for crd in sorted((ROOT / "crds").glob("*.yaml")):
+        name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+
+
+def start_stack(cp: ControlPlane, bao: OpenBao) -> None:
+    """Everything the operator needs before it starts: the control plane and OpenBao running,
+    OpenBao's Kubernetes auth wired to the cluster, the CRDs and the operator's namespace."""
+    cp.start()
+    bao.start()
+    configure_kubernetes_auth(bao, cp)
+    install_crds(cp)
+    cp.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+
+
+def examples(vault_address: str) -> list[dict[str, Any]]:
+    """The objects under examples/, with the VaultConnection pointed at vault_address."""
+    objects = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "VaultConnection":
+                doc["spec"]["address"] = vault_address
+            if doc:
+                objects.append(doc)
+    return objects
+
+
+def apply(cp: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    manifest = {"apiVersion": "v1", "kind": "List", "items": objects}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def tenant_policy(namespace: str) -> str:
+    return f'path "secret/data/{namespace}/*" {{ capabilities = ["read"] }}\n'
+
+
+def grant_tenant(vault: hvac.Client, namespace: str, service_account: str = "default") -> None:
+    """Vault side of a tenant: a policy for secret/<ns>/* and a Kubernetes-auth role."""
+    vault.sys.create_or_update_policy(f"{namespace}-read", tenant_policy(namespace))
+    vault.auth.kubernetes.create_role(
+        namespace,
+        bound_service_account_names=[service_account],
+        bound_service_account_namespaces=[namespace],
+        policies=[f"{namespace}-read"],
+        ttl="1h",
+        mount_point="kubernetes",
+    )
+
+
+def add_tenant(cp: ControlPlane, bao: OpenBao, name: str) -> None:
+    """A namespace with a VaultAuth `default` (the default VaultConnection, at bao) and a Vault
+    role and policy of its own."""
+    apply(cp, [namespace_object(name), connection(bao.address), vault_auth(name)])
+    grant_tenant(bao.client(), name)
+
+
+class Operator(OneProcessServer):
+    """`vaultsync run` as a real process against the local cluster's kubeconfig."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        *,
+        verbose: bool = False,
+        peering: tuple[str, int] | None = None,
+        **env: str,
+    ) -> None:
+        """verbose runs the operator at DEBUG, so that log scans see everything it says;
+        peering (name, priority) joins a kopf peering instead of running standalone."""
+        self.workdir = workdir
+        self.verbose = verbose
+        self.peering = peering
+        self.kubeconfig = kubeconfig
+        self.metrics_port = free_port()
+        self.env = env
+        self.process: Process | None = None
+        state = workdir / "operator.json"
+        if state.exists():
+            saved = json.loads(state.read_text())
+            self.metrics_port = saved["metrics_port"]
+            self.process = Process.load("operator", saved["process"], workdir)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "operator.log"
+
+    def start(self) -> None:
+        if self.pid is not None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "KUBECONFIG": str(self.kubeconfig),
+            "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,
+            "VAULTSYNC_METRICS_PORT": str(self.metrics_port),
+            "VAULTSYNC_MIN_BACKOFF": "1",
+            "VAULTSYNC_MAX_BACKOFF": "5",
+            "VAULTSYNC_RESYNC_INTERVAL": "2",
+            "PYTHONPATH": str(ROOT / "operator"),
+            **self.env,
+        }
+        self.process = Process.spawn(
+            "operator",
+            [
+                sys.executable,
+                "-m",
+                "vaultsync",
+                "run",
+                *(
+                    [f"--peering={self.peering[0]}", f"--priority={self.peering[1]}"]
+                    if self.peering
+                    else ["--standalone"]
+                ),
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+                *(["--verbose"] if self.verbose else []),
+            ],
+            self.workdir,
+            env,
+        )
+        (self.workdir / "operator.json").write_text(
+            json.dumps({"metrics_port": self.metrics_port, "process": self.process.dump()})
+        )
+        eventually(
+            self.metrics,
+            60,
+            "the operator's metrics endpoint",
+            retry_on=(OSError,),
+            watch=self.process,
+        )
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include labels."""
+        return total(parse(self.metrics()), name, **labels)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class Stack:
+    """A running stack as the e2e tests see it, with API clients and the values they wrote."""
+
+    cp: ControlPlane
+    bao: OpenBao
+    operator: Operator
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    audit_log: Path
+    values: set[str] = field(default_factory=set)
+
+    def put(self, path: str, data: dict[str, Any]) -> int:
+        """Write KV data, remembering its values for the leak scan at the end of the run."""
+        self.values.update(str(v) for v in data.values() if len(str(v)) >= 6)
+        response = self.vault.secrets.kv.v2.create_or_update_secret(
+            path, data, mount_point="secret"
+        )
+        return int(response["data"]["version"])
+
+    def leaks(self) -> list[str]:
+        """Where a remembered secret value shows up: operator log, Events, statuses."""
+        places = {"operator log": self.operator.log_text()}
+        events = self.core.list_event_for_all_namespaces().items
+        places["events"] = "\n".join(f"{e.reason} {e.message}" for e in events)
+        objects: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, "vaultsecrets")
+        places["statuses"] = json.dumps([o.get("status") for o in objects["items"]])
+        return [
+            f"{where} contains a secret value"
+            for where, text in places.items()
+            for value in self.values
+            if value in text
+        ]
+
+    @property
+    def vault(self) -> hvac.Client:
+        return self.bao.client()
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        apply(self.cp, list(objects))
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {
+            k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()
+        }
+
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """One of vaultsync's objects (cluster-scoped unless a namespace is given)."""
+        obj: Any
+        if namespace is None:
+            obj = self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+        else:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        found: dict[str, Any] = obj
+        return found
+
+    def vaultsecret(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.get("vaultsecrets", name, namespace)
+
+    def ready(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return ready_condition(self.vaultsecret(namespace, name))
+
+    def ready_is(self, namespace: str, name: str, status: str) -> dict[str, Any] | None:
+        """The Ready condition if it has status and is about the current generation."""
+        return ready_is(self.vaultsecret(namespace, name), status)
