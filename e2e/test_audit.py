@@ -12,16 +12,16 @@ from typing import Any
 import hvac
 import pytest
 
-from e2e.conftest import Stack
-from e2e.localcluster import configure_kubernetes_auth
-from e2e.stack import eventually
-from e2e.vaultadmin import (
+from e2e.harness.conditions import ready_is
+from e2e.harness.kubeauth import configure_kubernetes_auth
+from e2e.harness.manifests import API_VERSION
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack
+from e2e.harness.vaultadmin import (
     DECLARED_AUDIT_PATH,
     OpenBaoWithDeclaredAudit,
-    cluster_object,
     grant_operator,
     operator_objects,
-    ready_is,
 )
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def path(stack: Stack) -> Iterator[str]:
 
 def _device(name: str, path: str, log: Path, auth: str = AUTH, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "vaultsync.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "VaultAuditDevice",
         "metadata": {"name": name},
         "spec": {
@@ -71,7 +71,7 @@ def _device(name: str, path: str, log: Path, auth: str = AUTH, **spec: Any) -> d
 
 
 def _get(stack: Stack, name: str) -> dict[str, Any]:
-    return cluster_object(stack.custom, "vaultauditdevices", name)
+    return stack.get("vaultauditdevices", name)
 
 
 def _ready(stack: Stack, name: str, status: str = "True") -> dict[str, Any] | None:
@@ -202,4 +202,103 @@ def test_the_api_server_refuses_bad_specs(
     with pytest.raises(subprocess.CalledProcessError) as caught:
         stack.apply(device)
     assert message in caught.value.stderr
+    stack.cp.kubectl("delete", "vaultauditdevice", path, "--timeout=60s")
+
+
+# Guard rails: options that weaken audit need spec.acknowledgeInsecureOptions, and file devices
+# write only inside VAULTSYNC_AUDIT_FILE_DIRS (here: pytest's temporary directories).
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"log_raw": "True"}, "options.log_raw true logs secrets in plain text"),
+        ({"hmac_accessor": "f"}, "options.hmac_accessor false logs token accessors"),
+        ({"mode": "0644"}, "options.mode lets other users read the audit log"),
+        ({"mode": "0"}, "options.mode lets other users read the audit log"),
+    ],
+)
+def test_insecure_options_without_acknowledgement_are_refused(
+    stack: Stack, path: str, tmp_path: Path, options: dict[str, str], message: str
+) -> None:
+    log = tmp_path / "audit.log"
+    device = _device(path, path, log)
+    device["spec"]["options"].update(options)
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        stack.apply(device)
+    assert message in caught.value.stderr
+    assert "unless acknowledgeInsecureOptions is true" in caught.value.stderr
+    assert path not in _devices(stack.vault)
+    assert not log.exists()
+    device["spec"]["acknowledgeInsecureOptions"] = False
+    with pytest.raises(subprocess.CalledProcessError):
+        stack.apply(device)
+
+
+def _insecure_warnings(stack: Stack, name: str) -> list[Any]:
+    selector = f"involvedObject.name={name},reason=InsecureAuditOptions"
+    events: list[Any] = stack.core.list_namespaced_event("default", field_selector=selector).items
+    return events
+
+
+def test_acknowledged_insecure_options_are_enabled_with_a_warning(
+    stack: Stack, path: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "audit.log"
+    device = _device(path, path, log, deletionPolicy="Delete", acknowledgeInsecureOptions=True)
+    device["spec"]["options"]["log_raw"] = "true"
+    stack.apply(device)
+    ready = eventually(lambda: _ready(stack, path), 60, "Ready")
+    assert ready["reason"] == "Enabled"
+    assert "weakened as spec.acknowledgeInsecureOptions accepts: log_raw=true" in ready["message"]
+    assert _get(stack, path)["status"]["insecureOptions"] == ["log_raw=true"]
+    assert _devices(stack.vault)[path]["options"] == {"file_path": str(log), "log_raw": "true"}
+    [warning] = eventually(lambda: _insecure_warnings(stack, path), 30, "the Warning Event")
+    assert warning.type == "Warning"
+    assert warning.involved_object.kind == "VaultAuditDevice"
+    assert "log_raw=true (secrets in requests and responses" in warning.message
+    resyncs = stack.operator.metric("vaultsync_syncs_total", reason="Enabled")
+    eventually(
+        lambda: stack.operator.metric("vaultsync_syncs_total", reason="Enabled") >= resyncs + 3,
+        30,
+        "three more resyncs",
+    )
+    assert len(_insecure_warnings(stack, path)) == 1, "one Warning, not one per resync"
+    stack.cp.kubectl("delete", "vaultauditdevice", path, "--timeout=60s")
+    assert path not in _devices(stack.vault)
+
+
+def test_a_device_pointed_at_a_system_file_is_refused(
+    stack: Stack, path: str, tmp_path: Path
+) -> None:
+    passwd = Path("/etc/passwd")
+    before = passwd.read_bytes(), passwd.stat().st_mode
+    try:
+        stack.apply(_device(path, path, passwd))
+        refused = eventually(lambda: _ready(stack, path, "False"), 60, "Ready=False")
+        assert refused["reason"] == "FilePathNotAllowed"
+        assert "options.file_path '/etc/passwd' is outside" in refused["message"]
+        assert f"VAULTSYNC_AUDIT_FILE_DIRS: {tmp_path.parent}/" in refused["message"]
+        assert _get(stack, path)["status"]["managed"] is False
+        assert path not in _devices(stack.vault)
+        assert (passwd.read_bytes(), passwd.stat().st_mode) == before
+    finally:
+        if (passwd.read_bytes(), passwd.stat().st_mode) != before:  # only if the guard failed
+            stack.vault.sys.disable_audit_device(path)
+            passwd.write_bytes(before[0])
+            passwd.chmod(before[1])
+    stack.cp.kubectl("delete", "vaultauditdevice", path, "--timeout=60s")
+
+
+def test_a_dotdot_escape_from_the_allowed_directories_is_refused(
+    stack: Stack, path: str, tmp_path: Path
+) -> None:
+    basetemp = tmp_path.parent
+    escaped = basetemp.parent / f"escaped-{path}.log"
+    stack.apply(_device(path, path, Path(f"{tmp_path}/../../{escaped.name}")))
+    refused = eventually(lambda: _ready(stack, path, "False"), 60, "Ready=False")
+    assert refused["reason"] == "FilePathNotAllowed"
+    assert f"(that is '{escaped}') is outside" in refused["message"]
+    assert path not in _devices(stack.vault)
+    assert not escaped.exists()
     stack.cp.kubectl("delete", "vaultauditdevice", path, "--timeout=60s")

@@ -67,13 +67,25 @@ def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
     return settings.resync_interval
 
 
+Build = Callable[[Kube, Sessions, Settings], Reconciler]
+
+
+def _namespaced(reconciler: Callable[[Kube, Sessions, str], Reconciler]) -> Build:
+    """A reconciler that needs only the operator's namespace of the settings."""
+
+    def build(kube: Kube, sessions: Sessions, settings: Settings) -> Reconciler:
+        return reconciler(kube, sessions, settings.namespace)
+
+    return build
+
+
 @dataclass(frozen=True)
 class Kind:
     """One row of the table: how the handlers drive a kind's reconciler."""
 
     name: str  # the prefix of its handler ids
     plural: str
-    build: Callable[[Kube, Sessions, str], Reconciler]  # (kube, sessions, operator namespace)
+    build: Build  # (kube, sessions, the operator's settings)
     healthy_wait: Callable[[Snapshot, Settings], float | None] = _resync_interval
     trigger: Callable[[kopf.Body], object] = _generation
     namespaces: bool = False  # the reconciler reads the namespaces and their labels
@@ -84,15 +96,21 @@ KINDS = [
     Kind(
         "vaultsecret",
         "vaultsecrets",
-        VaultSecretReconciler,
+        _namespaced(VaultSecretReconciler),
         healthy_wait=_refresh_interval,
         trigger=_vaultsecret_trigger,
         cleanup=True,
     ),
-    Kind("vaultpolicy", "vaultpolicies", VaultPolicyReconciler, namespaces=True, cleanup=True),
+    Kind(
+        "vaultpolicy",
+        "vaultpolicies",
+        _namespaced(VaultPolicyReconciler),
+        namespaces=True,
+        cleanup=True,
+    ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
-    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler),
-    Kind("vaultauth", "vaultauths", VaultAuthReconciler),
+    Kind("vaultconnection", "vaultconnections", _namespaced(VaultConnectionReconciler)),
+    Kind("vaultauth", "vaultauths", _namespaced(VaultAuthReconciler)),
 ]
 
 
@@ -125,7 +143,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.ctx = Context(
         settings=config,
         kube=kube,
-        reconcilers={kind.plural: kind.build(kube, sessions, config.namespace) for kind in KINDS},
+        reconcilers={kind.plural: kind.build(kube, sessions, config) for kind in KINDS},
         wakers={kind.plural: scheduling.Wakers() for kind in KINDS},
     )
     if config.metrics_port:

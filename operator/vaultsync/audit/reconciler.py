@@ -14,24 +14,34 @@ Losing audit is worse than keeping it, so the rules are conservative:
   because the object's body may lag behind our own status patches.
 - The reconciler never disables anything. Deleting the object disables the device
   only with deletionPolicy Delete, and only if vaultsync enabled it.
+- Before anything reaches Vault the spec passes the guards (guards.py): file devices
+  write only inside the allowed directories, and options that weaken audit need
+  spec.acknowledgeInsecureOptions. With it they are recorded in status.insecureOptions
+  and the Ready message, and a Warning Event (InsecureAuditOptions) is raised when the
+  device is first seen enabled so, then every INSECURE_WARNING_EVERY while it stays so:
+  Kubernetes drops Events after an hour (the API server's default --event-ttl), so one
+  is always there to see, without an Event at every resync.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hvac
 
-from vaultsync.api.audit import VaultAuditDeviceSpec
+from vaultsync.api.audit import InsecureOption, VaultAuditDeviceSpec, insecure_options
 from vaultsync.api.base import DeletionPolicy, parse
+from vaultsync.audit.guards import Reminders, describe, refusal
 from vaultsync.connections.identity import operator_identity
-from vaultsync.kube import status
+from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.vault import audit
 from vaultsync.vault.audit import AuditDevice, AuditDeviceDeclared
@@ -39,7 +49,10 @@ from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import VaultUnavailable
 from vaultsync.vault.sessions import Sessions
 
+log = logging.getLogger(__name__)
 Claim = Callable[[bool], None]
+INSECURE_WARNING_EVERY = 50 * 60.0  # seconds; under the 1 h that Events live by default
+INSECURE_EVENT = "InsecureAuditOptions"
 
 
 @dataclass(frozen=True)
@@ -131,10 +144,12 @@ class VaultAuditDeviceReconciler:
     kind = "VaultAuditDevice"
     plural = "vaultauditdevices"
 
-    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
+    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
         self.kube = kube
         self.sessions = sessions
-        self.operator_namespace = operator_namespace
+        self.operator_namespace = settings.namespace
+        self.file_dirs = settings.audit_file_dirs
+        self.reminders = Reminders(INSECURE_WARNING_EVERY)
         self._credentials = KubeCredentials(kube)
         self._known: dict[str, bool] = {}
 
@@ -153,12 +168,13 @@ class VaultAuditDeviceReconciler:
 
         return claim
 
-    def _converge(self, body: Mapping[str, Any], view: View) -> AuditResult:
+    def _converge(
+        self, body: Mapping[str, Any], spec: VaultAuditDeviceSpec, view: View
+    ) -> AuditResult:
         managed = self._managed(body)
-        try:
-            spec = parse(VaultAuditDeviceSpec, body.get("spec"))
-        except SyncError as exc:
-            return AuditResult(Outcome.failed(exc), managed)
+        refused = refusal(spec, self.file_dirs)
+        if refused is not None:
+            return AuditResult(refused, managed)
         try:
             identity = operator_identity(
                 spec.auth_ref, view, self._credentials.secret_value, self.operator_namespace
@@ -172,9 +188,43 @@ class VaultAuditDeviceReconciler:
             return AuditResult(Outcome.failed(exc), managed)
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
-        result = self._converge(body, view)
-        self._known[body["metadata"]["uid"]] = result.managed
-        return Result(result.outcome, {"managed": result.managed})
+        uid = body["metadata"]["uid"]
+        try:
+            spec = parse(VaultAuditDeviceSpec, body.get("spec"))
+        except SyncError as exc:
+            self.reminders.forget(uid)
+            return Result(Outcome.failed(exc), {"managed": self._managed(body)})
+        result = self._converge(body, spec, view)
+        self._known[uid] = result.managed
+        fields: dict[str, Any] = {"managed": result.managed}
+        outcome = result.outcome
+        accepted = (
+            insecure_options(spec.type, spec.options) if spec.acknowledge_insecure_options else []
+        )
+        if accepted:
+            fields["insecureOptions"] = [str(item) for item in accepted]
+        elif (body.get("status") or {}).get("insecureOptions"):
+            fields["insecureOptions"] = None  # a merge patch removes it
+        if accepted and outcome.ready:
+            outcome = replace(
+                outcome,
+                message=f"{outcome.message}; weakened as spec.acknowledgeInsecureOptions "
+                f"accepts: {describe(accepted)}",
+            )
+            self._warn(body, spec.path, accepted)
+        else:
+            self.reminders.forget(uid)
+        return Result(outcome, fields)
+
+    def _warn(self, body: Mapping[str, Any], path: str, accepted: list[InsecureOption]) -> None:
+        """The Warning Event while an acknowledged insecure device is enabled (see above)."""
+        if self.reminders.due(body["metadata"]["uid"], tuple(str(item) for item in accepted)):
+            message = (
+                f"audit device {path!r} is enabled with options that weaken the audit trail, "
+                f"accepted by spec.acknowledgeInsecureOptions: {describe(accepted)}"
+            )
+            log.warning("VaultAuditDevice %s: %s", body["metadata"]["name"], message)
+            events.emit(self.kube, body, warning=True, reason=INSECURE_EVENT, message=message)
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Disable the device on deletion when the spec and ownership allow; raises SyncError."""
@@ -187,6 +237,7 @@ class VaultAuditDeviceReconciler:
         else:
             message = self._disable(spec.get("authRef") or "default", path, view)
         self._known.pop(body["metadata"]["uid"], None)
+        self.reminders.forget(body["metadata"]["uid"])
         return message
 
     def _disable(self, auth_ref: str, path: str, view: View) -> str:

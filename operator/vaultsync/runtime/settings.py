@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
+
+DEFAULT_AUDIT_FILE_DIRS = "/vault/audit/"
 
 
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+def normalise_path(path: str) -> str:
+    """An absolute path without `.`, `..`, empty segments or a trailing slash, lexically
+    (symlinks are not resolved): "/vault/audit/../../etc/passwd" is "/etc/passwd"."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def parse_dirs(text: str) -> tuple[str, ...]:
+    """Comma-separated absolute directories, normalised ("/vault/audit/" -> "/vault/audit")."""
+    dirs = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        if not entry.startswith("/"):
+            raise ValueError(f"VAULTSYNC_AUDIT_FILE_DIRS: {entry!r} is not an absolute directory")
+        dirs.append(normalise_path(entry))
+    return tuple(dirs)
 
 
 @dataclass(frozen=True)
@@ -19,6 +40,7 @@ class Settings:
     max_backoff: float
     resync_interval: float = 60.0
     peering_lifetime: int = 60
+    audit_file_dirs: tuple[str, ...] = parse_dirs(DEFAULT_AUDIT_FILE_DIRS)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +54,9 @@ class Settings:
             max_backoff=_float("VAULTSYNC_MAX_BACKOFF", 300.0),
             resync_interval=_float("VAULTSYNC_RESYNC_INTERVAL", 60.0),
             peering_lifetime=int(os.environ.get("VAULTSYNC_PEERING_LIFETIME", "60")),
+            audit_file_dirs=parse_dirs(
+                os.environ.get("VAULTSYNC_AUDIT_FILE_DIRS", DEFAULT_AUDIT_FILE_DIRS)
+            ),
         )
 
     def backoff(self, failures: int) -> float:
