@@ -47,6 +47,23 @@ class InvalidRequest(VaultError):
     reason = "VaultRequestInvalid"
 
 
+class CheckAndSetFailed(VaultError):
+    """A KV write based on a version that is no longer the current one: someone else wrote."""
+
+    reason = "CheckAndSetFailed"
+
+
+class RotationDenied(PermissionDenied):
+    """A request that rotation needs was refused; the message names the missing capability
+    and the path it is needed on."""
+
+    reason = "RotationDenied"
+
+
+class PasswordPolicyNotFound(VaultError):
+    reason = "PasswordPolicyNotFound"
+
+
 _BY_HVAC: list[tuple[type[Exception], type[VaultError]]] = [
     (hv.VaultDown, VaultSealed),
     (hv.Forbidden, PermissionDenied),
