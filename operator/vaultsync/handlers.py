@@ -70,15 +70,6 @@ def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
 Build = Callable[[Kube, Sessions, Settings], Reconciler]
 
 
-def _namespaced(reconciler: Callable[[Kube, Sessions, str], Reconciler]) -> Build:
-    """A reconciler that needs only the operator's namespace of the settings."""
-
-    def build(kube: Kube, sessions: Sessions, settings: Settings) -> Reconciler:
-        return reconciler(kube, sessions, settings.namespace)
-
-    return build
-
-
 @dataclass(frozen=True)
 class Kind:
     """One row of the table: how the handlers drive a kind's reconciler."""
@@ -96,7 +87,7 @@ KINDS = [
     Kind(
         "vaultsecret",
         "vaultsecrets",
-        _namespaced(VaultSecretReconciler),
+        VaultSecretReconciler,
         healthy_wait=_refresh_interval,
         trigger=_vaultsecret_trigger,
         cleanup=True,
@@ -104,13 +95,13 @@ KINDS = [
     Kind(
         "vaultpolicy",
         "vaultpolicies",
-        _namespaced(VaultPolicyReconciler),
+        VaultPolicyReconciler,
         namespaces=True,
         cleanup=True,
     ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
-    Kind("vaultconnection", "vaultconnections", _namespaced(VaultConnectionReconciler)),
-    Kind("vaultauth", "vaultauths", _namespaced(VaultAuthReconciler)),
+    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler),
+    Kind("vaultauth", "vaultauths", VaultAuthReconciler),
 ]
 
 

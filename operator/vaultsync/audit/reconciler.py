@@ -35,10 +35,9 @@ import hvac
 from vaultsync.api.audit import InsecureOption, VaultAuditDeviceSpec, insecure_options
 from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.audit.guards import Reminders, describe, refusal
-from vaultsync.connections.identity import operator_identity
+from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
-from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -147,10 +146,9 @@ class VaultAuditDeviceReconciler:
     def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
         self.kube = kube
         self.sessions = sessions
-        self.operator_namespace = settings.namespace
+        self.identities = Identities(kube, settings.namespace)
         self.file_dirs = settings.audit_file_dirs
         self.reminders = Reminders(INSECURE_WARNING_EVERY)
-        self._credentials = KubeCredentials(kube)
         self._known: dict[str, bool] = {}
 
     def _managed(self, body: Mapping[str, Any]) -> bool:
@@ -176,9 +174,7 @@ class VaultAuditDeviceReconciler:
         if refused is not None:
             return AuditResult(refused, managed)
         try:
-            identity = operator_identity(
-                spec.auth_ref, view, self._credentials.secret_value, self.operator_namespace
-            )
+            identity = self.identities.operator(spec.auth_ref, view)
             return with_client(
                 self.sessions,
                 identity,
@@ -242,9 +238,7 @@ class VaultAuditDeviceReconciler:
 
     def _disable(self, auth_ref: str, path: str, view: View) -> str:
         try:
-            identity = operator_identity(
-                auth_ref, view, self._credentials.secret_value, self.operator_namespace
-            )
+            identity = self.identities.operator(auth_ref, view)
             return with_client(self.sessions, identity, lambda client: remove(client, path, True))
         except SyncError as exc:
             raise SyncError(

@@ -11,11 +11,11 @@ from typing import Any
 
 from vaultsync.api.auth import VaultAuthSpec
 from vaultsync.api.base import parse
-from vaultsync.connections.identity import endpoint_for
+from vaultsync.connections.identity import Identities
 from vaultsync.kube.api import Kube
-from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.vault.sessions import Sessions
 
@@ -24,18 +24,18 @@ class VaultAuthReconciler:
     kind = "VaultAuth"
     plural = "vaultauths"
 
-    def __init__(self, kube: Kube, _sessions: Sessions, _operator_namespace: str) -> None:
-        self._credentials = KubeCredentials(kube)
+    def __init__(self, kube: Kube, _sessions: Sessions, settings: Settings) -> None:
+        self.identities = Identities(kube, settings.namespace)
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         try:
             spec = parse(VaultAuthSpec, body.get("spec"), reason="InvalidAuth")
-            endpoint = endpoint_for(
-                spec.connection_ref, view.connections, self._credentials.secret_value
-            )
+            endpoint = self.identities.endpoint(spec.connection_ref, view)
             if spec.token is not None:
                 ref = spec.token.secret_ref
-                self._credentials.secret_value(body["metadata"]["namespace"], ref.name, ref.key)
+                self.identities.credentials.secret_value(
+                    body["metadata"]["namespace"], ref.name, ref.key
+                )
         except SyncError as exc:
             return Result(Outcome.failed(exc))
         method = "kubernetes" if spec.kubernetes is not None else "token"

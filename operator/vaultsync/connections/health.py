@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vaultsync.connections.identity import endpoint_for
+from vaultsync.connections.identity import Identities
 from vaultsync.kube.api import Kube
-from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.vault.health import seal_status
 from vaultsync.vault.sessions import Sessions
@@ -23,15 +23,14 @@ class VaultConnectionReconciler:
     kind = "VaultConnection"
     plural = "vaultconnections"
 
-    def __init__(self, kube: Kube, _sessions: Sessions, _operator_namespace: str) -> None:
-        self._credentials = KubeCredentials(kube)
+    def __init__(self, kube: Kube, _sessions: Sessions, settings: Settings) -> None:
+        self.identities = Identities(kube, settings.namespace)
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         name = body["metadata"]["name"]
         try:
-            endpoint = endpoint_for(
-                name, lambda _ns, _name: body.get("spec"), self._credentials.secret_value
-            )
+            own = View(connections=lambda _ns, _name: body.get("spec"))
+            endpoint = self.identities.endpoint(name, own)
             health = seal_status(endpoint)
         except SyncError as exc:
             return Result(Outcome.failed(exc))

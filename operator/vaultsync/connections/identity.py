@@ -20,6 +20,8 @@ from typing import Any
 from vaultsync.api.auth import VaultAuthSpec
 from vaultsync.api.base import M, parse
 from vaultsync.api.connection import VaultConnectionSpec
+from vaultsync.kube.api import Kube
+from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.view import SpecLookup, View
 from vaultsync.vault.client import Endpoint
@@ -126,14 +128,26 @@ def identity_for(
     raise SyncError(f"VaultAuth {auth_namespace}/{auth_ref} sets no method", reason="InvalidAuth")
 
 
-def operator_identity(
-    auth_ref: str, view: View, read_secret: SecretReader, operator_namespace: str
-) -> Identity:
-    """The operator's own identity, for the kinds that configure Vault cluster-wide."""
-    return identity_for(
-        operator_namespace,
-        auth_ref,
-        view,
-        read_secret=read_secret,
-        operator_namespace=operator_namespace,
-    )
+class Identities:
+    """Who an object logs in as, with login material read from the Kubernetes API."""
+
+    def __init__(self, kube: Kube, operator_namespace: str) -> None:
+        self.credentials = KubeCredentials(kube)
+        self.operator_namespace = operator_namespace
+
+    def tenant(self, namespace: str, auth_ref: str, view: View) -> Identity:
+        """A namespaced object's identity: always its own namespace's (see the module doc)."""
+        return identity_for(
+            namespace,
+            auth_ref,
+            view,
+            read_secret=self.credentials.secret_value,
+            operator_namespace=self.operator_namespace,
+        )
+
+    def operator(self, auth_ref: str, view: View) -> Identity:
+        """The operator's own identity, for the kinds that configure Vault cluster-wide."""
+        return self.tenant(self.operator_namespace, auth_ref, view)
+
+    def endpoint(self, connection: str, view: View) -> Endpoint:
+        return endpoint_for(connection, view.connections, self.credentials.secret_value)

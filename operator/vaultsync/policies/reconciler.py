@@ -28,13 +28,13 @@ import hvac
 
 from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
-from vaultsync.connections.identity import operator_identity
+from vaultsync.connections.identity import Identities
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
-from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.policies.fanout import Key, Wanted, desired, owned, removable, stale
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.vault import policies, roles
 from vaultsync.vault.authenticated import with_client
@@ -157,11 +157,10 @@ class VaultPolicyReconciler:
     kind = "VaultPolicy"
     plural = "vaultpolicies"
 
-    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
+    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
         self.kube = kube
         self.sessions = sessions
-        self.operator_namespace = operator_namespace
-        self._credentials = KubeCredentials(kube)
+        self.identities = Identities(kube, settings.namespace)
         self._known: dict[str, list[ManagedPolicy]] = {}
 
     def _records(self, body: Mapping[str, Any]) -> list[ManagedPolicy]:
@@ -169,9 +168,7 @@ class VaultPolicyReconciler:
         return self._known[uid] if uid in self._known else records_of(body)
 
     def _identity(self, auth_ref: str, view: View) -> Identity:
-        return operator_identity(
-            auth_ref, view, self._credentials.secret_value, self.operator_namespace
-        )
+        return self.identities.operator(auth_ref, view)
 
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(records: list[ManagedPolicy]) -> None:

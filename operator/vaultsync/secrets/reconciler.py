@@ -11,13 +11,13 @@ from typing import Any
 
 from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
-from vaultsync.connections.identity import identity_for
+from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
-from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
@@ -44,24 +44,17 @@ class VaultSecretReconciler:
     kind = "VaultSecret"
     plural = "vaultsecrets"
 
-    def __init__(self, kube: Kube, sessions: Sessions, operator_namespace: str) -> None:
+    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
         self.kube = kube
         self.sessions = sessions
-        self.operator_namespace = operator_namespace
-        self._credentials = KubeCredentials(kube)
+        self.identities = Identities(kube, settings.namespace)
 
     def _outcome(self, body: Mapping[str, Any], view: View) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         try:
             spec = parse_spec(body.get("spec"))
-            identity = identity_for(
-                namespace,
-                spec.auth_ref,
-                view,
-                read_secret=self._credentials.secret_value,
-                operator_namespace=self.operator_namespace,
-            )
+            identity = self.identities.tenant(namespace, spec.auth_ref, view)
             secret = with_client(
                 self.sessions,
                 identity,
