@@ -38,7 +38,7 @@ from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import Namespaces, View
 from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_name
-from vaultsync.secrets.reconciler import VaultSecretReconciler
+from vaultsync.secrets.reconciler import ROTATE_ANNOTATION, VaultSecretReconciler
 from vaultsync.vault.sessions import Sessions
 
 REFRESH_ANNOTATION = "vaultsync.io/refresh"
@@ -51,8 +51,14 @@ def _generation(body: kopf.Body) -> object:
 
 
 def _vaultsecret_trigger(body: kopf.Body) -> object:
-    """What makes a VaultSecret sync out of schedule: its generation or refresh annotation."""
-    return body.metadata.get("generation"), body.metadata.annotations.get(REFRESH_ANNOTATION)
+    """What makes a VaultSecret sync out of schedule: its generation, the refresh or the
+    rotate annotation."""
+    annotations = body.metadata.annotations
+    return (
+        body.metadata.get("generation"),
+        annotations.get(REFRESH_ANNOTATION),
+        annotations.get(ROTATE_ANNOTATION),
+    )
 
 
 def _refresh_interval(snapshot: Snapshot, _settings: Settings) -> float | None:
@@ -61,6 +67,10 @@ def _refresh_interval(snapshot: Snapshot, _settings: Settings) -> float | None:
     except ValueError:
         return None
     return interval or None
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
@@ -218,7 +228,7 @@ def _loop(kind: Kind) -> Handler:
                 wait: float | None = (
                     ctx.settings.backoff(failures)
                     if retry_soon
-                    else kind.healthy_wait(snapshot, ctx.settings)
+                    else _sooner(kind.healthy_wait(snapshot, ctx.settings), outcome.wake_after)
                 )
                 await scheduling.wait(wake, stopped.wait(), wait)
         finally:

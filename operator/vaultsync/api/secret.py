@@ -17,6 +17,7 @@ from vaultsync.api.names import (
     cel_rules,
     problems,
 )
+from vaultsync.api.rotation import RotationSpec
 
 
 class CreationPolicy(StrEnum):
@@ -111,6 +112,13 @@ class VaultSecretSpec(Model):
         description="Secret keys rendered by a sandboxed Jinja2 template over the KV data.",
     )
     destination: Destination
+    rotation: RotationSpec | None = Field(
+        default=None,
+        description="Give the listed keys new values on a schedule (or on the annotation "
+        "vaultsync.io/rotate=<new value>) and write them back to Vault with check-and-set. "
+        "The tenant's Vault policy needs create/update on <mount>/data/<path> and "
+        "read/update on <mount>/metadata/<path>.",
+    )
 
     @model_validator(mode="after")
     def _unique_targets(self) -> VaultSecretSpec:
@@ -119,6 +127,8 @@ class VaultSecretSpec(Model):
             raise ValueError(MESSAGES["unique_keys"])
         if set(targets) & set(self.template):
             raise ValueError(MESSAGES["keys_and_template"])
+        if self.rotation is not None and self.version != 0:
+            raise ValueError(MESSAGES["rotation_latest"])
         return self
 
 
@@ -126,6 +136,7 @@ MESSAGES = {
     "unique_keys": "two keys entries write the same Secret key",
     "keys_and_template": "a keys entry and a template key write the same Secret key; "
     "rename one with keys[].to or the template key",
+    "rotation_latest": "rotation writes new versions: version must be 0 (latest)",
 }
 
 
@@ -140,6 +151,10 @@ VAULT_SECRET_RULES = [
         "!self.keys.exists(k, (has(k.to) ? k.to : k.from) in self.template)",
         "message": MESSAGES["keys_and_template"],
     },
+    {
+        "rule": "!has(self.rotation) || !has(self.version) || self.version == 0",
+        "message": MESSAGES["rotation_latest"],
+    },
 ]
 
 
@@ -148,4 +163,13 @@ class VaultSecretStatus(ConditionedStatus):
     last_sync_time: str | None = None
     secret_name: str | None = Field(
         default=None, description="The Secret last written; a renamed destination releases it."
+    )
+    last_rotation_time: str | None = Field(
+        default=None, description="When vaultsync last rotated the secret (from Vault's record)."
+    )
+    next_rotation_time: str | None = Field(
+        default=None, description="When the schedule rotates the secret next."
+    )
+    rotated_version: int | None = Field(
+        default=None, description="The KV version the last rotation produced."
     )

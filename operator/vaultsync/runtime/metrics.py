@@ -17,6 +17,15 @@ SECRET_WRITES = Counter(
     "vaultsync_secret_writes_total", "Kubernetes Secret writes, by operation.", ["operation"]
 )
 SYNC_SECONDS = Histogram("vaultsync_sync_duration_seconds", "Time of one reconciliation.", ["kind"])
+ROTATIONS = Counter(
+    "vaultsync_rotations_total",
+    "Rotations, by result: rotated, lost-race (an external write won), finished (an "
+    "interrupted one completed), or the reason it failed.",
+    ["result"],
+)
+ROTATION_SECONDS = Histogram(
+    "vaultsync_rotation_duration_seconds", "Time of one rotation, from decision to read-back."
+)
 
 
 def serve(port: int) -> None:

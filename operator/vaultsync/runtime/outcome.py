@@ -19,6 +19,8 @@ class Outcome:
     retryable: bool = True
     version: int | None = None
     written: bool = False
+    wake_after: float | None = None
+    """Seconds after which the object wants a reconcile, when sooner than its usual wait."""
 
     @classmethod
     def failed(cls, error: SyncError) -> Outcome:

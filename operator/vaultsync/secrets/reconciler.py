@@ -6,14 +6,20 @@ leaves the Secret as it was; the object reports Ready=False with a reason.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+
+import hvac
 
 from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
+from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
@@ -21,9 +27,21 @@ from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
+from vaultsync.secrets.rotation.protocol import Rotation, rotate
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.sessions import Sessions
+
+ROTATE_ANNOTATION = "vaultsync.io/rotate"
+"""Each new value of this annotation rotates the secret once."""
+log = logging.getLogger(__name__)
+
+
+def _seconds_until(moment: str | None) -> float | None:
+    if moment is None:
+        return None
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def parse_spec(raw: Any) -> VaultSecretSpec:
@@ -49,17 +67,40 @@ class VaultSecretReconciler:
         self.sessions = sessions
         self.identities = Identities(kube, settings.namespace)
 
-    def _outcome(self, body: Mapping[str, Any], view: View) -> Outcome:
+    def _read(
+        self, client: hvac.Client, spec: VaultSecretSpec, request: str | None
+    ) -> tuple[kv.KVSecret, Rotation | None]:
+        """The KV secret to sync, rotated first when its rotation is due."""
+        secret = kv.read(client, spec.mount, spec.path, spec.version)
+        if spec.rotation is None:
+            return secret, None
+        started = time.monotonic()
+        try:
+            rotation = rotate(
+                client, spec.mount, spec.path, spec.rotation, secret, request, datetime.now(UTC)
+            )
+        except SyncError as exc:
+            metrics.ROTATIONS.labels(exc.reason).inc()
+            raise
+        if rotation.rotated:
+            metrics.ROTATIONS.labels(rotation.result).inc()
+            metrics.ROTATION_SECONDS.observe(time.monotonic() - started)
+        return rotation.secret, rotation
+
+    def _outcome(self, body: Mapping[str, Any], view: View, fields: dict[str, Any]) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        request = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
         try:
             spec = parse_spec(body.get("spec"))
             identity = self.identities.tenant(namespace, spec.auth_ref, view)
-            secret = with_client(
-                self.sessions,
-                identity,
-                lambda client: kv.read(client, spec.mount, spec.path, spec.version),
+            secret, rotation = with_client(
+                self.sessions, identity, lambda client: self._read(client, spec, request)
             )
+            if rotation is not None:
+                fields.update(rotation.status)
+                if rotation.rotated:
+                    self._rotated(body, spec, rotation)
             data = render(spec, secret.data)
             owner = Owner(name, namespace, meta["uid"])
             current = secrets.read(self.kube, namespace, spec.destination.name)
@@ -78,12 +119,30 @@ class VaultSecretReconciler:
             f"{spec.mount}/{spec.path}",
             version=secret.version,
             written=step.action is not Action.NONE,
+            wake_after=_seconds_until(fields.get("nextRotationTime")),
         )
 
+    def _rotated(self, body: Mapping[str, Any], spec: VaultSecretSpec, rotation: Rotation) -> None:
+        assert spec.rotation is not None
+        keys = ", ".join(k.name for k in spec.rotation.keys)
+        what = {
+            "rotated": "rotated",
+            "lost-race": "did not rotate (someone else wrote first; their version is synced)",
+            "finished": "finished an interrupted rotation of",
+        }[rotation.result]
+        message = (
+            f"{what} {keys} of {spec.mount}/{spec.path}: now version {rotation.secret.version}"
+            f" ({rotation.why})"
+        )
+        log.info(
+            "VaultSecret %s/%s %s", body["metadata"]["namespace"], body["metadata"]["name"], message
+        )
+        events.emit(self.kube, body, warning=False, reason="Rotated", message=message)
+
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
-        outcome = self._outcome(body, view)
-        current = body.get("status") or {}
         fields: dict[str, Any] = {}
+        outcome = self._outcome(body, view, fields)
+        current = body.get("status") or {}
         if outcome.version is not None:
             fields["vaultVersion"] = outcome.version
         if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
