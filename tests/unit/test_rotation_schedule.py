@@ -129,19 +129,21 @@ def test_interval() -> None:
     assert on_time.next_rotation == last + timedelta(hours=2)
 
 
-def test_interval_after_downtime_rotates_once_on_the_latest_step() -> None:
+def test_interval_after_downtime_rotates_once_and_counts_from_then() -> None:
     hourly = spec(interval="1h")
     last = datetime(2025, 1, 1, 10, tzinfo=UTC)
-    due = evaluate(hourly, last, LONG_AGO, last + timedelta(hours=5, minutes=20))
-    assert due.rotate and due.slot == last + timedelta(hours=5)
-    assert due.next_rotation == last + timedelta(hours=6)
-    assert not evaluate(hourly, due.slot, LONG_AGO, last + timedelta(hours=5, minutes=21)).rotate
+    now = last + timedelta(hours=5, minutes=20)
+    due = evaluate(hourly, last, LONG_AGO, now)
+    assert due.rotate and due.slot == now
+    assert due.next_rotation == now + timedelta(hours=1)
+    assert not evaluate(hourly, due.slot, LONG_AGO, now + timedelta(minutes=59)).rotate
 
 
 def test_interval_baseline() -> None:
     written = datetime(2025, 1, 1, 10, 0, 0, 250000, tzinfo=UTC)
-    due = evaluate(spec(interval="30m"), None, written, written + timedelta(minutes=31))
-    assert due.rotate and due.slot == written + timedelta(minutes=30)
+    now = written + timedelta(minutes=31)
+    due = evaluate(spec(interval="30m"), None, written, now)
+    assert due.rotate and due.slot == now
 
 
 def test_times_come_back_in_utc_and_naive_times_are_refused() -> None:

@@ -4,8 +4,9 @@ A cron schedule is a sequence of slots; a slot is due when it lies in (last, now
 `last` is the slot recorded in Vault by the previous rotation, or, when nothing is recorded,
 the creation time of the KV version in use (so data newer than every slot is left alone).
 Only the latest due slot is returned: an operator that was down across several slots rotates
-once, and recording that slot makes it impossible to rotate twice for it. An interval works
-the same way on the grid last, last + interval, last + 2 * interval, ...
+once, and recording that slot makes it impossible to rotate twice for it. An interval counts
+from the last rotation: its slot is the time it was found due, so after downtime the next
+rotation is a whole interval after the late one, not on a grid that may be a second away.
 
 Cron is evaluated by cronsim rather than croniter: it is small, typed, dependency-free, walks
 backwards as well as forwards (the latest slot before now is one step, whatever the downtime)
@@ -88,20 +89,20 @@ def _cron(schedule: str, zone: ZoneInfo, start: datetime, since: str, now: datet
 
 
 def _interval(every: timedelta, start: datetime, since: str, now: datetime) -> Due:
-    steps = (now - start) // every
-    if steps < 1:
+    """An interval counts from the last rotation itself: its slot is the moment it is due
+    and found, so the next one is a full interval later, also after downtime."""
+    if now - start < every:
         return Due(
             rotate=False,
             reason=f"interval not elapsed since {_text(start)}",
             slot=None,
             next_rotation=start + every,
         )
-    slot = start + steps * every
     return Due(
         rotate=True,
         reason=f"interval elapsed ({since}: {_text(start)})",
-        slot=slot,
-        next_rotation=slot + every,
+        slot=now,
+        next_rotation=now + every,
     )
 
 
