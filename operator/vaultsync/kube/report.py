@@ -12,7 +12,7 @@ from typing import Any
 
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
-from vaultsync.runtime.conditions import READY, get_condition, set_condition
+from vaultsync.runtime.conditions import READY, apply_updates, get_condition, set_condition
 from vaultsync.runtime.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def record(
         message=outcome.message,
         generation=generation,
     )
+    conditions = apply_updates(conditions, outcome.conditions, generation)
     new = {**current, **fields, "observedGeneration": generation, "conditions": conditions}
     if new != current:
         status.patch(kube, plural, meta.get("namespace"), meta["name"], new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,34 @@ def set_condition(
         "observedGeneration": generation,
     }
     return [c for c in conditions if c.get("type") != type_] + [updated]
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """A condition besides Ready that a reconcile sets (status True/False) or removes (None)."""
+
+    type: str
+    status: bool | None
+    reason: str = ""
+    message: str = ""
+
+
+def apply_updates(
+    conditions: Conditions, updates: tuple[ConditionUpdate, ...], generation: int
+) -> Conditions:
+    for update in updates:
+        if update.status is None:
+            conditions = [c for c in conditions if c.get("type") != update.type]
+        else:
+            conditions = set_condition(
+                conditions,
+                type_=update.type,
+                status=update.status,
+                reason=update.reason,
+                message=update.message,
+                generation=generation,
+            )
+    return conditions
 
 
 def get_condition(conditions: Conditions, type_: str) -> dict[str, Any] | None:

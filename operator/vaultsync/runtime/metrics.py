@@ -26,6 +26,11 @@ ROTATIONS = Counter(
 ROTATION_SECONDS = Histogram(
     "vaultsync_rotation_duration_seconds", "Time of one rotation, from decision to read-back."
 )
+ROLLOUT_RESTARTS = Counter(
+    "vaultsync_rollout_restarts_total",
+    "Workload restarts vaultsync made because a Secret's data changed, by workload.",
+    ["kind", "namespace", "name"],
+)
 
 
 def serve(port: int) -> None:

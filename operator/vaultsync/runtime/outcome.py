@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vaultsync.runtime.conditions import ConditionUpdate
 from vaultsync.runtime.errors import SyncError
 
 
@@ -21,6 +22,8 @@ class Outcome:
     written: bool = False
     wake_after: float | None = None
     """Seconds after which the object wants a reconcile, when sooner than its usual wait."""
+    conditions: tuple[ConditionUpdate, ...] = ()
+    """Conditions besides Ready to set or remove (none: the others stay as they are)."""
 
     @classmethod
     def failed(cls, error: SyncError) -> Outcome:
