@@ -262,3 +262,19 @@ def test_a_lost_status_causes_no_extra_rotation(stack: Stack, rotator: str) -> N
     )
     time.sleep(3)
     assert _current(stack.vault, f"{rotator}/db")[0] == 2
+
+
+def test_rotation_creates_a_secret_that_does_not_exist_once(stack: Stack, rotator: str) -> None:
+    stack.apply(_rotating(rotator, {"interval": "87600h"}))
+    _, data = eventually(
+        lambda: (
+            stack.vault.secrets.kv.v2.list_secrets(rotator, mount_point="secret")
+            and _in_sync(stack, rotator)
+        ),
+        60,
+        "created in Vault and synced",
+        retry_on=(hvac.exceptions.InvalidPath,),
+    )
+    assert set(data) == {"password"} and len(data["password"]) == 24
+    time.sleep(3)
+    assert _current(stack.vault, f"{rotator}/db")[0] == 1

@@ -27,9 +27,10 @@ from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
-from vaultsync.secrets.rotation.protocol import Rotation, rotate
+from vaultsync.secrets.rotation.protocol import Rotation, create, rotate
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.errors import SecretNotFound
 from vaultsync.vault.sessions import Sessions
 
 ROTATE_ANNOTATION = "vaultsync.io/rotate"
@@ -71,14 +72,24 @@ class VaultSecretReconciler:
         self, client: hvac.Client, spec: VaultSecretSpec, request: str | None
     ) -> tuple[kv.KVSecret, Rotation | None]:
         """The KV secret to sync, rotated first when its rotation is due."""
-        secret = kv.read(client, spec.mount, spec.path, spec.version)
+        try:
+            secret: kv.KVSecret | None = kv.read(client, spec.mount, spec.path, spec.version)
+        except SecretNotFound:
+            if spec.rotation is None:
+                raise
+            secret = None  # rotation creates it
         if spec.rotation is None:
+            assert secret is not None
             return secret, None
         started = time.monotonic()
+        now = datetime.now(UTC)
         try:
-            rotation = rotate(
-                client, spec.mount, spec.path, spec.rotation, secret, request, datetime.now(UTC)
-            )
+            if secret is None:
+                rotation = create(client, spec.mount, spec.path, spec.rotation, now)
+            else:
+                rotation = rotate(
+                    client, spec.mount, spec.path, spec.rotation, secret, request, now
+                )
         except SyncError as exc:
             metrics.ROTATIONS.labels(exc.reason).inc()
             raise
@@ -126,6 +137,7 @@ class VaultSecretReconciler:
         assert spec.rotation is not None
         keys = ", ".join(k.name for k in spec.rotation.keys)
         what = {
+            "created": "created (rotation generates values)",
             "rotated": "rotated",
             "lost-race": "did not rotate (someone else wrote first; their version is synced)",
             "finished": "finished an interrupted rotation of",

@@ -38,13 +38,13 @@ class Rotation:
     """The secret to sync after the rotation step, and what happened."""
 
     secret: kv.KVSecret
-    result: str  # idle, rotated, lost-race, finished (a pending one completed)
+    result: str  # idle, created, rotated, lost-race, finished (a pending one completed)
     why: str
     status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rotated(self) -> bool:
-        return self.result in ("rotated", "lost-race", "finished")
+        return self.result in ("created", "rotated", "lost-race", "finished")
 
 
 def _text(moment: datetime | None) -> str | None:
@@ -62,6 +62,23 @@ def _write(
     except CheckAndSetFailed:
         return False
     return True
+
+
+def create(
+    client: hvac.Client, mount: str, path: str, spec: RotationSpec, now: datetime
+) -> Rotation:
+    """A secret that does not exist yet is created with generated values (check-and-set on
+    version 0, so two writers cannot both create it); its creation counts as the first
+    rotation."""
+    data = rotated_data({}, spec.keys, lambda policy: kv.generate_password(client, policy))
+    try:
+        kv.write(client, mount, path, data, cas=0)
+        result = "created"
+    except CheckAndSetFailed:
+        result = "lost-race"
+    latest = kv.read(client, mount, path)
+    after = evaluate(spec, None, latest.created_time, now)
+    return Rotation(latest, result, "the secret did not exist", _status({}, after.next_rotation))
 
 
 def rotate(
