@@ -193,7 +193,65 @@ REJECTED: list[tuple[str, dict[str, Any], str, str]] = [
     ),
 ]
 
+
+def rotating(**rotation: Any) -> dict[str, Any]:
+    keys = rotation.pop("keys", [{"name": "password", "generate": {}}])
+    return secret_spec(rotation={**rotation, "keys": keys})
+
+
+REJECTED += [
+    # rotation specs
+    ("VaultSecret", rotating(), "spec.rotation", "exactly one of schedule or interval"),
+    (
+        "VaultSecret",
+        rotating(schedule="0 3 * * *", interval="1h"),
+        "spec.rotation",
+        "exactly one of schedule or interval",
+    ),
+    ("VaultSecret", rotating(schedule="0 3 * *"), "spec.rotation", "cron expression of 5 fields"),
+    (
+        "VaultSecret",
+        rotating(interval="1h", timeZone="Europe/Berlin"),
+        "spec.rotation",
+        "timeZone applies to schedule only",
+    ),
+    (
+        "VaultSecret",
+        {**rotating(interval="1h"), "version": 3},
+        "spec",
+        "rotation writes new versions: version must be 0",
+    ),
+    (
+        "VaultSecret",
+        rotating(interval="1h", keys=[{"name": "p"}]),
+        "spec.rotation.keys[0]",
+        "exactly one generator",
+    ),
+    (
+        "VaultSecret",
+        rotating(
+            interval="1h", keys=[{"name": "p", "generate": {}}, {"name": "p", "generate": {}}]
+        ),
+        "spec.rotation",
+        "two keys entries have the same name",
+    ),
+    (
+        "VaultSecret",
+        rotating(interval="1h", keys=[{"name": "p", "generate": {"length": 8, "minDigits": 9}}]),
+        "spec.rotation.keys[0].generate",
+        "add up to more than length",
+    ),
+    (
+        "VaultSecret",
+        rotating(interval="1h", keys=[{"name": "..", "generate": {}}]),
+        "spec.rotation.keys[0].name",
+        KEY_DOTS,
+    ),
+]
+
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("VaultSecret", rotating(schedule="0 3 * * 1-5", timeZone="Europe/Berlin")),
+    ("VaultSecret", rotating(interval="720h", keys=[{"name": "p", "passwordPolicy": "db"}])),
     ("VaultSecret", secret_spec(path="team-a/db")),
     ("VaultSecret", secret_spec(path="a/.hidden/b...c/+/*", mount="team/kv")),
     ("VaultSecret", secret_spec(path="team/db", mount="kv-v2.team")),
