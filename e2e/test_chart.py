@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from e2e.harness import ROOT
 from e2e.harness.helm import build_helm, helm_path
@@ -52,7 +53,17 @@ NEEDED: list[tuple[str, str, str]] = [
     *((verb, "events.events.k8s.io", "") for verb in ("create", "patch")),
     *((verb, "namespaces", "") for verb in ("get", "list", "watch")),
     *((verb, "customresourcedefinitions.apiextensions.k8s.io", "") for verb in ("list", "watch")),
+    # Rolling restarts: read targets, list opted-in workloads, server-side apply our annotations.
+    *(
+        (verb, f"{plural}.apps", "")
+        for plural in ("deployments", "statefulsets", "daemonsets")
+        for verb in ("get", "list", "patch")
+    ),
 ]
+ROLLOUTS: list[tuple[str, str, str]] = [
+    (verb, "rollouts.argoproj.io", "") for verb in ("get", "list", "patch")
+]
+"""Granted only with rbac.argoRollouts=true."""
 
 # What it must not be able to do.
 FORBIDDEN: list[tuple[str, str, str]] = [
@@ -71,8 +82,14 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("create", "pods", "exec"),
     ("get", "configmaps", ""),
     ("delete", "deployments.apps", ""),
-    ("patch", "deployments.apps", ""),
     ("update", "deployments.apps", ""),
+    ("create", "deployments.apps", ""),
+    ("watch", "deployments.apps", ""),  # listed on demand, never watched
+    ("delete", "statefulsets.apps", ""),
+    ("update", "daemonsets.apps", ""),
+    ("patch", "deployments.apps", "scale"),
+    ("patch", "replicasets.apps", ""),
+    ("delete", "pods", ""),
     ("patch", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ""),
     # Never writes spec, never creates or deletes what users declare.
@@ -159,6 +176,7 @@ def test_helm_lint(helm: Path) -> None:
         ("config.maxBackoff=soon", "maxBackoff"),
         ("config.minBackoff=0", "minBackoff"),
         ("config.auditFileDirs={logs}", "auditFileDirs"),
+        ("rbac.argoRollouts=maybe", "argoRollouts"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("typo=1", "typo"),
     ],
@@ -217,20 +235,33 @@ def test_default_render(helm: Path) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
 
 
-def test_cluster_role_is_exactly_what_the_operator_needs(helm: Path) -> None:
-    role = by_kind(render(helm, "vaultsync-system"))["ClusterRole"]
+def _granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     granted = set()
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames/URLs
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.update((group, resource, verb) for verb in rule["verbs"])
+    return granted
+
+
+def _expected(checks: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
     expected = set()
-    for verb, resource, subresource in NEEDED:
+    for verb, resource, subresource in checks:
         name, _, group = resource.partition(".")
         expected.add((group, f"{name}/{subresource}" if subresource else name, verb))
-    assert granted == expected
+    return expected
+
+
+def test_cluster_role_is_exactly_what_the_operator_needs(helm: Path) -> None:
+    granted = _granted(by_kind(render(helm, "vaultsync-system"))["ClusterRole"])
+    assert granted == _expected(NEEDED)
     assert not any("*" in item for triple in granted for item in triple)
+
+
+def test_argo_rollouts_are_granted_only_when_asked(helm: Path) -> None:
+    role = by_kind(render(helm, "vaultsync-system", "rbac.argoRollouts=true"))["ClusterRole"]
+    assert _granted(role) == _expected(NEEDED + ROLLOUTS)
 
 
 def test_replicas_join_a_kopf_peering(helm: Path) -> None:
@@ -361,6 +392,25 @@ def can_i(stack: Stack, user: str, verb: str, resource: str, sub: str, namespace
     return answer == "yes"
 
 
+def review(stack: Stack, user: str, verb: str, resource: str, namespace: str) -> bool:
+    """A SubjectAccessReview: unlike `kubectl auth can-i`, it answers for resources whose CRD
+    is not installed (Argo Rollouts) instead of failing to resolve them."""
+    name, _, group = resource.partition(".")
+    api = client.AuthorizationV1Api(stack.core.api_client)
+    answer = api.create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=["system:serviceaccounts", "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, group=group, resource=name, namespace=namespace
+                ),
+            )
+        )
+    )
+    return bool(answer.status.allowed)
+
+
 def test_rbac_grants_what_the_operator_needs_and_no_more(
     stack: Stack, installed_rbac: tuple[str, str]
 ) -> None:
@@ -378,6 +428,30 @@ def test_rbac_grants_what_the_operator_needs_and_no_more(
         if got != want
     ]
     assert not wrong, f"{user} in {other}:\n" + "\n".join(wrong)
+    # Argo Rollouts only with rbac.argoRollouts=true
+    assert not any(review(stack, user, verb, res, other) for verb, res, _ in ROLLOUTS)
+
+
+def test_rbac_with_argo_rollouts_grants_them(stack: Stack, helm: Path, namespace: str) -> None:
+    release = f"vs-{uuid.uuid4().hex[:6]}"
+    objects = render(helm, namespace, "rbac.argoRollouts=true", release=release)
+    rbac = [
+        o for o in objects if o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    ]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+    stack.cp.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        (account,) = (o["metadata"]["name"] for o in rbac if o["kind"] == "ServiceAccount")
+        user = f"system:serviceaccount:{namespace}:{account}"
+        checks = [
+            *ROLLOUTS,
+            ("watch", "rollouts.argoproj.io", ""),
+            ("delete", "rollouts.argoproj.io", ""),
+        ]
+        answers = [review(stack, user, verb, res, "default") for verb, res, _ in checks]
+        assert answers == [True, True, True, False, False]
+    finally:
+        stack.cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
 
 
 def test_rbac_allows_real_token_requests_and_secret_writes_elsewhere(
