@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from e2e.harness.controlplane import ControlPlane
 from e2e.harness.manifests import vault_secret
 from e2e.harness.openbao import OpenBao
 from e2e.harness.polling import eventually
-from e2e.harness.stack import Operator, add_tenant, apply, start_stack
+from e2e.harness.stack import Operator, add_tenant, apply, rotating_tenant_policy, start_stack
 
 pytestmark = pytest.mark.e2e
 PEERING = "vaultsync-ha"
@@ -108,3 +110,35 @@ def test_a_crashed_active_replica_is_replaced_after_the_peering_lifetime(pair: P
     apply(pair.cp, [vault_secret(namespace, "app", f"{namespace}/app")])
     eventually(lambda: pair.synced(namespace, "app"), 90, "the Secret, synced by the standby")
     assert syncs(pair.standby) > before
+
+
+def test_rotation_is_never_doubled_by_two_replicas_or_a_takeover(pair: Pair) -> None:
+    """Both replicas run the same schedule from Vault's record: while one is active and across
+    a crash and takeover, every slot gives at most one new version."""
+    pair.active.start()
+    namespace = tenant(pair)
+    vault = pair.bao.client()
+    vault.sys.create_or_update_policy(f"{namespace}-read", rotating_tenant_policy(namespace))
+    rotating = vault_secret(namespace, "app", f"{namespace}/app")
+    rotating["spec"]["rotation"] = {
+        "interval": "3s",
+        "keys": [{"name": "k", "generate": {"length": 16}}],
+    }
+    apply(pair.cp, [rotating])
+
+    def version() -> int:
+        read = vault.secrets.kv.v2.read_secret_version(
+            f"{namespace}/app", mount_point="secret", raise_on_deleted_version=True
+        )
+        return int(read["data"]["metadata"]["version"])
+
+    eventually(lambda: version() >= 3, 60, "rotations by the active replica")
+    pair.active.kill()
+    before = version()
+    eventually(lambda: version() >= before + 2, 90, "rotations after the takeover")
+    meta = vault.secrets.kv.v2.read_secret_metadata(f"{namespace}/app", mount_point="secret")
+    created = sorted(
+        datetime.fromisoformat(v["created_time"]) for v in meta["data"]["versions"].values()
+    )
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(created[1:])]
+    assert all(gap >= 2.5 for gap in gaps), f"two rotations for one slot: {gaps}"

@@ -18,7 +18,7 @@ import pytest
 
 from e2e.harness.manifests import vault_secret
 from e2e.harness.polling import eventually
-from e2e.harness.stack import Stack, tenant_policy
+from e2e.harness.stack import Stack, rotating_tenant_policy
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +32,11 @@ rule "charset" {
 """
 
 
-def rotating_policy(namespace: str) -> str:
-    """What a tenant needs to rotate its own paths (and nothing of anyone else's)."""
-    return tenant_policy(namespace) + (
-        f'path "secret/data/{namespace}/*" {{ capabilities = ["create", "update", "read"] }}\n'
-        f'path "secret/metadata/{namespace}/*" {{ capabilities = ["read", "update"] }}\n'
-        f'path "sys/policies/password/{PASSWORD_POLICY}/generate" {{ capabilities = ["read"] }}\n'
-    )
-
-
 @pytest.fixture
 def rotator(stack: Stack, tenant: str) -> Iterator[str]:
     """The tenant, allowed to rotate its own paths."""
-    stack.vault.sys.create_or_update_policy(f"{tenant}-read", rotating_policy(tenant))
+    policy = rotating_tenant_policy(tenant, PASSWORD_POLICY)
+    stack.vault.sys.create_or_update_policy(f"{tenant}-read", policy)
     stack.vault.write(f"sys/policies/password/{PASSWORD_POLICY}", policy=PASSWORD_POLICY_HCL)
     yield tenant
     for version in _versions(stack.vault, f"{tenant}/db").values():

@@ -70,6 +70,20 @@ def tenant_policy(namespace: str) -> str:
     return f'path "secret/data/{namespace}/*" {{ capabilities = ["read"] }}\n'
 
 
+def rotating_tenant_policy(namespace: str, password_policy: str = "") -> str:
+    """What a tenant needs to rotate its own paths (and nothing of anyone else's)."""
+    text = tenant_policy(namespace) + (
+        f'path "secret/data/{namespace}/*" {{ capabilities = ["create", "update", "read"] }}\n'
+        f'path "secret/metadata/{namespace}/*" {{ capabilities = ["read", "update"] }}\n'
+    )
+    if password_policy:
+        text += (
+            f'path "sys/policies/password/{password_policy}/generate" '
+            '{ capabilities = ["read"] }\n'
+        )
+    return text
+
+
 def grant_tenant(vault: hvac.Client, namespace: str, service_account: str = "default") -> None:
     """Vault side of a tenant: a policy for secret/<ns>/* and a Kubernetes-auth role."""
     vault.sys.create_or_update_policy(f"{namespace}-read", tenant_policy(namespace))
