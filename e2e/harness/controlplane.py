@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on 127.0.0.1, envtest-style: etcd, kube-apiserver and
-kube-controller-manager (the controllers for ServiceAccounts, tokens, namespaces, Deployments
-and garbage collection). No kubelet: pods are created but never run.
+kube-controller-manager (the controllers for ServiceAccounts, tokens, namespaces, Deployments,
+StatefulSets, DaemonSets and garbage collection). No kubelet: pods are created but never run.
 
     with ControlPlane(tmp / "cluster") as cp:
         cp.kubectl("get", "namespaces")
@@ -26,6 +26,8 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 KCM_CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
+    "statefulset-controller",  # a ControllerRevision per pod-template change (restart tests)
+    "daemonset-controller",
     "garbage-collector-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",

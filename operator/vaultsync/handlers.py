@@ -26,6 +26,7 @@ from vaultsync.api.base import parse_duration
 from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
 from vaultsync.connections.health import VaultConnectionReconciler
+from vaultsync.kube import hmackey
 from vaultsync.kube.api import Kube, connect
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
@@ -120,6 +121,7 @@ class Context:
     settings: Settings
     kube: Kube
     reconcilers: dict[str, Reconciler]
+    hmac_key: bytes  # keyed digests of Secret data (kube/hmackey.py)
     wakers: dict[str, scheduling.Wakers] = field(default_factory=dict)
 
 
@@ -140,11 +142,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     kube = connect(pool_size=config.workers)
+    try:  # created once in the operator's namespace, shared by replicas
+        hmac_key = await asyncio.to_thread(hmackey.shared, kube, config.namespace)
+    except SyncError as exc:
+        raise kopf.TemporaryError(str(exc), delay=10) from None
     sessions = Sessions(KubeCredentials(kube), pool_size=config.workers)
     memo.ctx = Context(
         settings=config,
         kube=kube,
         reconcilers={kind.plural: kind.build(kube, sessions, config) for kind in KINDS},
+        hmac_key=hmac_key,
         wakers={kind.plural: scheduling.Wakers() for kind in KINDS},
     )
     if config.metrics_port:
@@ -283,7 +290,7 @@ async def managed_secret_changed(
     """A Secret we write was edited, deleted or unlabelled: its VaultSecret repairs it now."""
     secret = copy.deepcopy(dict(body))
     owner = owner_name(secret)
-    if owner and (type == "DELETED" or drifted(secret)):
+    if owner and (type == "DELETED" or drifted(secret, key=memo.ctx.hmac_key)):
         memo.ctx.wakers["vaultsecrets"].wake((namespace or "", owner))
 
 

@@ -12,13 +12,29 @@ from vaultsync.secrets.destination import (
     OWNER_ANNOTATION,
     Action,
     Owner,
-    data_hash,
-    drifted,
+    Plan,
     owner_name,
-    plan,
     released,
     unmarked,
 )
+from vaultsync.secrets.destination import data_hash as keyed_data_hash
+from vaultsync.secrets.destination import drifted as keyed_drifted
+from vaultsync.secrets.destination import plan as keyed_plan
+
+KEY = b"k" * 32
+
+
+def plan(*args: Any) -> Plan:
+    return keyed_plan(*args, key=KEY)
+
+
+def drifted(secret: dict[str, Any]) -> bool:
+    return keyed_drifted(secret, key=KEY)
+
+
+def data_hash(data: dict[str, bytes]) -> str:
+    return keyed_data_hash(data, key=KEY)
+
 
 OWNER = Owner("db", "team-a", "uid-1")
 

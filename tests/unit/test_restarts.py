@@ -391,6 +391,7 @@ class FakeWorkloads:
     lists: int = 0
     conflicts: int = 0  # make the next n applies conflict (a concurrent change)
     denied: set[tuple[str, str]] = field(default_factory=set)
+    list_denied: bool = False
     crd: bool = True
 
     def add(self, obj: dict[str, Any]) -> None:
@@ -409,6 +410,8 @@ class FakeWorkloads:
 
     def opted_in(self, kind: WorkloadKind, namespace: str) -> dict[str, dict[str, str]]:
         self.lists += 1
+        if self.list_denied:
+            raise WorkloadError("list: 403 forbidden", reason="RestartDenied")
         return {
             o["metadata"]["name"]: o["metadata"]["annotations"]
             for (k, _), o in self.objects.items()
@@ -692,3 +695,17 @@ def test_targets_are_unique_known_kinds() -> None:
     assert RestartSpec.model_validate({"minInterval": "5m"}).min_interval == "5m"
     with pytest.raises(ValidationError):
         RestartSpec.model_validate({"minInterval": "soon"})
+
+
+def test_a_denied_opt_in_listing_is_logged_not_a_condition_on_every_vaultsecret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeWorkloads(list_denied=True)
+    restarts, _ = runner(fake)
+    assert run(restarts, {"p": b"1"}, None, targets=[]).condition == ConditionUpdate(
+        CONDITION, None
+    )
+    fake.add(deployment())
+    assert run(restarts, {"p": b"1"}, None).condition.status is True  # explicit targets work
+    denied = [r for r in caplog.records if "opt in" in r.getMessage()]
+    assert len(denied) == 4  # once per kind, not per reconcile

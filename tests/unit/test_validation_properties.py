@@ -90,7 +90,7 @@ def test_validation_layer_never_raises_unhandled(raw: Any, data: Any, current: A
     try:
         rendered = render(spec, data)
         existing = current if isinstance(current, dict) else None
-        plan(existing, spec.destination, Owner("n", "ns", "uid"), rendered)
+        plan(existing, spec.destination, Owner("n", "ns", "uid"), rendered, key=b"k" * 32)
     except SyncError as exc:
         assert exc.reason and str(exc)
 

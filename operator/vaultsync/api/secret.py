@@ -17,6 +17,7 @@ from vaultsync.api.names import (
     cel_rules,
     problems,
 )
+from vaultsync.api.restart import RESTART_DESCRIPTION, RestartSpec, RolloutRestartTargets
 from vaultsync.api.rotation import RotationSpec
 
 
@@ -119,6 +120,8 @@ class VaultSecretSpec(Model):
         "The tenant's Vault policy needs create/update on <mount>/data/<path> and "
         "read/update on <mount>/metadata/<path>.",
     )
+    rollout_restart_targets: RolloutRestartTargets = Field(default_factory=list)
+    restart: RestartSpec | None = Field(default=None, description=RESTART_DESCRIPTION)
 
     @model_validator(mode="after")
     def _unique_targets(self) -> VaultSecretSpec:

@@ -15,7 +15,6 @@ is repaired like a data edit.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from vaultsync import API_VERSION, MANAGED_BY, MANAGED_BY_LABEL
 from vaultsync.api.base import DeletionPolicy
 from vaultsync.api.secret import CreationPolicy, Destination
 from vaultsync.runtime.errors import SyncError
+from vaultsync.secrets.digest import keyed_digest
 
 MANAGED_LABEL = "vaultsync.io/managed"
 """Our own label on every Secret we write; the drift watch selects on it (or the owner)."""
@@ -106,14 +106,14 @@ def written(secret: Mapping[str, Any]) -> Written:
     )
 
 
-def data_hash(data: Mapping[str, bytes], metadata: Mapping[str, str] | None = None) -> str:
-    """A digest of the data (and of declared metadata, when there is any) we wrote."""
-    digest = hashlib.sha256()
-    for key in sorted(data):
-        digest.update(key.encode() + b"\0" + data[key] + b"\0")
-    for key in sorted(metadata or {}):
-        digest.update(b"\1" + key.encode() + b"\0" + (metadata or {})[key].encode() + b"\0")
-    return digest.hexdigest()[:32]
+def data_hash(
+    data: Mapping[str, bytes], metadata: Mapping[str, str] | None = None, *, key: bytes
+) -> str:
+    """The keyed HMAC of the data (and of declared metadata, when there is any) we wrote: the
+    same value as a workload's restart trigger when no metadata is declared (secrets/digest.py).
+    A Secret written by an older vaultsync (unkeyed SHA-256) differs once: the next sync
+    rewrites the annotation only, its data being equal."""
+    return keyed_digest(key, data, metadata)
 
 
 def _declared(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, str]:
@@ -206,7 +206,12 @@ def _set_or_drop(mapping: dict[str, str], key: str, value: str | None) -> None:
 
 
 def plan(
-    current: dict[str, Any] | None, dest: Destination, owner: Owner, data: dict[str, bytes]
+    current: dict[str, Any] | None,
+    dest: Destination,
+    owner: Owner,
+    data: dict[str, bytes],
+    *,
+    key: bytes,
 ) -> Plan:
     merge = dest.creation_policy is CreationPolicy.MERGE
     if current is None:
@@ -243,7 +248,7 @@ def plan(
         {k: labels[k] for k in our_labels}, {k: annotations[k] for k in our_annotations}
     )
     annotations[OWNER_ANNOTATION] = owner.name
-    annotations[HASH_ANNOTATION] = data_hash(data, declared)
+    annotations[HASH_ANNOTATION] = data_hash(data, declared, key=key)
     _set_or_drop(annotations, KEYS_ANNOTATION, json.dumps(sorted(data)) if merge else None)
     _set_or_drop(annotations, METADATA_ANNOTATION, _metadata_record(our_labels, our_annotations))
     if merge:
@@ -375,7 +380,7 @@ def _merged_by(secret: Mapping[str, Any], owner: Owner) -> bool:
     return merged_by == owner.name or (merged_by is None and KEYS_ANNOTATION in annotations)
 
 
-def drifted(secret: Mapping[str, Any]) -> bool:
+def drifted(secret: Mapping[str, Any], *, key: bytes) -> bool:
     """Whether a managed Secret no longer matches what we last wrote: its data (our keys),
     the declared labels and annotations we set, or our own markers."""
     meta = _meta(secret)
@@ -400,4 +405,4 @@ def drifted(secret: Mapping[str, Any]) -> bool:
     declared = _declared(
         {k: labels[k] for k in ours.labels}, {k: annotations[k] for k in ours.annotations}
     )
-    return data_hash(decoded, declared) != str(recorded)
+    return data_hash(decoded, declared, key=key) != str(recorded)

@@ -17,7 +17,7 @@ import hvac
 from vaultsync.api.base import parse
 from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.connections.identity import Identities
-from vaultsync.kube import events, secrets
+from vaultsync.kube import events, hmackey, secrets
 from vaultsync.kube.api import Kube
 from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
@@ -27,6 +27,7 @@ from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
+from vaultsync.secrets.restarts import Restarts, sooner
 from vaultsync.secrets.rotation.protocol import Rotation, create, rotate
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client
@@ -67,6 +68,8 @@ class VaultSecretReconciler:
         self.kube = kube
         self.sessions = sessions
         self.identities = Identities(kube, settings.namespace)
+        self.namespace = settings.namespace  # where the HMAC key Secret lives
+        self.restarts = Restarts(kube)
 
     def _read(
         self, client: hvac.Client, spec: VaultSecretSpec, request: str | None
@@ -115,7 +118,8 @@ class VaultSecretReconciler:
             data = render(spec, secret.data)
             owner = Owner(name, namespace, meta["uid"])
             current = secrets.read(self.kube, namespace, spec.destination.name)
-            step = plan(current, spec.destination, owner, data)
+            key = hmackey.shared(self.kube, self.namespace)
+            step = plan(current, spec.destination, owner, data, key=key)
             apply(self.kube, namespace, step)
             previous = (body.get("status") or {}).get("secretName")
             if previous and previous != spec.destination.name:
@@ -123,6 +127,7 @@ class VaultSecretReconciler:
                 self._release(body, renamed, owner, owner_stays=True)
         except SyncError as exc:
             return Outcome.failed(exc)
+        restarted = self.restarts.after_sync(body, spec, key, current, data)  # never fails
         return Outcome(
             True,
             "Synced",
@@ -130,7 +135,8 @@ class VaultSecretReconciler:
             f"{spec.mount}/{spec.path}",
             version=secret.version,
             written=step.action is not Action.NONE,
-            wake_after=_seconds_until(fields.get("nextRotationTime")),
+            wake_after=sooner(_seconds_until(fields.get("nextRotationTime")), restarted.wake_after),
+            conditions=(restarted.condition,),
         )
 
     def _rotated(self, body: Mapping[str, Any], spec: VaultSecretSpec, rotation: Rotation) -> None:
@@ -172,6 +178,7 @@ class VaultSecretReconciler:
         except SyncError:
             return f"{what}: its spec was invalid, it never synced anything"
         owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+        self.restarts.forget(meta["namespace"], meta["name"])
         return f"{what}: {self._release(body, spec.destination, owner)}"
 
     def _release(

@@ -38,7 +38,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from vaultsync.api.base import parse_duration
 from vaultsync.api.restart import RolloutRestartTarget
+from vaultsync.api.secret import VaultSecretSpec
 from vaultsync.kube import events
 from vaultsync.kube.api import Kube
 from vaultsync.kube.workloads import (
@@ -233,6 +235,10 @@ class Report:
 NO_TARGETS = Report(ConditionUpdate(CONDITION, None))
 
 
+def sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 class Restarts:
     """Restarts for every VaultSecret; one instance per operator."""
 
@@ -243,11 +249,33 @@ class Restarts:
         self._converged: dict[tuple[str, str], tuple[object, ConditionUpdate]] = {}
         self._unsettled: dict[tuple[str, str], str] = {}
         self._workload_locks = [threading.Lock() for _ in range(64)]
+        self._denied: set[str] = set()
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._converged.pop((namespace, name), None)
             self._unsettled.pop((namespace, name), None)
+
+    def after_sync(
+        self,
+        body: Mapping[str, Any],
+        spec: VaultSecretSpec,
+        key: bytes,
+        previous: Mapping[str, Any] | None,
+        data: Mapping[str, bytes],
+    ) -> Report:
+        """run() for a VaultSecret whose Secret was just synced to data (previous: the
+        Secret as read before the sync, None if it was created)."""
+        window = spec.restart.min_interval if spec.restart is not None else "0"
+        return self.run(
+            body,
+            secret=spec.destination.name,
+            targets=spec.rollout_restart_targets,
+            min_interval=parse_duration(window),
+            key=key,
+            previous=previous,
+            data=data,
+        )
 
     def run(
         self,
@@ -309,9 +337,11 @@ class Restarts:
             try:
                 listed = self.workloads.opted_in(kind, namespace)
             except WorkloadError as exc:
-                if kind is ROLLOUT and exc.reason == "RestartDenied":
-                    # the chart grants Rollouts only with rbac.argoRollouts: say it quietly
-                    log.debug("opted-in Rollouts of %s not listed: %s", namespace, exc)
+                if exc.reason == "RestartDenied":
+                    # Not allowed to list (the chart grants Rollouts only with
+                    # rbac.argoRollouts): opting in cannot work, which is said once in the log
+                    # rather than on every VaultSecret, most of which may not use it.
+                    self._denied_once(kind, exc)
                     continue
                 problems.append(Done(Target(kind, "*", False), problem=exc))
                 continue
@@ -321,6 +351,13 @@ class Restarts:
                 ):
                     targets.append(Target(kind, name, False))
         return targets, problems
+
+    def _denied_once(self, kind: WorkloadKind, exc: WorkloadError) -> None:
+        with self._lock:
+            if kind.kind in self._denied:
+                return
+            self._denied.add(kind.kind)
+        log.warning("workloads that opt in with an annotation are not restarted: %s", exc)
 
     def _workload_lock(self, namespace: str, target: Target) -> threading.Lock:
         index = hash((namespace, target.kind.kind, target.name)) % len(self._workload_locks)
