@@ -30,6 +30,7 @@ from e2e.harness.stack import OPERATOR_NAMESPACE, Operator, Stack
 from vaultsync.kube.api import Kube
 from vaultsync.kube.hmackey import SECRET_NAME
 from vaultsync.kube.workloads import (
+    DAEMON_SET,
     DEPLOYMENT,
     FIELD_MANAGER,
     OPT_IN_ANNOTATION,
@@ -661,11 +662,11 @@ def test_opted_in_workloads_are_listed_from_metadata_only(stack: Stack, kube: Ku
             workload("Deployment", namespace, "out"),
             workload("DaemonSet", namespace, "ds", **{OPT_IN_ANNOTATION: "db,x"}),
         ]
-        stack.apply(*objects)
-        workloads = Workloads(kube, listing_ttl=0)
-        assert set(workloads.opted_in(DEPLOYMENT, namespace)) == {"in"}
-        from vaultsync.kube.workloads import DAEMON_SET
-
+        stack.apply(
+            *objects, workload("Deployment", namespace, "in-2", **{OPT_IN_ANNOTATION: "db"})
+        )
+        workloads = Workloads(kube, listing_ttl=0, page=1)  # one object per page
+        assert set(workloads.opted_in(DEPLOYMENT, namespace)) == {"in", "in-2"}
         listed = workloads.opted_in(DAEMON_SET, namespace)
         assert listed["ds"][OPT_IN_ANNOTATION] == "db,x"
     finally:

@@ -56,6 +56,7 @@ NAME_PART_MAX = 63
 APPLY = "application/apply-patch+yaml"
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 DISCOVERY_TTL = 30.0
+LIST_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,10 @@ class Workloads:
     each namespace and kind, which workloads opt in (for `listing_ttl` seconds, so the
     VaultSecrets of a namespace that change together share one list)."""
 
-    def __init__(self, kube: Kube, listing_ttl: float = 5.0) -> None:
+    def __init__(self, kube: Kube, listing_ttl: float = 5.0, page: int = LIST_PAGE) -> None:
         self._kube = kube
         self._listing_ttl = listing_ttl
+        self._page = page
         self._lock = threading.Lock()
         self._rollouts: tuple[float, bool] | None = None
         self._listings: dict[tuple[str, str], tuple[float, dict[str, dict[str, str]]]] = {}
@@ -282,24 +284,32 @@ class Workloads:
             return found
 
     def _list(self, kind: WorkloadKind, namespace: str) -> dict[str, dict[str, str]]:
-        try:
-            response = self._kube.custom.list_namespaced_custom_object(
-                kind.group,
-                kind.version,
-                namespace,
-                kind.plural,
-                _headers={"Accept": METADATA_LIST},
-                _preload_content=False,
-            )
-            listing = json.loads(cast(Any, response).data)
-        except ApiException as exc:
-            if exc.status == 404 and kind is ROLLOUT:
-                return {}
-            raise self._error(kind, "*", "list", exc) from None
-        found = {}
-        for item in listing.get("items") or []:
-            meta = item.get("metadata") or {}
-            annotations = meta.get("annotations") or {}
-            if OPT_IN_ANNOTATION in annotations:
-                found[str(meta["name"])] = {k: str(v) for k, v in annotations.items()}
-        return found
+        """In pages (LIST_PAGE objects), so that the memory a list takes stays small however
+        many workloads the namespace has; only the opted-in ones are kept."""
+        found: dict[str, dict[str, str]] = {}
+        token: str | None = None
+        while True:
+            try:
+                response = self._kube.custom.list_namespaced_custom_object(
+                    kind.group,
+                    kind.version,
+                    namespace,
+                    kind.plural,
+                    limit=self._page,
+                    _continue=token,
+                    _headers={"Accept": METADATA_LIST},
+                    _preload_content=False,
+                )
+                listing = json.loads(cast(Any, response).data)
+            except ApiException as exc:
+                if exc.status == 404 and kind is ROLLOUT:
+                    return {}
+                raise self._error(kind, "*", "list", exc) from None
+            for item in listing.get("items") or []:
+                meta = item.get("metadata") or {}
+                annotations = meta.get("annotations") or {}
+                if OPT_IN_ANNOTATION in annotations:
+                    found[str(meta["name"])] = {k: str(v) for k, v in annotations.items()}
+            token = (listing.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return found
