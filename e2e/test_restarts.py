@@ -26,7 +26,7 @@ from e2e.harness.helm import build_helm
 from e2e.harness.manifests import vault_secret
 from e2e.harness.metrics import parse
 from e2e.harness.polling import eventually
-from e2e.harness.stack import OPERATOR_NAMESPACE, Operator, Stack
+from e2e.harness.stack import OPERATOR_NAMESPACE, Operator, Stack, rotating_tenant_policy
 from vaultsync.kube.api import Kube
 from vaultsync.kube.hmackey import SECRET_NAME
 from vaultsync.kube.workloads import (
@@ -396,6 +396,80 @@ def test_upgrade_from_the_unkeyed_hash_is_a_metadata_update_only(stack: Stack, t
     )
     assert stack.core.read_namespaced_secret("db", tenant).data == data
     steady(lambda: rollouts(stack, "Deployment", tenant, "api") == 1, 4)
+
+
+def test_each_rotation_restarts_exactly_once(stack: Stack, tenant: str) -> None:
+    """Rotation writes new values to Vault; the sync that follows changes the Secret, and that
+    change restarts the targets through the same HMAC path: one ReplicaSet per version."""
+    stack.vault.sys.create_or_update_policy(f"{tenant}-read", rotating_tenant_policy(tenant))
+    stack.put(f"{tenant}/db", {"username": "app-user", "password": "initial-password"})
+    stack.apply(workload("Deployment", tenant, "api"))
+    keys = [{"name": "password", "generate": {"length": 24}}]
+    targets = [{"kind": "Deployment", "name": "api"}]
+    rotating = vault_secret(
+        tenant,
+        "db",
+        f"{tenant}/db",
+        rotation={"interval": "5s", "keys": keys},
+        rolloutRestartTargets=targets,
+    )
+    stack.apply(rotating)
+    adopted = eventually(lambda: adopted_version(stack, tenant), 30, "the Deployment adopted")
+    eventually(lambda: kv_version(stack, tenant) >= adopted + 3, 60, "three rotations")
+    rotating["spec"]["rotation"]["interval"] = "87600h"  # no more rotations
+    stack.apply(rotating)
+    time.sleep(3)  # a rotation already under way when the spec changed is synced too
+    version = kv_version(stack, tenant)
+    eventually(
+        lambda: (
+            triggers(get(stack, "Deployment", tenant, "api"))
+            == {TRIGGER_PREFIX + "db": expected(stack, tenant, "db")}
+            and stack.secret_data(tenant, "db")
+            == {k: str(v) for k, v in current_data(stack, tenant).items()}
+        ),
+        30,
+        "the last rotated version synced and restarted",
+    )
+    # the first ReplicaSet is the Deployment's creation; adopting it restarted nothing; then
+    # one rollout for each version that rotation wrote after that
+    want = 1 + version - adopted
+    assert want >= 4
+    eventually(lambda: rollouts(stack, "Deployment", tenant, "api") == want, 30)
+    steady(lambda: rollouts(stack, "Deployment", tenant, "api") == want, 6)
+    assert kv_version(stack, tenant) == version
+    for number in range(1, version + 1):  # the leak scan looks for rotated values too
+        data = kv_read(stack, tenant, number)["data"]
+        stack.values.update(str(v) for v in data.values() if len(str(v)) >= 6)
+
+
+def kv_read(stack: Stack, tenant: str, version: int | None = None) -> dict[str, Any]:
+    read: dict[str, Any] = stack.vault.secrets.kv.v2.read_secret_version(
+        f"{tenant}/db", version=version, mount_point="secret", raise_on_deleted_version=True
+    )["data"]
+    return read
+
+
+def kv_version(stack: Stack, tenant: str) -> int:
+    return int(kv_read(stack, tenant)["metadata"]["version"])
+
+
+def current_data(stack: Stack, tenant: str) -> dict[str, Any]:
+    data: dict[str, Any] = kv_read(stack, tenant)["data"]
+    return data
+
+
+def adopted_version(stack: Stack, tenant: str) -> int | None:
+    """The KV version whose HMAC the Deployment was first recorded with (before any restart)."""
+    obj = get(stack, "Deployment", tenant, "api")
+    record = (obj["metadata"].get("annotations") or {}).get(TRIGGER_PREFIX + "db")
+    if record is None or triggers(obj):
+        return None
+    key = hmac_key(stack)
+    for number in range(kv_version(stack, tenant), 0, -1):
+        data = kv_read(stack, tenant, number)["data"]
+        if keyed_digest(key, {k: str(v).encode() for k, v in data.items()}) == record:
+            return number
+    raise AssertionError("the recorded HMAC matches no KV version")
 
 
 # --- StatefulSets, DaemonSets -----------------------------------------------------------------
