@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from kubernetes import client
 
 from e2e.harness.argocd import health
 from e2e.harness.manifests import vault_secret
@@ -35,6 +38,34 @@ def test_examples_apply_and_sync(stack: Stack) -> None:
     assert secret.metadata.labels["app"] == "api"
     owner = secret.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("VaultSecret", "db", True)
+
+
+def test_the_rotating_example_creates_its_secret_and_rolls_the_deployment_once(
+    stack: Stack,
+) -> None:
+    """examples/40: rotation creates the missing secret; each rotation rolls `api` once."""
+    grant_operator(stack.vault)
+    stack.apply(*examples(stack.bao.address))
+    api_key = eventually(lambda: stack.secret_data("team-a", "api-key"), 60, "the created key")
+    assert set(api_key) == {"API_KEY"} and len(api_key["API_KEY"]) == 40
+    stack.values.add(api_key["API_KEY"])
+    apps = client.AppsV1Api(stack.core.api_client)
+
+    def replica_sets() -> int:
+        return len(apps.list_namespaced_replica_set("team-a", label_selector="app=api").items)
+
+    eventually(lambda: replica_sets() == 1, 30, "the Deployment's first ReplicaSet")
+    eventually(lambda: stack.ready_is("team-a", "api-key", "True"), 30, "Ready")
+    stack.cp.kubectl(
+        "annotate", "vaultsecret", "api-key", "-n", "team-a", "vaultsync.io/rotate=e2e"
+    )
+    rotated = eventually(
+        lambda: (d := stack.secret_data("team-a", "api-key")) != api_key and d, 60, "rotated"
+    )
+    stack.values.add(rotated["API_KEY"])
+    eventually(lambda: replica_sets() == 2, 60, "one rollout for the rotation")
+    time.sleep(3)  # refreshes meanwhile roll nothing
+    assert replica_sets() == 2
 
 
 def test_new_version_is_synced_after_the_refresh_interval(stack: Stack, tenant: str) -> None:
