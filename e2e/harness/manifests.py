@@ -1,4 +1,4 @@
-"""The objects tests and benchmarks apply: namespaces and vaultsync's kinds."""
+"""The objects tests and benchmarks apply: namespaces, vaultsync's kinds and Deployments."""
 
 from __future__ import annotations
 
@@ -42,4 +42,21 @@ def vault_secret(namespace: str, name: str, path: str, **spec: Any) -> dict[str,
         "kind": "VaultSecret",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"path": path, "refreshInterval": "2s", "destination": destination, **spec},
+    }
+
+
+def deployment(namespace: str, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment of no replicas (nothing runs: there is no kubelet here); each rollout of it
+    still shows as a new ReplicaSet, labelled with labels (set on its pod template)."""
+    template = {"app": name, **(labels or {})}
+    container = {"name": "app", "image": "registry.invalid/app:1"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": template}, "spec": {"containers": [container]}},
+        },
     }

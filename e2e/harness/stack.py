@@ -84,9 +84,13 @@ def rotating_tenant_policy(namespace: str, password_policy: str = "") -> str:
     return text
 
 
-def grant_tenant(vault: hvac.Client, namespace: str, service_account: str = "default") -> None:
-    """Vault side of a tenant: a policy for secret/<ns>/* and a Kubernetes-auth role."""
-    vault.sys.create_or_update_policy(f"{namespace}-read", tenant_policy(namespace))
+def grant_tenant(
+    vault: hvac.Client, namespace: str, service_account: str = "default", *, rotating: bool = False
+) -> None:
+    """Vault side of a tenant: a policy for secret/<ns>/* (reading it; with rotating, also
+    rotating it: rotating_tenant_policy) and a Kubernetes-auth role."""
+    policy = rotating_tenant_policy(namespace) if rotating else tenant_policy(namespace)
+    vault.sys.create_or_update_policy(f"{namespace}-read", policy)
     vault.auth.kubernetes.create_role(
         namespace,
         bound_service_account_names=[service_account],

@@ -13,7 +13,8 @@ from pathlib import Path
 from e2e.harness import ROOT
 from e2e.harness.bench import __doc__ as bench_doc
 from e2e.harness.bench.measure import SizeResult, run_size, say
-from e2e.harness.bench.report import report, table
+from e2e.harness.bench.report import report, rotation_table, table
+from e2e.harness.bench.rotation import RotationResult, run_rotation
 from e2e.harness.binaries import build
 
 
@@ -30,9 +31,20 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=900, help="bound of each wait for all objects (s)"
     )
     parser.add_argument("--no-outage", dest="outage", action="store_false")
+    parser.add_argument(
+        "--rotations",
+        type=int,
+        default=100,
+        help="VaultSecrets rotated at once, each restarting a Deployment of its own",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("sizes", "rotation"),
+        help="run only the sizes or only the rotation scenario (the report holds only it)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = [] if args.only == "rotation" else [int(s) for s in args.sizes.split(",") if s.strip()]
 
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, through every teardown below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -40,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     build()
     tmp = Path(tempfile.mkdtemp(prefix="vaultsync-bench-"))
     results: list[SizeResult] = []
+    rotation: RotationResult | None = None
     ok = True
     try:
         for size in sizes:
@@ -49,15 +62,23 @@ def main(argv: list[str] | None = None) -> int:
             if size_ok and not args.keep:
                 shutil.rmtree(tmp / f"n{size}", ignore_errors=True)
             print(f"\n### N = {size}\n\n{table(result)}\n", flush=True)
+        if args.rotations > 0 and args.only != "sizes":
+            rotation, rotation_ok = run_rotation(tmp / "rotation", args)
+            ok = ok and rotation_ok
+            print(f"\n### Rotation, N = {args.rotations}\n\n{rotation_table(rotation)}\n")
     finally:
         if ok and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             say(f"stack files (logs) kept in {tmp}")
-    text = report(results, args, time.monotonic() - started)
+    text = report(results, rotation, args, time.monotonic() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     say(f"wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min")
+    if rotation is not None and rotation.violations:
+        say("FAILED: rotation with restarts broke a guarantee (see the report):")
+        for violation in rotation.violations:
+            say(f"  - {violation}")
     return 0 if ok else 1
 
 

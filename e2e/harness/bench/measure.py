@@ -108,6 +108,20 @@ def versions(items: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
 
 
 @dataclass
+class Recorded:
+    """What every scenario's result keeps: its N, tenants and refreshInterval, the load before
+    it, why it did not complete, and the operator's memory and log warnings after each phase."""
+
+    size: int
+    identities: int
+    refresh: int
+    load_before: str = ""
+    error: str | None = None
+    memory: dict[str, Memory] = field(default_factory=dict)
+    log_warnings: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+@dataclass
 class Tenant:
     namespace: str
     objects: list[tuple[str, str]] = field(default_factory=list)  # (VaultSecret, KV path)
@@ -115,6 +129,9 @@ class Tenant:
 
 class Bench:
     """One size on one fresh stack."""
+
+    rotating = False  # the tenants' Vault policies let them rotate their own paths
+    phase = "starting the stack"  # named in result.error if it fails
 
     def __init__(self, root: Path, size: int, namespaces: int, refresh: int) -> None:
         self.size = size
@@ -148,6 +165,31 @@ class Bench:
                     stop()
                 except Exception as exc:  # keep tearing down the rest
                     say(f"teardown: {exc}")
+
+    @contextmanager
+    def scenario(self, result: Recorded, name: str) -> Iterator[None]:
+        """The stack running for one scenario; the phase that failed, if one did, goes into
+        result.error (the traceback and the operator log's place to stderr), not further."""
+        result.load_before = load_average()
+        try:
+            with self.running():
+                yield
+        except Exception as exc:
+            result.error = f"{self.phase}: {exc}"
+            say(f"{name} failed during {self.phase}:\n{traceback.format_exc()}")
+            say(f"operator log kept at {self.operator.log}")
+
+    def record(self, result: Recorded, phase: str, memory_label: str | None = None) -> None:
+        """What a phase left: the operator's new log warnings, and its memory if labelled."""
+        if memory_label is not None:
+            result.memory[memory_label] = memory(self.operator.pid)
+        result.log_warnings[phase] = self.new_log_warnings()
+
+    def start_operator(self, result: Recorded) -> None:
+        self.phase = "starting the operator"
+        self.operator.start()
+        time.sleep(5)  # let its watches settle: idle means "started, nothing to do"
+        self.record(result, "startup", "idle")
 
     @property
     def vault(self) -> hvac.Client:
@@ -220,7 +262,7 @@ class Bench:
         vault = self.vault
         for tenant in self.tenants:
             objects += [namespace_object(tenant.namespace), vault_auth(tenant.namespace)]
-            grant_tenant(vault, tenant.namespace)
+            grant_tenant(vault, tenant.namespace, rotating=self.rotating)
             for _name, path in tenant.objects:
                 vault.secrets.kv.v2.create_or_update_secret(
                     path,
@@ -373,12 +415,7 @@ class Bench:
 
 
 @dataclass
-class SizeResult:
-    size: int
-    identities: int
-    refresh: int
-    load_before: str = ""
-    error: str | None = None
+class SizeResult(Recorded):
     create_s: float | None = None
     sync_s: float | None = None
     sync_cpu: tuple[float, dict[str, float], float] | None = None
@@ -399,12 +436,10 @@ class SizeResult:
     change_count: int | None = None
     change_p50_s: float | None = None
     change_max_s: float | None = None
-    memory: dict[str, Memory] = field(default_factory=dict)
     outage_to_false_s: float | None = None
     outage_secrets_untouched: bool | None = None
     outage_recovery_s: float | None = None
     outage_logins: float | None = None
-    log_warnings: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def run_size(
@@ -412,40 +447,25 @@ def run_size(
 ) -> tuple[SizeResult, bool]:  # (result, ok)
     bench = Bench(root, size, args.namespaces, args.refresh)
     result = SizeResult(size, len(bench.tenants), args.refresh)
-    result.load_before = load_average()
-    phase = "starting the stack"
-    try:
-        with bench.running():
-            phase = "creating tenants and KV data"
-            bench.prepare()
-            phase = "starting the operator"
-            bench.operator.start()
-            time.sleep(5)  # let its watches settle: idle means "started, nothing to do"
-            result.memory["idle"] = memory(bench.operator.pid)
-            result.log_warnings["startup"] = bench.new_log_warnings()
-            phase = "initial sync"
-            say(f"N={size}: applying {size} VaultSecrets")
-            bench.initial_sync(result, args.timeout)
-            result.memory["after sync"] = memory(bench.operator.pid)
-            result.log_warnings["initial sync"] = bench.new_log_warnings()
-            say(f"N={size}: synced in {result.sync_s:.1f}s; watching two refresh cycles")
-            phase = "no-op refresh window"
-            time.sleep(3)
-            bench.refresh_window(result)
-            result.memory["after refresh window"] = memory(bench.operator.pid)
-            result.log_warnings["refresh window"] = bench.new_log_warnings()
-            phase = "change latency"
-            bench.change_latency(result, args.changes)
-            result.log_warnings["changes"] = bench.new_log_warnings()
-            if args.outage:
-                phase = "Vault outage"
-                say(f"N={size}: sealing Vault")
-                bench.outage(result, args.timeout)
-                result.memory["after outage"] = memory(bench.operator.pid)
-                result.log_warnings["outage"] = bench.new_log_warnings()
-    except Exception as exc:
-        result.error = f"{phase}: {exc}"
-        say(f"N={size} failed during {phase}:\n{traceback.format_exc()}")
-        say(f"operator log kept at {bench.operator.log}")
-        return result, False
-    return result, True
+    with bench.scenario(result, f"N={size}"):
+        bench.phase = "creating tenants and KV data"
+        bench.prepare()
+        bench.start_operator(result)
+        bench.phase = "initial sync"
+        say(f"N={size}: applying {size} VaultSecrets")
+        bench.initial_sync(result, args.timeout)
+        bench.record(result, "initial sync", "after sync")
+        say(f"N={size}: synced in {result.sync_s:.1f}s; watching two refresh cycles")
+        bench.phase = "no-op refresh window"
+        time.sleep(3)
+        bench.refresh_window(result)
+        bench.record(result, "refresh window", "after refresh window")
+        bench.phase = "change latency"
+        bench.change_latency(result, args.changes)
+        bench.record(result, "changes")
+        if args.outage:
+            bench.phase = "Vault outage"
+            say(f"N={size}: sealing Vault")
+            bench.outage(result, args.timeout)
+            bench.record(result, "outage", "after outage")
+    return result, result.error is None

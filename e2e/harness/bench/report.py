@@ -7,10 +7,22 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import astuple
 from datetime import UTC, datetime
 
 from e2e.harness.bench.measure import CREATORS, SizeResult
 from e2e.harness.bench.procstats import machine
+from e2e.harness.bench.rotation import (
+    NEVER,
+    POLL,
+    QUIET_REFRESHES,
+    SETTLE,
+    RotationResult,
+    Spread,
+    Usage,
+    per_object,
+)
+from vaultsync.secrets.reconciler import ROTATE_ANNOTATION
 
 
 def _s(value: float | None, digits: int = 1) -> str:
@@ -102,15 +114,26 @@ def table(r: SizeResult) -> str:
             ("  unsealed → every VaultSecret Ready=True", _s(r.outage_recovery_s)),
             ("  Vault logins during the outage and recovery", _n(r.outage_logins)),
         ]
-    for phase, found in r.log_warnings.items():
+    return _markdown(rows, r.log_warnings, r.load_before, r.error)
+
+
+def _markdown(
+    rows: list[tuple[str, str]],
+    log_warnings: dict[str, Counter[str]],
+    load_before: str,
+    error: str | None,
+) -> str:
+    """The table (with the log and load rows every scenario has), then what did not complete
+    and the operator's warnings."""
+    for phase, found in log_warnings.items():
         rows.append((f"operator log WARNING/ERROR lines ({phase})", str(sum(found.values()))))
-    rows.append(("load average (1/5/15 min) before the stack started", r.load_before))
+    rows.append(("load average (1/5/15 min) before the stack started", load_before))
     lines = ["| measurement | value |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in rows]
-    if r.error:
-        lines.append(f"\n**Did not complete** — {r.error}")
+    if error:
+        lines.append(f"\n**Did not complete** — {error}")
     notable = Counter[str]()
-    for found in r.log_warnings.values():
+    for found in log_warnings.values():
         notable.update(found)
     if notable:
         lines.append("\nOperator log warnings/errors (digits replaced by N):\n")
@@ -118,7 +141,125 @@ def table(r: SizeResult) -> str:
     return "\n".join(lines)
 
 
-def interpretation(results: list[SizeResult]) -> str:
+def _spread(spread: Spread | None) -> str:
+    return "—" if spread is None else " / ".join(_s(v) for v in astuple(spread))
+
+
+def _must(value: float | None, want: float) -> str:
+    """A correctness figure: the value, and FAILED when it is not what must hold."""
+    if value is None:
+        return "—"
+    return f"{value:.0f}" if value == want else f"**{value:.0f} — FAILED (must be {want:.0f})**"
+
+
+def _once_each(total: int | None, per: Counter[int], n: int, what: str) -> str:
+    """A count that must be n, made of exactly one for each of n objects."""
+    if total is None:
+        return "—"
+    if per == Counter({1: n}):
+        return f"{total} ({what}: {per_object(per, '')})"
+    return f"**{total} — FAILED** ({what}: {per_object(per, '')})"
+
+
+def rotation_table(r: RotationResult) -> str:
+    n = r.size
+    setup = r.setup
+    rows: list[tuple[str, str]] = [
+        (
+            "VaultSecrets / namespaces = Vault identities / Deployments (one per VaultSecret)",
+            f"{n} / {r.identities} / {n}",
+        ),
+        (
+            "setup: first create → every VaultSecret Ready=True",
+            _s(setup.sync_s if setup else None),
+        ),
+        ("setup: first create → every Deployment adopted (Restarted=True)", _s(r.adopted_s)),
+        ("  rollouts when the Deployments were adopted (must be 0)", _must(r.adoption_rollouts, 0)),
+        (
+            f"**trigger**: `{ROTATE_ANNOTATION}` set on all N ({CREATORS} parallel API clients)",
+            _s(r.trigger_s),
+        ),
+        (
+            "**rotation with restarts**: first annotation → every KV entry rotated, every Secret "
+            "updated, every Deployment rolled out",
+            _s(r.total_s),
+        ),
+        ("  per object, its annotation → all three (p50 / p95 / max)", _spread(r.to_all)),
+        ("  per object, its annotation → new KV version (p50 / p95 / max)", _spread(r.to_vault)),
+        (
+            "  per object, its annotation → Secret holds the new value (p50 / p95 / max)",
+            _spread(r.to_secret),
+        ),
+        (
+            "  per object, its annotation → its Deployment's pod template patched by vaultsync "
+            "(p50 / p95 / max)",
+            _spread(r.to_patch),
+        ),
+        (
+            "  per object, its annotation → new ReplicaSet, made by kube-controller-manager "
+            "(p50 / p95 / max)",
+            _spread(r.to_rollout),
+        ),
+        *_cpu(r.usage),
+        (
+            "  rotations counted (`vaultsync_rotations_total`)",
+            "—" if r.restarts_counted is None else _reasons(r.rotations),
+        ),
+        (
+            "  mean rotation time (`vaultsync_rotation_duration_seconds`)",
+            "—" if r.rotation_mean_ms is None else f"{r.rotation_mean_ms:.1f} ms",
+        ),
+        (
+            "  rollout restarts counted (`vaultsync_rollout_restarts_total`)",
+            _must(r.restarts_counted, n),
+        ),
+        (
+            "  **KV versions written** (KV metadata; must be N, 1 per KV entry)",
+            _once_each(r.kv_writes, r.kv_writes_per_path, n, "KV entries x new versions"),
+        ),
+        (
+            "  **rollouts**: new ReplicaSets (must be N, exactly 1 per Deployment)",
+            _once_each(r.rollouts, r.rollouts_per_deployment, n, "Deployments x new ReplicaSets"),
+        ),
+        ("  Secrets equal to Vault's current version afterwards", _must(r.secrets_equal_vault, n)),
+        (
+            f"**quiet window**: {QUIET_REFRESHES} refreshes (refreshInterval {r.refresh}s)",
+            _s(r.quiet_s),
+        ),
+        ("  syncs performed (`vaultsync_syncs_total`)", _n(r.quiet_syncs)),
+        *_cpu(r.quiet_usage),
+        (
+            "**operator restart** (SIGTERM, start) → N reconciles by the new process",
+            _s(r.resync_s),
+        ),
+        ("  then one more refresh: restart segment in all", _s(r.restart_s)),
+        ("  syncs performed by the new process", _n(r.restart_syncs)),
+        *_cpu(r.restart_usage),
+    ]
+    rows += [
+        (f"quiet window + restart: {what} (must be 0)", _must(count, 0))
+        for what, count in r.quiet_changes.items()
+    ]
+    rows += [
+        (f"quiet window + restart: {what} counted by the operator (must be 0)", _must(count, 0))
+        for what, count in r.quiet_counted.items()
+    ]
+    for label, value in r.memory.items():
+        rows.append((f"operator memory {label}: VmRSS (VmHWM)", str(value)))
+    text = _markdown(rows, r.log_warnings, r.load_before, r.error)
+    if r.violations:
+        text += "\n\n**FAILED** — a guarantee was broken:\n\n" + "\n".join(
+            f"- {v}" for v in r.violations
+        )
+    elif r.error is None:
+        text += (
+            "\n\nEvery correctness figure held: one new KV version and one rollout per "
+            "rotated VaultSecret, nothing changed in the quiet window."
+        )
+    return text
+
+
+def interpretation(results: list[SizeResult], rotation: RotationResult | None = None) -> str:
     """Plain statements of what was measured; nothing extrapolated."""
     done = [r for r in results if r.sync_s is not None]
     sentences: list[str] = []
@@ -182,12 +323,28 @@ def interpretation(results: list[SizeResult]) -> str:
             )
             + "."
         )
-    loads = [
-        usage[2] / usage[0]
-        for r in results
-        for usage in (r.sync_cpu, r.window_usage)
-        if usage is not None and usage[0]
-    ]
+    if rotation is not None and rotation.total_s is not None:
+        r = rotation
+        patched = (
+            ""
+            if r.to_patch is None
+            else f"; vaultsync had patched every Deployment's pod template {r.to_patch.max:.1f} "
+            "s after its annotation, the rest is kube-controller-manager making the ReplicaSets"
+        )
+        sentences.append(
+            f"Rotating {r.size} VaultSecrets at once, each restarting a Deployment of its own, "
+            f"took {r.total_s:.0f} s from the first annotation to the last new ReplicaSet "
+            f"({r.kv_writes} KV versions written, {r.rollouts} rollouts{patched})"
+            + (
+                "; the quiet window and operator restart after it changed nothing."
+                if not r.violations
+                else f"; **the bench FAILED**: {'; '.join(r.violations)}."
+            )
+        )
+    usages: list[Usage | None] = [u for r in results for u in (r.sync_cpu, r.window_usage)]
+    if rotation is not None:
+        usages += [rotation.usage, rotation.quiet_usage, rotation.restart_usage]
+    loads = [usage[2] / usage[0] for usage in usages if usage is not None and usage[0]]
     if loads:
         sentences.append(
             "Other processes used "
@@ -200,7 +357,12 @@ def interpretation(results: list[SizeResult]) -> str:
     return " ".join(sentences)
 
 
-def report(results: list[SizeResult], args: argparse.Namespace, wall_s: float) -> str:
+def report(
+    results: list[SizeResult],
+    rotation: RotationResult | None,
+    args: argparse.Namespace,
+    wall_s: float,
+) -> str:
     facts = machine()
     command = "python -m e2e.harness.bench " + " ".join(
         a if " " not in a else repr(a) for a in sys.argv[1:]
@@ -208,8 +370,9 @@ def report(results: list[SizeResult], args: argparse.Namespace, wall_s: float) -
     parts = [
         "# Benchmarks",
         "",
-        "Generated by `make bench` (`e2e/harness/bench/`); do not edit by hand. Each size runs "
-        "on a fresh local stack — etcd + kube-apiserver + kube-controller-manager, one OpenBao "
+        "Generated by `make bench` (`e2e/harness/bench/`); do not edit by hand. Each size, and "
+        "the rotation scenario, runs on a fresh local stack — etcd + kube-apiserver + "
+        "kube-controller-manager, one OpenBao "
         "(raft storage, not dev mode), and the operator as one process (`vaultsync run`, not "
         "verbose, default `VAULTSYNC_WORKERS`; backoff 1-5 s as set by "
         "`e2e.harness.stack.Operator`). All of it, and the benchmark itself, share the machine "
@@ -224,11 +387,29 @@ def report(results: list[SizeResult], args: argparse.Namespace, wall_s: float) -
         "",
         "## Results",
         "",
-        interpretation(results),
+        interpretation(results, rotation),
         "",
     ]
     for r in results:
         parts += [f"### N = {r.size}", "", table(r), ""]
+    if rotation is not None:
+        parts += [
+            f"## Rotation and rolling restarts (N = {rotation.size})",
+            "",
+            f"On the machine above, on a stack of its own: {rotation.size} VaultSecrets over "
+            f"{rotation.identities} tenants whose Vault policies let them rotate their own paths "
+            "(`e2e.harness.stack.rotating_tenant_policy`), each rotating the `password` of its "
+            "KV entry (built-in generator, 32 characters) and restarting a Deployment of its "
+            "own (`rolloutRestartTargets`; 0 replicas — there is no kubelet, and "
+            "kube-controller-manager makes a new ReplicaSet for every rollout). "
+            f"`rotation.interval` is {NEVER}, so only the annotation rotates: one new value of "
+            f"`{ROTATE_ANNOTATION}` set on all {rotation.size} at once is the trigger, a clean "
+            "start for every clock. The bench fails (exit status 1) unless the figures marked "
+            "*must* hold.",
+            "",
+            rotation_table(rotation),
+            "",
+        ]
     parts += [
         "## What is measured",
         "",
@@ -246,6 +427,22 @@ def report(results: list[SizeResult], args: argparse.Namespace, wall_s: float) -
         "*idle* is 5 s after start with the tenants' VaultAuths present and no VaultSecrets.",
         "- *Vault sealed*: `sys/seal`, wait for every VaultSecret to report Ready=False, "
         "unseal, wait for every one to be Ready=True again.",
+        "- *rotation with restarts*: the Deployments are created first and wait for their "
+        "ReplicaSet; the VaultSecrets are then created as in *initial sync* and must adopt "
+        "their Deployment (Restarted=True) without a rollout. The annotation is set on all N by "
+        f"{CREATORS} threads; each object is timed from its own annotation: to its new KV "
+        "version (`created_time` in the KV metadata), to its Secret holding a new password and "
+        f"to a new ReplicaSet of its Deployment (polled every {POLL} s). "
+        f"{SETTLE:.0f} s after the last rollout, KV versions (KV metadata) and ReplicaSets are "
+        "counted: exactly one new version per KV entry and exactly one new ReplicaSet per "
+        "Deployment must hold, and every Secret must equal its KV entry's current version.",
+        f"- *quiet window*: {QUIET_REFRESHES} x refreshInterval + 2 s of refreshes, then the "
+        "operator is stopped (SIGTERM) and started again, waits until the new process has "
+        "reconciled N times, and one more refreshInterval + 2 s. Over all of it, KV versions, "
+        "ReplicaSets and the resourceVersions of the Secrets, VaultSecrets and Deployments must "
+        "not change and the operator must count no rotation, rollout restart or Secret write "
+        "(counters of both processes). The restart's CPU row is the new process's whole CPU "
+        "time, its start included.",
         "",
     ]
     return "\n".join(parts)
