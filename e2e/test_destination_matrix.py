@@ -223,6 +223,7 @@ def test_pre_existing_secrets_of_every_type_lose_nothing(stack: Stack, tenant: s
     started = time.monotonic()
     stack.cp.kubectl("delete", "vaultsecrets", "--all", "-n", tenant, "--timeout=120s")
     took = time.monotonic() - started
+    print(f"{len(CASES)} cases; deleting every VaultSecret took {took:.1f}s")
     assert took < 120, took
     for case in CASES:
         secret = stack.core.read_namespaced_secret(case.name, tenant)
