@@ -20,17 +20,25 @@ class AuditType(StrEnum):
 
 
 class VaultAuditDeviceSpec(Model):
+    """The audit device to keep enabled at path."""
+
     auth_ref: K8sName = Field(
         default="default",
         description="VaultAuth in the operator's namespace that the operator logs in with.",
     )
-    type: AuditType
+    type: AuditType = Field(description="The device type: file, socket or syslog.")
     path: AuditPath = Field(
         description="Where the device is mounted (sys/audit/<path>); immutable.",
     )
-    description: str = Field(default="", max_length=1024)
+    description: str = Field(
+        default="", max_length=1024, description="The device's description in Vault."
+    )
     options: dict[str, str] = Field(
-        default_factory=dict, description="Device options, e.g. file_path for a file device."
+        default_factory=dict,
+        description="Device options as strings, e.g. file_path for a file device, address and "
+        "socket_type for a socket device, tag for syslog, log_raw. A file device's file_path "
+        "(or path) must lie in the operator's VAULTSYNC_AUDIT_FILE_DIRS, or be stdout or "
+        "discard (FilePathNotAllowed otherwise).",
     )
     acknowledge_insecure_options: bool = Field(
         default=False,
@@ -40,11 +48,14 @@ class VaultAuditDeviceSpec(Model):
         'or other read bit (e.g. "0644") or "0" (the file keeps whatever mode it has). A '
         "Warning Event (InsecureAuditOptions) is raised while such a device is enabled.",
     )
-    local: bool = Field(default=False, description="Not replicated to performance secondaries.")
+    local: bool = Field(
+        default=False,
+        description="A local device: not replicated to performance secondaries.",
+    )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.RETAIN,
-        description="Retain (default): deleting this object leaves the device enabled. Delete: "
-        "disable it, but only if vaultsync enabled it.",
+        description="Retain: deleting this object leaves the device enabled. Delete: disable "
+        "it, but only if vaultsync enabled it.",
     )
 
 
@@ -134,6 +145,8 @@ VAULT_AUDIT_DEVICE_RULES = [
 
 
 class VaultAuditDeviceStatus(ConditionedStatus):
+    """Whether vaultsync enabled the device, and the weakening options it accepted."""
+
     managed: bool | None = Field(
         default=None,
         description="True when vaultsync enabled the device at spec.path; false when it was "

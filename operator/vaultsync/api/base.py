@@ -61,12 +61,24 @@ class Model(BaseModel):
 class Condition(Model):
     """A status condition in the shape of metav1.Condition."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: str
-    observed_generation: int = 0
+    type: str = Field(
+        description="The condition's type, unique in the list, e.g. Ready (on every kind: "
+        "whether the last reconcile of the spec succeeded) or Restarted (a VaultSecret's "
+        "rolling restarts)."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        description="Why, in one CamelCase word, e.g. Synced or PermissionDenied; the guide of "
+        "each kind lists its reasons."
+    )
+    message: str = Field(default="", description="What happened, in words, for people.")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339); a new reason or message alone does "
+        "not move it."
+    )
+    observed_generation: int = Field(
+        default=0, description="The metadata.generation of the spec this condition was set for."
+    )
 
 
 class ConditionedStatus(Model):
@@ -74,8 +86,15 @@ class ConditionedStatus(Model):
 
     model_config = ConfigDict(extra="allow")
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation of the spec last reconciled."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="The object's conditions, at most one per type (a list map keyed by type), "
+        "as kstatus, Argo CD and `kubectl wait --for=condition=Ready` read them.",
+    )
 
 
 M = TypeVar("M", bound=BaseModel)

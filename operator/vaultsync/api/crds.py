@@ -6,6 +6,8 @@ The committed YAML under crds/ (and the chart's copy) is the output of
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ class Kind:
     kind: str
     plural: str
     scope: str
+    description: str
     spec: type[BaseModel]
     status: type[BaseModel]
     short_names: list[str] = field(default_factory=list)
@@ -62,6 +65,9 @@ KINDS: list[Kind] = [
         kind="VaultConnection",
         plural="vaultconnections",
         scope="Cluster",
+        description="Where a Vault/OpenBao server is and how to trust it. VaultAuths name it "
+        'in connectionRef ("default" when they name none). Ready when the server answers, is '
+        "initialised and unsealed, checked without logging in.",
         spec=VaultConnectionSpec,
         status=VaultConnectionStatus,
         short_names=["vconn"],
@@ -75,6 +81,10 @@ KINDS: list[Kind] = [
         kind="VaultAuth",
         plural="vaultauths",
         scope="Namespaced",
+        description="How the objects of a namespace log in to Vault: Kubernetes auth as a "
+        "ServiceAccount of the object's own namespace, or a static token. Objects name it in "
+        'authRef ("default" when they name none); one in the operator\'s namespace may be '
+        "shared with the namespaces its allowedNamespaces lists.",
         spec=VaultAuthSpec,
         status=VaultAuthStatus,
         short_names=["vauth"],
@@ -89,6 +99,10 @@ KINDS: list[Kind] = [
         kind="VaultSecret",
         plural="vaultsecrets",
         scope="Namespaced",
+        description="Copies one KV v2 secret of Vault/OpenBao into one Kubernetes Secret of its "
+        "namespace and keeps it there: refreshed on an interval, repaired when edited or "
+        "deleted, never blanked by a failure. Optionally rotates keys on a schedule and "
+        "restarts the workloads that use the Secret when its data changes.",
         spec=VaultSecretSpec,
         status=VaultSecretStatus,
         short_names=["vsec"],
@@ -104,6 +118,9 @@ KINDS: list[Kind] = [
         kind="VaultPolicy",
         plural="vaultpolicies",
         scope="Cluster",
+        description="A Vault ACL policy and, optionally, the Kubernetes-auth role that grants "
+        "it, kept as declared; with a namespaceSelector one of each per matching namespace. "
+        "Written with the operator's own Vault identity.",
         spec=VaultPolicySpec,
         status=VaultPolicyStatus,
         short_names=["vpol"],
@@ -117,6 +134,9 @@ KINDS: list[Kind] = [
         kind="VaultAuditDevice",
         plural="vaultauditdevices",
         scope="Cluster",
+        description="An audit device kept enabled in Vault: enabled when missing, re-enabled "
+        "when disabled, never disabled by the reconciler. Options that weaken audit need "
+        "acknowledgeInsecureOptions. Written with the operator's own Vault identity.",
         spec=VaultAuditDeviceSpec,
         status=VaultAuditDeviceStatus,
         short_names=["vaudit"],
@@ -132,7 +152,8 @@ KINDS: list[Kind] = [
 
 
 def _inline(node: Any, defs: dict[str, JsonSchema]) -> Any:
-    """Resolve $refs and reduce pydantic's JSON Schema to a structural CRD schema."""
+    """Resolve $refs and reduce pydantic's JSON Schema to a structural CRD schema, with each
+    field's default still in `default` (see `without_defaults`)."""
     if isinstance(node, list):
         return [_inline(item, defs) for item in node]
     if not isinstance(node, dict):
@@ -148,7 +169,7 @@ def _inline(node: Any, defs: dict[str, JsonSchema]) -> Any:
             return _inline({**options[0], **rest}, defs)
     out: JsonSchema = {}
     for key, value in node.items():
-        if key in ("title", "default", "$defs"):
+        if key in ("title", "$defs"):
             continue
         if key == "additionalProperties" and isinstance(value, bool):
             continue  # not structural; the API server prunes unknown fields anyway
@@ -161,10 +182,85 @@ def _inline(node: Any, defs: dict[str, JsonSchema]) -> Any:
     return out
 
 
-def model_schema(model: type[BaseModel]) -> JsonSchema:
+def shown_default(value: Any) -> str | None:
+    """A default as the docs show it (JSON), or None when it says nothing (absent, empty)."""
+    if value is None or value in ("", [], {}):
+        return None
+    return json.dumps(value)
+
+
+def tidy(description: str) -> str:
+    """A description on one line per paragraph (docstrings wrap at the code's line length)."""
+    paragraphs = re.split(r"\n\s*\n", description.strip())
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+def _with_default(description: str, value: Any) -> str:
+    shown = shown_default(value)
+    if shown is None:
+        return description
+    text = description.rstrip()
+    return f"{text}{'' if text.endswith('.') else '.'} Defaults to {shown}."
+
+
+def without_defaults(node: Any, *, describe: bool = True) -> Any:
+    """The schema without `default`s, which a CRD must not carry (the API server would write
+    them into users' objects); with `describe`, each one is told in its description instead."""
+    if isinstance(node, list):
+        return [without_defaults(item, describe=describe) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: JsonSchema = {}
+    for key, value in node.items():
+        if key == "default":
+            continue
+        if key == "properties":
+            out[key] = {n: without_defaults(v, describe=describe) for n, v in value.items()}
+        else:
+            out[key] = without_defaults(value, describe=describe)
+    if describe and "default" in node:
+        out["description"] = _with_default(node.get("description", ""), node["default"])
+    if "description" in out:
+        out["description"] = tidy(out["description"])
+    return out
+
+
+def model_schema(model: type[BaseModel], *, defaults: bool = False) -> JsonSchema:
+    """The model's structural schema; with `defaults`, each field's default is kept in
+    `default` (for the reference docs) instead of being told in its description."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema: JsonSchema = _inline(raw, raw.get("$defs", {}))
-    return schema
+    if defaults:
+        return schema
+    result: JsonSchema = without_defaults(schema, describe=True)
+    return result
+
+
+def status_schema(model: type[BaseModel]) -> JsonSchema:
+    """A status model's schema: the operator writes status, so its defaults say nothing."""
+    result: JsonSchema = without_defaults(model_schema(model, defaults=True), describe=False)
+    return result
+
+
+TOP_LEVEL: dict[str, JsonSchema] = {
+    "apiVersion": {
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an "
+        "object. Servers should convert recognized schemas to the latest internal value, and "
+        "may reject unrecognized values.",
+    },
+    "kind": {
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource this object "
+        "represents. Servers may infer this from the endpoint the client submits requests to. "
+        "Cannot be updated. In CamelCase.",
+    },
+    "metadata": {
+        "type": "object",
+        "description": "Standard object's metadata: name, namespace, labels, annotations...",
+    },
+}
+"""The fields every object has, described as the Kubernetes API describes them."""
 
 
 def crd(kind: Kind) -> JsonSchema:
@@ -196,13 +292,12 @@ def crd(kind: Kind) -> JsonSchema:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
+                            "description": kind.description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                **TOP_LEVEL,
                                 "spec": spec,
-                                "status": model_schema(kind.status),
+                                "status": status_schema(kind.status),
                             },
                         }
                     },

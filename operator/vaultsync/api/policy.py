@@ -40,6 +40,8 @@ class SelectorOperator(StrEnum):
 
 
 class LabelSelectorRequirement(Model):
+    """A requirement on one label, as in metav1.LabelSelectorRequirement."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -53,9 +55,22 @@ class LabelSelectorRequirement(Model):
         }
     )
 
-    key: LabelKey = Field(min_length=1, max_length=317, json_schema_extra=cel(LABEL_KEY_CHECKS))
-    operator: SelectorOperator
-    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+    key: LabelKey = Field(
+        min_length=1,
+        max_length=317,
+        json_schema_extra=cel(LABEL_KEY_CHECKS),
+        description="The label key the requirement applies to.",
+    )
+    operator: SelectorOperator = Field(
+        description="In: the label has one of values. NotIn: it is absent or has none of them. "
+        "Exists: the label is present. DoesNotExist: it is absent."
+    )
+    values: list[LabelValue] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Label values: at least one for In and NotIn, none for Exists and "
+        "DoesNotExist.",
+    )
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> Self:
@@ -72,8 +87,13 @@ class LabelSelector(Model):
         default_factory=dict,
         max_length=64,
         json_schema_extra=cel_on_keys(LABEL_KEY_CHECKS, "matchLabels keys"),
+        description="Labels a namespace must carry with exactly these values.",
     )
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Requirements on labels that a namespace must all meet.",
+    )
 
 
 class Capability(StrEnum):
@@ -93,11 +113,18 @@ class Capability(StrEnum):
 
 
 class PolicyRule(Model):
+    """One path rule of the policy, rendered to HCL as path "<path>" { capabilities = [...] }."""
+
     path: AclPath = Field(
         description="A Vault ACL path; the globs * and + and {namespace} may be used, and a "
         "trailing / (the directory itself, e.g. secret/metadata/ for list) is kept."
     )
-    capabilities: list[Capability] = Field(min_length=1, max_length=11)
+    capabilities: list[Capability] = Field(
+        min_length=1,
+        max_length=11,
+        description="The capabilities granted on path; subscribe and recover exist in Vault "
+        "only (OpenBao refuses them).",
+    )
 
 
 def _wildcard_alone(field: str) -> JsonDict:
@@ -120,12 +147,17 @@ class KubernetesRole(Model):
         }
     )
 
-    mount: VaultMount = "kubernetes"
+    mount: VaultMount = Field(
+        default="kubernetes",
+        description="Mount path of the Kubernetes auth method; the role is written to "
+        "auth/<mount>/role/<name>.",
+    )
     name: Annotated[str, validator([NOT_A_DOT_SEGMENT])] = Field(
         min_length=1,
         max_length=128,
         pattern=ROLE_NAME_PATTERN,
         json_schema_extra=cel([NOT_A_DOT_SEGMENT]),
+        description="Name of the role; with a namespaceSelector it must contain {namespace}.",
     )
     service_accounts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         min_length=1,
@@ -141,9 +173,24 @@ class KubernetesRole(Model):
             "fan-out namespace; required without a namespaceSelector."
         ),
     )
-    token_ttl: Duration | None = Field(default=None, alias="tokenTTL")
-    token_max_ttl: Duration | None = Field(default=None, alias="tokenMaxTTL")
-    audience: str | None = Field(default=None, max_length=253)
+    token_ttl: Duration | None = Field(
+        default=None,
+        alias="tokenTTL",
+        description='TTL of the Vault tokens the role issues, e.g. "1h" (token_ttl); absent '
+        'or "0": Vault\'s default.',
+    )
+    token_max_ttl: Duration | None = Field(
+        default=None,
+        alias="tokenMaxTTL",
+        description="Longest lifetime of those tokens, renewals included (token_max_ttl); "
+        'absent or "0": Vault\'s default.',
+    )
+    audience: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The audience the role requires of ServiceAccount tokens; absent: none "
+        "is checked.",
+    )
 
     @model_validator(mode="after")
     def _wildcards_alone(self) -> Self:
@@ -157,23 +204,44 @@ class KubernetesRole(Model):
 
 
 class VaultPolicySpec(Model):
+    """The policy (and role) to keep in Vault, once or per matching namespace."""
+
     auth_ref: K8sName = Field(
         default="default",
         description="VaultAuth in the operator's namespace that the operator logs in with.",
     )
     namespace_selector: LabelSelector | None = Field(
         default=None,
-        description="Fan out: one policy (and role) per matching namespace; absent = one policy.",
+        description="Fan out: one policy (and role) per matching namespace, {namespace} "
+        "replaced by its name; {} matches every namespace. Absent: one policy, no fan-out.",
     )
     policy_name: Annotated[str, validator([NOT_A_DOT_SEGMENT])] = Field(
         min_length=1,
         max_length=128,
         pattern=POLICY_NAME_PATTERN,
         json_schema_extra=cel([NOT_A_DOT_SEGMENT]),
+        description="Name of the Vault ACL policy; with a namespaceSelector it must contain "
+        "{namespace}.",
     )
-    rules: list[PolicyRule] | None = Field(default=None, min_length=1, max_length=256)
-    hcl: str | None = Field(default=None, min_length=1, max_length=65536)
-    kubernetes_role: KubernetesRole | None = None
+    rules: list[PolicyRule] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The policy as path rules, rendered to HCL. Exactly one of rules and hcl.",
+    )
+    hcl: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=65536,
+        description="The policy text itself; {namespace} is replaced, Vault's {{identity...}} "
+        "templates are left alone. Exactly one of rules and hcl.",
+    )
+    kubernetes_role: KubernetesRole | None = Field(
+        default=None,
+        description="A role of Vault's Kubernetes auth method that grants exactly this policy "
+        "(with a namespaceSelector, one per namespace). vaultsync manages the fields below; "
+        "the role's other settings are left as they are.",
+    )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.DELETE,
         description="Delete: remove the policies and roles this object created when it is "
@@ -258,13 +326,32 @@ VAULT_POLICY_RULES = [
 class ManagedPolicy(Model):
     """One policy (and role) this object wrote; adopted ones existed before and are kept."""
 
-    namespace: str | None = None
-    policy: str
-    adopted: bool = False
-    role: str | None = None
-    role_mount: str | None = None
-    role_adopted: bool = False
+    namespace: str | None = Field(
+        default=None, description="The namespace it is for; absent without a namespaceSelector."
+    )
+    policy: str = Field(description="Name of the policy.")
+    adopted: bool = Field(
+        default=False,
+        description="The policy existed before vaultsync first wanted it: kept in step, never "
+        "deleted.",
+    )
+    role: str | None = Field(default=None, description="Name of the role, if there is one.")
+    role_mount: str | None = Field(
+        default=None, description="Mount path of the Kubernetes auth method holding the role."
+    )
+    role_adopted: bool = Field(
+        default=False,
+        description="The role existed before vaultsync first wanted it: kept in step, never "
+        "deleted.",
+    )
 
 
 class VaultPolicyStatus(ConditionedStatus):
-    policies: list[ManagedPolicy] = Field(default_factory=list)
+    """What this VaultPolicy owns in Vault."""
+
+    policies: list[ManagedPolicy] = Field(
+        default_factory=list,
+        description="The policies and roles this object wrote or adopted, one entry per "
+        "namespace with a namespaceSelector. Recorded before the first write, so a crash "
+        "cannot make vaultsync forget (or take its own objects for adopted ones).",
+    )

@@ -30,6 +30,8 @@ class RolloutRestartTarget(Model):
 
 
 class RestartSpec(Model):
+    """How restarts of the rolloutRestartTargets (and opted-in workloads) happen."""
+
     min_interval: Duration = Field(
         default="0",
         description="Least time between two restarts of one workload by vaultsync: a change "

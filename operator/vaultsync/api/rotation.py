@@ -141,23 +141,25 @@ class GeneratorRules(Model):
     digits: bool = Field(default=True, description="Use digits 0-9.")
     symbols: bool = Field(default=False, description="Use the characters of symbolCharacters.")
     min_lowercase: Minimum | None = Field(
-        default=None, description="At least this many lowercase letters; default 1 if enabled."
+        default=None,
+        description="At least this many lowercase letters; absent: 1 if enabled, else 0.",
     )
     min_uppercase: Minimum | None = Field(
-        default=None, description="At least this many uppercase letters; default 1 if enabled."
+        default=None,
+        description="At least this many uppercase letters; absent: 1 if enabled, else 0.",
     )
     min_digits: Minimum | None = Field(
-        default=None, description="At least this many digits; default 1 if enabled."
+        default=None, description="At least this many digits; absent: 1 if enabled, else 0."
     )
     min_symbols: Minimum | None = Field(
-        default=None, description="At least this many symbols; default 1 if enabled."
+        default=None, description="At least this many symbols; absent: 1 if enabled, else 0."
     )
     symbol_characters: Annotated[str, validator([SYMBOL_CHARACTERS])] = Field(
         default=DEFAULT_SYMBOLS,
         min_length=1,
         max_length=32,
         json_schema_extra=cel([SYMBOL_CHARACTERS]),
-        description=f'The symbols to use (ASCII punctuation); default "{DEFAULT_SYMBOLS}".',
+        description="The symbols to use (ASCII punctuation); only with symbols: true.",
     )
 
     def classes(self) -> list[CharacterClass]:
@@ -282,7 +284,7 @@ class RotationSpec(Model):
         default="UTC",
         min_length=1,
         max_length=64,
-        description='IANA time zone of schedule, e.g. "Europe/Berlin"; default "UTC".',
+        description='IANA time zone of schedule, e.g. "Europe/Berlin"; only with schedule.',
     )
     interval: Duration | None = Field(
         default=None,

@@ -31,6 +31,8 @@ KEY_FROM_MESSAGE = "from is the Secret key when to is not set, so it"
 
 
 class KeyMapping(Model):
+    """A KV key copied into the Secret, maybe renamed or base64-decoded."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": cel_rules(
@@ -40,16 +42,22 @@ class KeyMapping(Model):
     )
 
     from_: str = Field(
-        alias="from", min_length=1, max_length=253, description="Key in the KV data."
+        alias="from",
+        min_length=1,
+        max_length=253,
+        description="Key in the KV data (KeyNotFound when the data lacks it). Without to it is "
+        "the Secret key too, so it must be a valid one.",
     )
     to: SecretKey | None = Field(
         default=None,
         max_length=253,
         json_schema_extra=cel(SECRET_KEY_CHECKS),
-        description="Key in the Secret; defaults to the KV key.",
+        description="Key in the Secret; absent: the same as from.",
     )
     decode_base64: bool = Field(
-        default=False, description="The KV value is base64; store the decoded bytes."
+        default=False,
+        description="The KV value is base64: store the decoded bytes (binary data); a value "
+        "that is not valid base64 is InvalidBase64.",
     )
 
     @model_validator(mode="after")
@@ -66,6 +74,8 @@ class KeyMapping(Model):
 
 
 class Destination(Model):
+    """The Kubernetes Secret written, in the VaultSecret's namespace."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -79,12 +89,43 @@ class Destination(Model):
         }
     )
 
-    name: K8sName
-    type: str = Field(default="Opaque", min_length=1, max_length=253)
-    creation_policy: CreationPolicy = CreationPolicy.OWNER
-    deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    name: K8sName = Field(
+        description="Name of the Secret. After a rename the new Secret is written first, then "
+        "deletionPolicy is applied to the old one (status.secretName)."
+    )
+    type: str = Field(
+        default="Opaque",
+        min_length=1,
+        max_length=253,
+        description="The Secret's type, e.g. kubernetes.io/tls or kubernetes.io/dockerconfigjson. "
+        "Not with creationPolicy Merge, which keeps the existing Secret's type. An existing "
+        "Secret of another type is SecretTypeImmutable (a type cannot change).",
+    )
+    creation_policy: CreationPolicy = Field(
+        default=CreationPolicy.OWNER,
+        description="Owner: vaultsync creates the Secret and owns it (an ownerReference); an "
+        "existing Secret that this VaultSecret does not manage is SecretConflict. Orphan: the "
+        "same without an ownerReference. Merge: add the keys to a Secret that exists already "
+        "(DestinationMissing until it does) and leave the rest; a key there that vaultsync did "
+        "not write, or a declared label or annotation there with another value, is KeyConflict "
+        "and nothing is written.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="What deleting the VaultSecret (or renaming destination.name) does to the "
+        "Secret. Delete: delete it (Merge: remove only the keys, labels and annotations "
+        "vaultsync wrote). Retain: leave its data (Owner: without our ownerReference, so the "
+        "garbage collector keeps it).",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels set on the Secret and kept as declared: a hand edit is repaired, a "
+        "label removed from here is removed from the Secret.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations set on the Secret and kept as declared, like labels.",
+    )
 
     @model_validator(mode="after")
     def _merge_keeps_type(self) -> Destination:
@@ -94,25 +135,49 @@ class Destination(Model):
 
 
 class VaultSecretSpec(Model):
-    auth_ref: K8sName = "default"
-    mount: VaultMount = "secret"
-    path: VaultPath
-    version: int = Field(default=0, ge=0, description="KV v2 version to read; 0 = latest.")
+    """Which KV v2 secret to read, how to shape its data, and the Secret to write it to."""
+
+    auth_ref: K8sName = Field(
+        default="default",
+        description="The VaultAuth to log in with: the one of this name in the VaultSecret's "
+        "namespace, else the one in the operator's namespace if its allowedNamespaces lists "
+        "this namespace (AuthNotAllowed otherwise).",
+    )
+    mount: VaultMount = Field(
+        default="secret", description="Mount path of the KV v2 secrets engine."
+    )
+    path: VaultPath = Field(
+        description="Path of the secret under the mount, e.g. team-a/db (read from "
+        "<mount>/data/<path>)."
+    )
+    version: int = Field(
+        default=0,
+        ge=0,
+        description="KV v2 version to read; 0: the latest. Must be 0 with rotation.",
+    )
     refresh_interval: Duration = Field(
-        default="1m", description='How often Vault is read again; "0" = only on spec change.'
+        default="1m",
+        description='How often Vault is read again, e.g. "30s", "5m" or "1h30m"; "0": only '
+        "when the spec changes, the annotation vaultsync.io/refresh gets a new value or the "
+        "Secret is edited or deleted.",
     )
     keys: list[KeyMapping] = Field(
         default_factory=list,
         max_length=256,
-        description="Keys to copy (and rename); empty = all keys.",
+        description="The KV keys to copy, maybe renamed; no two may write the same Secret key. "
+        "Empty: every KV key, or with a template only the template's keys.",
     )
     template: dict[SecretKey, str] = Field(
         default_factory=dict,
         max_length=64,
         json_schema_extra=cel_on_keys(SECRET_KEY_CHECKS, "template keys"),
-        description="Secret keys rendered by a sandboxed Jinja2 template over the KV data.",
+        description="Secret keys rendered by a sandboxed Jinja2 template over the KV data: "
+        "each KV key is a variable and data the whole map; filters b64encode, b64decode and "
+        "tojson. A template that fails is TemplateError.",
     )
-    destination: Destination
+    destination: Destination = Field(
+        description="The Kubernetes Secret written, in the VaultSecret's namespace."
+    )
     rotation: RotationSpec | None = Field(
         default=None,
         description="Give the listed keys new values on a schedule (or on the annotation "
@@ -162,8 +227,16 @@ VAULT_SECRET_RULES = [
 
 
 class VaultSecretStatus(ConditionedStatus):
-    vault_version: int | None = None
-    last_sync_time: str | None = None
+    """What the last sync wrote, and the rotation record."""
+
+    vault_version: int | None = Field(
+        default=None, description="The KV version whose data the Secret holds."
+    )
+    last_sync_time: str | None = Field(
+        default=None,
+        description="When vaultsync last wrote the Secret, or first found it in step (RFC "
+        "3339); a refresh that finds the same data writes nothing and leaves it.",
+    )
     secret_name: str | None = Field(
         default=None, description="The Secret last written; a renamed destination releases it."
     )
