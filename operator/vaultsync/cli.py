@@ -5,19 +5,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 from pathlib import Path
 
 import kopf
 
+LOG_FORMATS = ("plain", "json")
+
+
+def _logger_name(record: logging.LogRecord) -> bool:
+    record.logger = record.name  # an extra attribute: kopf's JSON formatter adds it as a field
+    return True
+
+
+def configure_logging(log_format: str, verbose: bool) -> None:
+    """plain: one line of text per record. json: one JSON object per line, from kopf's own
+    JSON formatter (message, severity, timestamp, logger, exc_info, and `object`, the
+    apiVersion/kind/namespace/name/uid of the object a kopf record is about)."""
+    if log_format == "json":
+        kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_refkey="object")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_logger_name)
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
 
 def _run(args: argparse.Namespace) -> None:
     from vaultsync import handlers  # noqa: F401 - registers the handlers with kopf
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_format, args.verbose)
     if not args.verbose:
         # kopf says "Handler ... succeeded" for every watch event; keep its warnings only
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -50,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--verbose", action="store_true")
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("VAULTSYNC_LOG_FORMAT", "plain"),
+        help="plain text or one JSON object per line (default: $VAULTSYNC_LOG_FORMAT or plain)",
+    )
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
         "--standalone", action="store_true", help="no peering: for a single replica or local runs"
@@ -68,4 +94,6 @@ def main(argv: list[str] | None = None) -> None:
     crds.add_argument("dirs", nargs="+")
     crds.set_defaults(func=_crds)
     args = parser.parse_args(argv)
+    if args.command == "run" and args.log_format not in LOG_FORMATS:  # a bad $VAULTSYNC_LOG_FORMAT
+        run.error(f"--log-format: {args.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     args.func(args)

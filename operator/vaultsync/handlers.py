@@ -230,6 +230,11 @@ def _loop(kind: Kind) -> Handler:
                     raise kopf.TemporaryError(str(exc), delay=delay) from None
                 if outcome is None:
                     return
+                # Set here, in the event loop, not in the thread: a cancelled loop never sets
+                # it after its `finally` forgot the object.
+                metrics.OBJECTS.set(
+                    reconciler.kind, *key, ready=outcome.ready, reason=outcome.reason
+                )
                 failures = 0 if outcome.ready else failures + 1
                 retry_soon = not outcome.ready and outcome.retryable
                 wait: float | None = (
@@ -240,6 +245,7 @@ def _loop(kind: Kind) -> Handler:
                 await scheduling.wait(wake, stopped.wait(), wait)
         finally:
             wakers.forget(key)
+            metrics.OBJECTS.forget(reconciler.kind, *key)  # deleted, or not reconciled here
 
     return loop
 

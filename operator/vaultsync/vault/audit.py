@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import hvac
 
 from vaultsync.vault.errors import InvalidRequest, VaultError, translate
+from vaultsync.vault.observe import request
 
 _API_DISABLED = "cannot enable audit device via api"
 _CONFIG_MANAGED = "cannot disable configuration-managed audit device"
@@ -42,6 +43,7 @@ class AuditDevice:
     local: bool = False
 
 
+@request("audit_list")
 def list_devices(client: hvac.Client) -> dict[str, AuditDevice]:
     """Enabled devices by path (without the trailing slash)."""
     try:
@@ -61,6 +63,7 @@ def list_devices(client: hvac.Client) -> dict[str, AuditDevice]:
     return devices
 
 
+@request("audit_enable")
 def enable(client: hvac.Client, device: AuditDevice) -> None:
     where = f"enable audit device {device.path!r}"
     try:
@@ -86,6 +89,7 @@ def enable(client: hvac.Client, device: AuditDevice) -> None:
         raise error from None
 
 
+@request("audit_disable")
 def disable(client: hvac.Client, path: str) -> None:
     """Disable a device; disabling a missing one is not an error."""
     where = f"disable audit device {path!r}"

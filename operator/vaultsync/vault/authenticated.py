@@ -8,6 +8,7 @@ from typing import TypeVar
 import hvac
 
 from vaultsync.vault.errors import AuthenticationFailed, PermissionDenied
+from vaultsync.vault.observe import timed
 from vaultsync.vault.sessions import Identity, Sessions
 
 T = TypeVar("T")
@@ -15,7 +16,8 @@ T = TypeVar("T")
 
 def _token_alive(client: hvac.Client) -> bool:
     try:
-        client.auth.token.lookup_self()
+        with timed("token_lookup"):
+            client.auth.token.lookup_self()
     except Exception:
         return False
     return True

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from vaultsync.vault.client import Endpoint, new_client
 from vaultsync.vault.errors import translate
+from vaultsync.vault.observe import request
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class Health:
     version: str
 
 
+@request("seal_status")
 def seal_status(endpoint: Endpoint) -> Health:
     """sys/seal-status answers even when sealed, so it tells sealed from unreachable."""
     client = new_client(endpoint, pool_size=1)

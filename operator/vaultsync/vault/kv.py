@@ -21,6 +21,7 @@ from vaultsync.vault.errors import (
     VaultError,
     translate,
 )
+from vaultsync.vault.observe import request
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def _destroyed(exc: Exception) -> bool:
     return bool(metadata.get("destroyed") or metadata.get("deletion_time"))
 
 
+@request("kv_read")
 def read(client: hvac.Client, mount: str, path: str, version: int = 0) -> KVSecret:
     """Read one version (0 = latest) of a KV v2 secret; deleted versions are errors."""
     where = f"read {mount}/{path}" + (f" version {version}" if version else "")
@@ -78,6 +80,7 @@ def read(client: hvac.Client, mount: str, path: str, version: int = 0) -> KVSecr
     )
 
 
+@request("kv_write")
 def write(client: hvac.Client, mount: str, path: str, data: Mapping[str, Any], cas: int) -> int:
     """Write data as a new version with check-and-set on version cas; the new version.
 
@@ -102,6 +105,7 @@ def write(client: hvac.Client, mount: str, path: str, data: Mapping[str, Any], c
     return int(response["data"]["version"])
 
 
+@request("kv_metadata_write")
 def write_custom_metadata(
     client: hvac.Client, mount: str, path: str, custom_metadata: Mapping[str, str]
 ) -> None:
@@ -126,6 +130,7 @@ def write_custom_metadata(
         raise error from None
 
 
+@request("password_generate")
 def generate_password(client: hvac.Client, policy_name: str) -> str:
     """A new password from the Vault/OpenBao password policy policy_name."""
     where = f"generate a password with policy {policy_name}"

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import hvac
 
 from vaultsync.vault.errors import InvalidRequest, SecretNotFound, VaultError, translate
+from vaultsync.vault.observe import request
 
 
 class PolicyRejected(VaultError):
@@ -28,6 +29,7 @@ def render_hcl(rules: Iterable[tuple[str, Sequence[str]]]) -> str:
     return "\n".join(blocks)
 
 
+@request("policy_read")
 def read(client: hvac.Client, name: str) -> str | None:
     """The policy's text, or None if there is no such policy."""
     try:
@@ -40,6 +42,7 @@ def read(client: hvac.Client, name: str) -> str | None:
     return str(response["data"]["policy"])
 
 
+@request("policy_write")
 def write(client: hvac.Client, name: str, text: str) -> None:
     try:
         client.sys.create_or_update_acl_policy(name, text)
@@ -50,6 +53,7 @@ def write(client: hvac.Client, name: str, text: str) -> None:
         raise error from None
 
 
+@request("policy_delete")
 def delete(client: hvac.Client, name: str) -> None:
     """Delete a policy; deleting a missing one is not an error."""
     try:

@@ -13,6 +13,7 @@ from typing import Any
 import hvac
 
 from vaultsync.vault.errors import InvalidRequest, VaultError, translate
+from vaultsync.vault.observe import request
 
 
 class RoleRejected(VaultError):
@@ -77,6 +78,7 @@ class KubernetesRole:
         }
 
 
+@request("role_read")
 def read(client: hvac.Client, mount: str, name: str) -> KubernetesRole | None:
     where = f"auth/{mount}/role/{name}"
     try:
@@ -98,6 +100,7 @@ def read(client: hvac.Client, mount: str, name: str) -> KubernetesRole | None:
     )
 
 
+@request("role_write")
 def write(client: hvac.Client, role: KubernetesRole) -> None:
     try:
         client.write_data(role.where, data=role.payload())
@@ -108,6 +111,7 @@ def write(client: hvac.Client, role: KubernetesRole) -> None:
         raise error from None
 
 
+@request("role_delete")
 def delete(client: hvac.Client, mount: str, name: str) -> None:
     """Delete a role; deleting a missing one is not an error."""
     where = f"auth/{mount}/role/{name}"

@@ -19,6 +19,7 @@ import hvac
 from vaultsync.runtime import metrics
 from vaultsync.vault.client import Endpoint, new_client
 from vaultsync.vault.errors import AuthenticationFailed, translate
+from vaultsync.vault.observe import timed
 
 MIN_USEFUL_TTL = 30.0
 
@@ -117,7 +118,8 @@ class Sessions:
 
     def _renewed(self, session: _Session) -> _Session | None:
         try:
-            response = session.client.auth.token.renew_self()
+            with timed("token_renew"):
+                response = session.client.auth.token.renew_self()
         except Exception:  # any failure means: log in again
             metrics.VAULT_TOKEN_RENEWALS.labels("failed").inc()
             return None
@@ -129,6 +131,14 @@ class Sessions:
         return _Session(session.client, self._clock(), ttl, session.renewable)
 
     def _login(self, identity: Identity) -> _Session:
+        method = "kubernetes" if isinstance(identity.login, KubernetesLogin) else "token"
+        try:
+            return self._log_in(identity)
+        except Exception as exc:
+            metrics.VAULT_LOGIN_FAILURES.labels(method, metrics.reason_of(exc)).inc()
+            raise
+
+    def _log_in(self, identity: Identity) -> _Session:
         login = identity.login
         if isinstance(login, TokenLogin):
             token = self._credentials.secret_value(login.namespace, login.secret_name, login.key)
@@ -140,13 +150,14 @@ class Sessions:
             login.namespace, login.service_account, login.audiences, login.expiration_seconds
         )
         client = new_client(identity.endpoint, pool_size=self._pool_size)
-        try:
-            response = client.auth.kubernetes.login(login.role, jwt, mount_point=login.mount)
-        except Exception as exc:
-            error = translate(exc, f"login as {identity.describe()}")
-            if error.reason in ("PermissionDenied", "VaultRequestInvalid"):
-                raise AuthenticationFailed(str(error)) from None
-            raise error from None
+        with timed("login"):
+            try:
+                response = client.auth.kubernetes.login(login.role, jwt, mount_point=login.mount)
+            except Exception as exc:
+                error = translate(exc, f"login as {identity.describe()}")
+                if error.reason in ("PermissionDenied", "VaultRequestInvalid"):
+                    raise AuthenticationFailed(str(error)) from None
+                raise error from None
         metrics.VAULT_LOGINS.labels("kubernetes").inc()
         auth = response["auth"]
         return _Session(
