@@ -20,6 +20,7 @@ cluster-binaries: $(VENV)/.installed
 
 crds: $(VENV)/.installed
 	$(PY) -m vaultsync crds crds charts/vaultsync/crds
+	$(PY) -m vaultsync.api.reference docs/reference.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check operator tests e2e
