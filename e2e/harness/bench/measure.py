@@ -166,14 +166,14 @@ class Bench:
                 except Exception as exc:  # keep tearing down the rest
                     say(f"teardown: {exc}")
 
-    @contextmanager
-    def scenario(self, result: Recorded, name: str) -> Iterator[None]:
-        """The stack running for one scenario; the phase that failed, if one did, goes into
-        result.error (the traceback and the operator log's place to stderr), not further."""
+    def scenario(self, result: Recorded, name: str, phases: Callable[[], None]) -> None:
+        """Run one scenario's phases on the running stack; the phase that failed, if one did
+        (starting the stack included), goes into result.error (the traceback and the operator
+        log's place to stderr), not further."""
         result.load_before = load_average()
         try:
             with self.running():
-                yield
+                phases()
         except Exception as exc:
             result.error = f"{self.phase}: {exc}"
             say(f"{name} failed during {self.phase}:\n{traceback.format_exc()}")
@@ -447,7 +447,8 @@ def run_size(
 ) -> tuple[SizeResult, bool]:  # (result, ok)
     bench = Bench(root, size, args.namespaces, args.refresh)
     result = SizeResult(size, len(bench.tenants), args.refresh)
-    with bench.scenario(result, f"N={size}"):
+
+    def phases() -> None:
         bench.phase = "creating tenants and KV data"
         bench.prepare()
         bench.start_operator(result)
@@ -468,4 +469,6 @@ def run_size(
             say(f"N={size}: sealing Vault")
             bench.outage(result, args.timeout)
             bench.record(result, "outage", "after outage")
+
+    bench.scenario(result, f"N={size}", phases)
     return result, result.error is None

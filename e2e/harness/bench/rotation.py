@@ -404,7 +404,8 @@ def run_rotation(root: Path, args: argparse.Namespace) -> tuple[RotationResult, 
     """(result, ok): ok unless a phase failed or a guarantee was broken."""
     bench = RotationBench(root, args.rotations, args.namespaces, args.refresh)
     result = RotationResult(args.rotations, len(bench.tenants), args.refresh)
-    with bench.scenario(result, "rotation"):
+
+    def phases() -> None:
         bench.phase = "creating tenants (allowed to rotate) and KV data"
         bench.prepare()
         bench.phase = "creating the Deployments"
@@ -422,5 +423,7 @@ def run_rotation(root: Path, args: argparse.Namespace) -> tuple[RotationResult, 
         say(f"rotation: done in {result.total_s:.1f}s; quiet window and operator restart")
         bench.quiet(result, end, args.timeout)
         bench.record(result, "quiet window")
+
+    bench.scenario(result, "rotation", phases)
     result.violations = violations(result)
     return result, result.error is None and not result.violations
