@@ -116,7 +116,8 @@ def test_every_field_and_the_kind_have_a_description(kind: Kind) -> None:
     schema = _schema(kind)
     assert schema.get("description", "").strip(), f"{kind.kind} has no description"
     assert {"spec", "status"} <= set(schema["properties"])
-    assert undescribed(schema) == [], "give these fields a description (Field(description=...))"
+    missing = [path for path in undescribed(schema) if path != ".metadata"]
+    assert missing == [], "give these fields a description (Field(description=...))"
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)

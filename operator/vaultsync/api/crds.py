@@ -236,9 +236,21 @@ def model_schema(model: type[BaseModel], *, defaults: bool = False) -> JsonSchem
     return result
 
 
+UNOBSERVED: JsonSchema = {"observedGeneration": 0}
+"""How a status the operator has not written yet reads: the API server applies these defaults
+whenever it returns an object (they are not stored), so a new object, or one created while the
+operator is down, has an observedGeneration below its generation and kstatus (Flux) says
+InProgress instead of Current. `status` needs a default of its own ({}) for the one inside to
+apply when there is no status at all."""
+
+
 def status_schema(model: type[BaseModel]) -> JsonSchema:
-    """A status model's schema: the operator writes status, so its defaults say nothing."""
+    """A status model's schema: the operator writes status, so its defaults say nothing, except
+    UNOBSERVED, the API server's until the operator first records an outcome."""
     result: JsonSchema = without_defaults(model_schema(model, defaults=True), describe=False)
+    result["default"] = {}
+    for name, value in UNOBSERVED.items():
+        result["properties"][name]["default"] = value
     return result
 
 
@@ -255,12 +267,11 @@ TOP_LEVEL: dict[str, JsonSchema] = {
         "represents. Servers may infer this from the endpoint the client submits requests to. "
         "Cannot be updated. In CamelCase.",
     },
-    "metadata": {
-        "type": "object",
-        "description": "Standard object's metadata: name, namespace, labels, annotations...",
-    },
+    "metadata": {"type": "object"},
 }
-"""The fields every object has, described as the Kubernetes API describes them."""
+"""The fields every object has, described as the Kubernetes API describes them; metadata only
+by its type, since the API server refuses anything more in a CRD that has defaults (status
+has), and `kubectl explain` shows ObjectMeta's own description for it anyway."""
 
 
 def crd(kind: Kind) -> JsonSchema:

@@ -31,10 +31,12 @@ SecretReader = Callable[[str, str, str], str]
 
 
 def _parse(model: type[M], raw: Any, what: str, reason: str) -> M:
+    """A referenced object's spec; invalid, it needs a person (not retryable: Stalled), and
+    the object that names it waits with it."""
     try:
         return parse(model, raw, reason)
     except SyncError as exc:
-        raise SyncError(f"{what} is invalid: {exc}", reason=reason) from None
+        raise SyncError(f"{what} is invalid: {exc}", reason=reason, retryable=False) from None
 
 
 def endpoint_for(name: str, connections: SpecLookup, read_secret: SecretReader) -> Endpoint:
@@ -51,6 +53,7 @@ def endpoint_for(name: str, connections: SpecLookup, read_secret: SecretReader) 
                 f"VaultConnection {name!r}: caCertSecretRef {ref.namespace}/{ref.name} key "
                 f"{ref.key!r} holds no PEM certificate",
                 reason="InvalidCACertificate",
+                retryable=False,
             )
     return Endpoint(spec.address, spec.namespace, ca_pem, float(spec.timeout_seconds))
 
@@ -125,7 +128,11 @@ def identity_for(
     if auth.token is not None:
         ref = auth.token.secret_ref
         return Identity(endpoint, TokenLogin(auth_namespace, ref.name, ref.key))
-    raise SyncError(f"VaultAuth {auth_namespace}/{auth_ref} sets no method", reason="InvalidAuth")
+    raise SyncError(
+        f"VaultAuth {auth_namespace}/{auth_ref} sets no method",
+        reason="InvalidAuth",
+        retryable=False,
+    )
 
 
 class Identities:

@@ -1,5 +1,9 @@
 """Recording a reconcile's outcome on our object: the Ready condition, status fields, an Event.
 
+Besides Ready, a failure sets kstatus's Reconciling (retried soon: the failure may heal by
+itself) or Stalled (a person must change something: see SyncError.retryable), and a success
+removes both: kstatus then says InProgress, Failed or (from Ready) Current.
+
 Status is written only when it changed; an Event is posted when Ready or its reason
 changed, or when the reconcile wrote something (a drift repair, say).
 """
@@ -12,7 +16,13 @@ from typing import Any
 
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
-from vaultsync.runtime.conditions import READY, apply_updates, get_condition, set_condition
+from vaultsync.runtime.conditions import (
+    READY,
+    apply_updates,
+    get_condition,
+    progress,
+    set_condition,
+)
 from vaultsync.runtime.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -33,7 +43,8 @@ def record(
         message=outcome.message,
         generation=generation,
     )
-    conditions = apply_updates(conditions, outcome.conditions, generation)
+    kstatus = progress(outcome.ready, outcome.retryable, outcome.reason, outcome.message)
+    conditions = apply_updates(conditions, (*outcome.conditions, *kstatus), generation)
     new = {**current, **fields, "observedGeneration": generation, "conditions": conditions}
     if new != current:
         status.patch(kube, plural, meta.get("namespace"), meta["name"], new)

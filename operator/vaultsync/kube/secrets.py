@@ -12,7 +12,8 @@ from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 
 REASONS = {409: "Conflict", 422: "SecretInvalid"}
-"""409: changed meanwhile (read again and retry); 422: the API server refuses the content."""
+"""409: changed meanwhile (read again and retry); 422: the API server refuses the content
+(the same content again would be refused again: not retryable)."""
 
 
 def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -55,6 +56,7 @@ def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> 
         raise SyncError(
             f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",
             reason=REASONS.get(exc.status or 0, "KubernetesError"),
+            retryable=exc.status != 422,
         ) from None
     metrics.SECRET_WRITES.labels(operation).inc()
 

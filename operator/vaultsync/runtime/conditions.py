@@ -7,6 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+"""kstatus's two abnormal-true conditions (sigs.k8s.io/cli-utils): Reconciling=True makes an
+object InProgress, Stalled=True makes it Failed; without either, kstatus reads Ready."""
 
 Conditions = list[dict[str, Any]]
 
@@ -74,3 +78,15 @@ def apply_updates(
 
 def get_condition(conditions: Conditions, type_: str) -> dict[str, Any] | None:
     return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def progress(
+    ready: bool, retryable: bool, reason: str, message: str
+) -> tuple[ConditionUpdate, ...]:
+    """Reconciling and Stalled for a reconcile's outcome, as kstatus reads them: a failure that
+    retrying can heal is Reconciling (InProgress: keep waiting), one that needs a person to
+    change something is Stalled (Failed: stop waiting); a success has neither."""
+    if ready:
+        return ConditionUpdate(RECONCILING, None), ConditionUpdate(STALLED, None)
+    now, gone = (RECONCILING, STALLED) if retryable else (STALLED, RECONCILING)
+    return ConditionUpdate(now, True, reason, message), ConditionUpdate(gone, None)

@@ -163,6 +163,7 @@ def _conflict(what: str, names: Iterable[str], secret: str) -> SyncError:
         "Merge never overwrites them. Remove them from the Secret, or do not write them "
         "(keys/template, destination labels/annotations)",
         reason="KeyConflict",
+        retryable=False,
     )
 
 
@@ -290,12 +291,14 @@ def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner)
                 f"Secret {dest.name!r} already exists and is not managed by this VaultSecret; "
                 "delete it, or use creationPolicy Merge to add keys to it",
                 reason="SecretConflict",
+                retryable=False,
             )
         if current_type != dest.type:
             raise SyncError(
                 f"Secret {dest.name!r} has type {current_type!r}, spec wants {dest.type!r}; "
                 "a Secret's type cannot change: delete the Secret to let it be recreated",
                 reason="SecretTypeImmutable",
+                retryable=False,
             )
         return
     merged_by = (_meta(current).get("annotations") or {}).get(OWNER_ANNOTATION)
@@ -304,6 +307,7 @@ def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner)
             f"VaultSecret {merged_by!r} already merges into Secret {dest.name!r}; "
             "one VaultSecret per Secret keeps their keys from overwriting each other",
             reason="SecretConflict",
+            retryable=False,
         )
     if current_type in CLUSTER_MANAGED_TYPES:
         raise SyncError(

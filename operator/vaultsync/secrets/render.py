@@ -23,8 +23,11 @@ REDACTED = "[redacted]"
 
 
 class RenderError(SyncError):
+    """The spec and the Vault data do not make a valid Secret: only a change of one of them
+    helps, so it is not retryable (Stalled)."""
+
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, reason=reason)
+        super().__init__(message, reason=reason, retryable=False)
 
 
 def _as_text(value: Any) -> str:

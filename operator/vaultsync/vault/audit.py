@@ -21,7 +21,10 @@ _PATH_IN_USE = "path already in use"
 
 
 class AuditAPIDisabled(VaultError):
+    """The server refuses API-created devices: only its configuration (and a restart) helps."""
+
     reason = "AuditAPIDisabled"
+    retryable = False
 
 
 class AuditDeviceDeclared(VaultError):

@@ -36,11 +36,17 @@ class AuthenticationFailed(VaultError):
 
 
 class SecretNotFound(VaultError):
+    """Nothing at the path (or that version): a person writes it or fixes the path."""
+
     reason = "SecretNotFound"
+    retryable = False
 
 
 class SecretVersionDeleted(VaultError):
+    """The version read was deleted or destroyed: a person restores it or writes a new one."""
+
     reason = "SecretVersionDeleted"
+    retryable = False
 
 
 class InvalidRequest(VaultError):
@@ -61,7 +67,10 @@ class RotationDenied(PermissionDenied):
 
 
 class PasswordPolicyNotFound(VaultError):
+    """The password policy the spec names does not exist in Vault."""
+
     reason = "PasswordPolicyNotFound"
+    retryable = False
 
 
 _BY_HVAC: list[tuple[type[Exception], type[VaultError]]] = [

@@ -50,7 +50,10 @@ REQUEST_HASH_CHARS = 16
 
 
 class MetadataFull(SyncError):
+    """Foreign custom metadata keys leave no room for ours: a person must remove some."""
+
     reason = "RotationMetadataFull"
+    retryable = False
 
 
 @dataclass(frozen=True)
