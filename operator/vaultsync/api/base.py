@@ -62,9 +62,10 @@ class Condition(Model):
     """A status condition in the shape of metav1.Condition."""
 
     type: str = Field(
-        description="The condition's type, unique in the list, e.g. Ready (on every kind: "
-        "whether the last reconcile of the spec succeeded) or Restarted (a VaultSecret's "
-        "rolling restarts)."
+        description="The condition's type, unique in the list: Ready on every kind (whether "
+        "the last reconcile of the spec succeeded); after a failure Reconciling (retried, it "
+        "may heal by itself) or Stalled (a person must change something); Restarted on a "
+        "VaultSecret with rolling restarts."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
@@ -87,7 +88,9 @@ class ConditionedStatus(Model):
     model_config = ConfigDict(extra="allow")
 
     observed_generation: int | None = Field(
-        default=None, description="The metadata.generation of the spec last reconciled."
+        default=None,
+        description="The metadata.generation of the spec last reconciled; 0 until the "
+        "operator first records an outcome.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,
