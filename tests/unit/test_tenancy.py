@@ -89,3 +89,13 @@ def test_a_ca_secret_without_a_pem_certificate_says_so(pem: str) -> None:
         )
     assert err.value.reason == "InvalidCACertificate"
     assert "holds no PEM certificate" in str(err.value)
+
+
+@pytest.mark.parametrize("methods", [{}, {**K8S, "token": {"secretRef": {"name": "t"}}}])
+def test_a_vaultauth_with_no_or_two_methods_is_refused_by_the_operator_too(
+    methods: dict[str, Any],
+) -> None:
+    with pytest.raises(SyncError) as err:
+        resolve({("team-b", "default"): methods})
+    assert err.value.reason == "InvalidAuth"
+    assert "exactly one auth method" in str(err.value)

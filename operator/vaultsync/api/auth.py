@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vaultsync.api.base import ConditionedStatus, K8sName, Model
 from vaultsync.api.names import VaultMount
+
+ONE_METHOD = "exactly one auth method (kubernetes or token) must be set"
 
 
 class KubernetesAuth(Model):
@@ -95,11 +97,17 @@ class VaultAuthSpec(Model):
         ),
     )
 
+    @model_validator(mode="after")
+    def _one_method(self) -> VaultAuthSpec:
+        if (self.kubernetes is None) == (self.token is None):
+            raise ValueError(ONE_METHOD)
+        return self
+
 
 VAULT_AUTH_RULES = [
     {
         "rule": "(has(self.kubernetes) ? 1 : 0) + (has(self.token) ? 1 : 0) == 1",
-        "message": "exactly one auth method (kubernetes or token) must be set",
+        "message": ONE_METHOD,
     }
 ]
 
