@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .dev
 export PYTHONPATH := operator:.
 
-.PHONY: dev down test lint unit integration e2e crds cluster-binaries clean bench
+.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ cluster-binaries: $(VENV)/.installed
 crds: $(VENV)/.installed
 	$(PY) -m vaultsync crds crds charts/vaultsync/crds
 	$(PY) -m vaultsync.api.reference docs/reference.md
+
+chart-readme: $(VENV)/.installed
+	$(PY) -m e2e.harness.chartdoc
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check operator tests e2e

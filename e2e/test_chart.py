@@ -8,6 +8,8 @@ RBAC is applied for real and probed with `kubectl auth can-i` as its ServiceAcco
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,8 +21,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.harness import ROOT
+from e2e.harness import ROOT, chartdoc
 from e2e.harness.helm import build_helm, helm_path
+from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack
 from vaultsync import GROUP
 
@@ -127,7 +130,18 @@ def render(
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def aggregated(obj: dict[str, Any]) -> bool:
+    """One of the ClusterRoles the chart adds to the built-in view/edit/admin roles."""
+    labels = obj["metadata"].get("labels") or {}
+    return obj["kind"] == "ClusterRole" and any(key.startswith(AGGREGATE) for key in labels)
+
+
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The operator's objects by kind: the aggregated user roles left out (see aggregated)."""
+    objects = [obj for obj in objects if not aggregated(obj)]
     kinds = [obj["kind"] for obj in objects]
     assert len(kinds) == len(set(kinds)), kinds
     return {obj["kind"]: obj for obj in objects}
@@ -177,6 +191,14 @@ def test_helm_lint(helm: Path) -> None:
         ("config.minBackoff=0", "minBackoff"),
         ("config.auditFileDirs={logs}", "auditFileDirs"),
         ("rbac.argoRollouts=maybe", "argoRollouts"),
+        ("config.logFormat=xml", "logFormat"),
+        ("config.resyncInterval=0", "resyncInterval"),
+        ("config.namespace=Not_A_Name", "namespace"),
+        ("podDisruptionBudget.maxUnavailable=0", "maxUnavailable"),
+        ("networkPolicy.vault.ports={0}", "ports"),
+        ("topologySpreadConstraints[0].maxSkew=1", "topologyKey"),
+        ("extraVolumeMounts[0].name=x", "mountPath"),
+        ("extraEnv[0].name=X,extraEnv[0].value=3", "value"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("typo=1", "typo"),
     ],
@@ -207,7 +229,11 @@ def test_default_render(helm: Path) -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
     assert container["image"] == "vaultsync:0.1.0"
-    assert container["args"] == ["--standalone", "--liveness=http://0.0.0.0:8081/healthz"]
+    assert container["args"] == [
+        "--standalone",
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--log-format=plain",
+    ]
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert {name: item.get("value") for name, item in env.items() if name != "POD_NAMESPACE"} == {
@@ -216,6 +242,8 @@ def test_default_render(helm: Path) -> None:
         "VAULTSYNC_MAX_BACKOFF": "300",
         "VAULTSYNC_METRICS_PORT": "8080",
         "VAULTSYNC_AUDIT_FILE_DIRS": "/vault/audit/",
+        "VAULTSYNC_RESYNC_INTERVAL": "60",
+        "VAULTSYNC_PEERING_LIFETIME": "60",
     }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"http-metrics": 8080, "http-health": 8081}
@@ -312,6 +340,206 @@ def test_default_connection_render(helm: Path) -> None:
     }
 
 
+# --------------------------------------------------------------------------- values, extras, HA
+
+
+def container_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str | None]:
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+def test_chart_readme_is_current_and_describes_every_value() -> None:
+    values = (CHART / "values.yaml").read_text()
+    assert chartdoc.undocumented(values) == [], "every value needs a comment in values.yaml"
+    assert chartdoc.main(["--check"]) == 0, "run `make chart-readme`"
+    readme = (CHART / "README.md").read_text()
+    for row in chartdoc.rows(values):
+        assert f"`{row.key}`" in readme
+
+
+def _operator_settings() -> set[str]:
+    """Every VAULTSYNC_* variable the operator's code reads."""
+    names: set[str] = set()
+    for path in (ROOT / "operator" / "vaultsync").rglob("*.py"):
+        names.update(re.findall(r'"(VAULTSYNC_[A-Z_]+)"', path.read_text()))
+    return names
+
+
+# Each operator setting, the value that sets it, and where it shows in the container.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "VAULTSYNC_WORKERS": ("config.workers=7", "env:7"),
+    "VAULTSYNC_MIN_BACKOFF": ("config.minBackoff=2", "env:2"),
+    "VAULTSYNC_MAX_BACKOFF": ("config.maxBackoff=99", "env:99"),
+    "VAULTSYNC_METRICS_PORT": ("config.metricsPort=9100", "env:9100"),
+    "VAULTSYNC_AUDIT_FILE_DIRS": ("config.auditFileDirs={/a,/b}", "env:/a,/b"),
+    "VAULTSYNC_RESYNC_INTERVAL": ("config.resyncInterval=30", "env:30"),
+    "VAULTSYNC_PEERING_LIFETIME": ("config.peeringLifetime=15", "env:15"),
+    "VAULTSYNC_NAMESPACE": ("config.namespace=vault-admin", "env:vault-admin"),
+    "VAULTSYNC_LOG_FORMAT": ("config.logFormat=json", "arg:--log-format=json"),
+}
+
+
+def test_every_operator_setting_is_a_chart_value(helm: Path) -> None:
+    missing = _operator_settings() - set(SETTINGS)
+    assert not missing, f"settings the chart cannot set: {sorted(missing)} (add a value)"
+    container = container_of(render(helm, "ops", *(value for value, _ in SETTINGS.values())))
+    env = env_of(container)
+    for name, (value, where) in SETTINGS.items():
+        kind, _, expected = where.partition(":")
+        if kind == "env":
+            assert env.get(name) == expected, (value, env.get(name))
+        else:
+            assert expected in container["args"], (value, container["args"])
+
+
+def test_extra_args_env_and_volumes(helm: Path) -> None:
+    container = container_of(
+        render(
+            helm,
+            "ops",
+            "extraArgs={--priority=5}",
+            "extraEnv[0].name=VAULTSYNC_AUDIT_FILE_DIRS",
+            "extraEnv[0].value=/elsewhere",
+            "extraVolumes[0].name=ca",
+            "extraVolumes[0].configMap.name=vault-ca",
+            "extraVolumeMounts[0].name=ca",
+            "extraVolumeMounts[0].mountPath=/etc/vault-ca",
+            "extraVolumeMounts[0].readOnly=true",
+        )
+    )
+    assert container["args"][-1] == "--priority=5"
+    dirs = [item for item in container["env"] if item["name"] == "VAULTSYNC_AUDIT_FILE_DIRS"]
+    assert [item["value"] for item in dirs] == ["/vault/audit/", "/elsewhere"]  # later wins
+    assert container["volumeMounts"][-1] == {
+        "name": "ca",
+        "mountPath": "/etc/vault-ca",
+        "readOnly": True,
+    }
+    objects = render(helm, "ops", "extraVolumes[0].name=ca", "extraVolumes[0].configMap.name=c")
+    volumes = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert [v["name"] for v in volumes] == ["tmp", "ca"]
+
+
+def test_disruption_budget_and_spread_for_replicas(helm: Path) -> None:
+    assert "PodDisruptionBudget" not in by_kind(render(helm, "ops"))
+    objects = by_kind(
+        render(
+            helm,
+            "ops",
+            "replicas=3",
+            "topologySpreadConstraints[0].maxSkew=1",
+            "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+            "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+            "topologySpreadConstraints[1].maxSkew=1",
+            "topologySpreadConstraints[1].topologyKey=topology.kubernetes.io/zone",
+            "topologySpreadConstraints[1].whenUnsatisfiable=DoNotSchedule",
+            "topologySpreadConstraints[1].labelSelector.matchLabels.team=x",
+        )
+    )
+    deployment, budget = objects["Deployment"], objects["PodDisruptionBudget"]
+    selector = deployment["spec"]["selector"]
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": selector,
+    }
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0] == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": selector,
+    }
+    assert spread[1]["labelSelector"] == {"matchLabels": {"team": "x"}}  # given: kept
+    off = by_kind(render(helm, "ops", "replicas=3", "podDisruptionBudget.enabled=false"))
+    assert "PodDisruptionBudget" not in off
+
+
+def test_network_policy(helm: Path) -> None:
+    assert "NetworkPolicy" not in by_kind(render(helm, "ops"))
+    objects = by_kind(render(helm, "ops", "networkPolicy.enabled=true"))
+    policy = objects["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == objects["Deployment"]["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    # ingress: the metrics port, the probe ports; every named port is one of the container's
+    ports = {p["name"] for p in container_of(list(objects.values()))["ports"]}
+    ingress = [[p["port"] for p in rule["ports"]] for rule in policy["ingress"]]
+    assert ingress[0] == ["http-metrics"]
+    assert set(ingress[1]) == ports - {"http-metrics"}
+    assert all("from" not in rule for rule in policy["ingress"])  # [] peers: any source
+    # egress: DNS, API server, Vault, by port; any address unless peers are given
+    egress = [
+        sorted((p["protocol"], p["port"]) for p in rule["ports"]) for rule in policy["egress"]
+    ]
+    assert egress == [
+        [("TCP", 53), ("UDP", 53)],
+        [("TCP", 443), ("TCP", 6443)],
+        [("TCP", 8200)],
+    ]
+    assert all("to" not in rule for rule in policy["egress"])
+    narrowed = by_kind(
+        render(
+            helm,
+            "ops",
+            "networkPolicy.enabled=true",
+            "networkPolicy.apiServer.to[0].ipBlock.cidr=10.0.0.1/32",
+            "networkPolicy.apiServer.ports={6443}",
+            "networkPolicy.vault.to[0].namespaceSelector.matchLabels.name=vault",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+            "networkPolicy.extraEgress[0].ports[0].port=3128",
+        )
+    )["NetworkPolicy"]["spec"]
+    assert narrowed["egress"][1] == {
+        "ports": [{"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+    }
+    assert narrowed["egress"][2]["to"] == [
+        {"namespaceSelector": {"matchLabels": {"name": "vault"}}}
+    ]
+    assert narrowed["egress"][3] == {"ports": [{"port": 3128}]}
+    assert narrowed["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    ]
+
+
+def _namespaced_plurals() -> list[str]:
+    crds = [yaml.safe_load(path.read_text()) for path in (ROOT / "crds").glob("*.yaml")]
+    return sorted(
+        c["spec"]["names"]["plural"]
+        for c in crds
+        if c["spec"]["group"] == GROUP and c["spec"]["scope"] == "Namespaced"
+    )
+
+
+def test_aggregated_user_roles(helm: Path) -> None:
+    roles = {o["metadata"]["name"]: o for o in render(helm, "ops") if aggregated(o)}
+    assert sorted(roles) == ["vaultsync-edit", "vaultsync-view"]
+    view, edit = roles["vaultsync-view"], roles["vaultsync-edit"]
+    labels = {k for k, v in view["metadata"]["labels"].items() if v == "true"}
+    assert {AGGREGATE + r for r in ("view", "edit", "admin")} <= labels
+    labels = {k for k, v in edit["metadata"]["labels"].items() if v == "true"}
+    assert {AGGREGATE + r for r in ("edit", "admin")} <= labels
+    assert AGGREGATE + "view" not in labels
+    # the namespaced kinds, and only them (a new namespaced kind needs a decision here)
+    assert _granted(view) == {
+        (GROUP, plural, verb)
+        for plural in _namespaced_plurals()
+        for verb in ("get", "list", "watch")
+    }
+    assert _granted(edit) == {
+        (GROUP, plural, verb)
+        for plural in _namespaced_plurals()
+        for verb in ("create", "update", "patch", "delete", "deletecollection")
+    }
+    assert _namespaced_plurals() == ["vaultauths", "vaultsecrets"]
+    for sets in (("rbac.aggregateToDefaultRoles=false",), ("rbac.create=false",)):
+        assert not [o for o in render(helm, "ops", *sets) if aggregated(o)]
+
+
 # --------------------------------------------------------------------------- real cluster
 
 
@@ -345,6 +573,28 @@ def dry_run(stack: Stack, objects: list[dict[str, Any]]) -> list[dict[str, Any]]
             ),
             id="defaultConnection",
         ),
+        pytest.param(
+            (
+                f"defaultConnection.address={ADDRESS}",
+                "replicas=2",
+                "config.logFormat=json",
+                "config.namespace=vault-admin",
+                "config.resyncInterval=30",
+                "networkPolicy.enabled=true",
+                "networkPolicy.apiServer.to[0].ipBlock.cidr=10.0.0.1/32",
+                "networkPolicy.vault.to[0].namespaceSelector.matchLabels.name=vault",
+                "networkPolicy.extraEgress[0].ports[0].port=3128",
+                "topologySpreadConstraints[0].maxSkew=1",
+                "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+                "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+                "extraArgs={--priority=5}",
+                "extraVolumes[0].name=ca",
+                "extraVolumes[0].configMap.name=vault-ca",
+                "extraVolumeMounts[0].name=ca",
+                "extraVolumeMounts[0].mountPath=/etc/vault-ca",
+            ),
+            id="everything",
+        ),
     ],
 )
 def test_rendered_objects_pass_server_side_dry_run(
@@ -373,6 +623,7 @@ def installed_rbac(stack: Stack, helm: Path, namespace: str) -> Iterator[tuple[s
         obj
         for obj in objects
         if obj["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+        and not aggregated(obj)
     ]
     assert len(rbac) == 3
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
@@ -474,3 +725,127 @@ def test_rbac_allows_real_token_requests_and_secret_writes_elsewhere(
         assert "forbidden" in denied.stderr.lower()
     finally:
         stack.cp.kubectl("delete", "namespace", tenant, "--wait=false", check=False)
+
+
+def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
+    stack: Stack, helm: Path, namespace: str
+) -> None:
+    """Through the built-in roles, as RoleBindings in a namespace grant them (the
+    clusterrole-aggregation controller copies our rules into view, edit and admin)."""
+    release = f"vs-{uuid.uuid4().hex[:6]}"
+    roles = [o for o in render(helm, namespace, release=release) if aggregated(o)]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": roles})
+    stack.cp.kubectl("apply", "-f", "-", input=manifest)
+    users = {"view": "alice", "edit": "bob", "admin": "carol"}
+    for role, user in users.items():
+        binding = ("rolebinding", user, f"--clusterrole={role}", f"--user={user}")
+        stack.cp.kubectl("create", *binding, "-n", namespace)
+    vs, va = f"vaultsecrets.{GROUP}", f"vaultauths.{GROUP}"
+    wanted = {
+        ("alice", "get", vs, ""): True,
+        ("alice", "list", va, ""): True,
+        ("alice", "watch", vs, ""): True,
+        ("alice", "create", vs, ""): False,
+        ("alice", "delete", va, ""): False,
+        ("alice", "get", "secrets", ""): False,
+        ("bob", "create", vs, ""): True,
+        ("bob", "update", va, ""): True,
+        ("bob", "delete", vs, ""): True,
+        ("bob", "deletecollection", va, ""): True,
+        ("bob", "patch", vs, "status"): False,
+        ("bob", "update", va, "status"): False,
+        ("carol", "create", va, ""): True,
+        ("carol", "patch", vs, ""): True,
+        ("carol", "patch", vs, "status"): False,
+        ("dave", "get", vs, ""): False,  # no RoleBinding
+    }
+    cluster_scoped = [f"{p}.{GROUP}" for p in ("vaultpolicies", "vaultconnections")]
+    wanted |= {(u, "create", r, ""): False for u in users.values() for r in cluster_scoped}
+
+    def answers() -> dict[tuple[str, str, str, str], bool]:
+        with ThreadPoolExecutor(8) as pool:
+            got = pool.map(lambda c: can_i(stack, c[0], *c[1:], namespace=namespace), wanted)
+            return dict(zip(wanted, got, strict=True))
+
+    try:
+        eventually(lambda: answers() == wanted, 60, "the aggregated rules in view/edit/admin")
+        other = f"tenant-{uuid.uuid4().hex[:6]}"  # a RoleBinding grants its namespace only
+        assert not can_i(stack, "bob", "create", vs, "", namespace=other)
+    finally:
+        stack.cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
+
+
+def _crd_copy(group: str, description: str) -> dict[str, Any]:
+    """Our VaultSecret CRD under another group (so the real one is never touched), with
+    description on spec.path."""
+    crd = yaml.safe_load((CHART / "crds" / f"vaultsecrets.{GROUP}.yaml").read_text())
+    crd["metadata"] = {"name": f"vaultsecrets.{group}"}
+    crd["spec"]["group"] = group
+    (version,) = crd["spec"]["versions"]
+    path = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["path"]
+    path["description"] = description
+    return crd
+
+
+def _served_description(stack: Stack, group: str) -> str:
+    out = stack.cp.kubectl("get", "crd", f"vaultsecrets.{group}", "-o", "json").stdout
+    (version,) = json.loads(out)["spec"]["versions"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    description: str = spec["properties"]["path"]["description"]
+    return description
+
+
+def test_crd_upgrade_path(stack: Stack, helm: Path, namespace: str, tmp_path: Path) -> None:
+    """The README's upgrade: Helm leaves crds/ alone on upgrade; `kubectl apply --server-side
+    --force-conflicts` updates them (and without --force-conflicts it is refused)."""
+    group = f"u{uuid.uuid4().hex[:6]}.vaultsync.test"
+    chart = tmp_path / "chart"
+    (chart / "crds").mkdir(parents=True)
+    (chart / "templates").mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: crdtest\nversion: 0.1.0\n")
+    crd_file = chart / "crds" / "crd.yaml"
+    crd_file.write_text(yaml.safe_dump(_crd_copy(group, "old")))
+    kube = ("--kubeconfig", str(stack.cp.kubeconfig), "-n", namespace)
+    release = f"crd-{uuid.uuid4().hex[:6]}"
+    try:
+        run_helm(helm, "install", release, str(chart), *kube)
+        assert _served_description(stack, group) == "old"
+        crd_file.write_text(yaml.safe_dump(_crd_copy(group, "new")))
+        run_helm(helm, "upgrade", release, str(chart), *kube)
+        assert _served_description(stack, group) == "old"  # Helm never upgrades crds/
+        refused = stack.cp.kubectl("apply", "--server-side", "-f", str(crd_file), check=False)
+        assert refused.returncode != 0 and "conflict" in refused.stderr.lower(), refused.stderr
+        stack.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file))
+        assert _served_description(stack, group) == "new"
+    finally:
+        run_helm(helm, "uninstall", release, *kube, check=False)
+        stack.cp.kubectl("delete", "crd", f"vaultsecrets.{group}", "--wait=false", check=False)
+
+
+def test_notes_name_qualified_resources_and_the_crd_upgrade(
+    stack: Stack, helm: Path, namespace: str, tmp_path: Path
+) -> None:
+    # The local kube-apiserver, built from source, says it is v0.0.0: a copy of the chart
+    # without the kubeVersion constraint renders its NOTES.
+    chart = tmp_path / "vaultsync"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    del meta["kubeVersion"]
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    out = run_helm(
+        helm,
+        "install",
+        "notes",
+        str(chart),
+        "--dry-run=client",
+        "--kubeconfig",
+        str(stack.cp.kubeconfig),
+        "-n",
+        namespace,
+    ).stdout
+    notes = out.split("NOTES:", 1)[1]
+    for qualified in (f"vaultsecrets.{GROUP}", f"vaultauths.{GROUP}", f"vaultconnections.{GROUP}"):
+        assert qualified in notes
+    assert "kubectl get vaultsecrets " not in notes  # every kubectl line qualifies
+    assert "kubectl apply --server-side --force-conflicts -f <chart>/crds/" in notes
+    assert "notes-vaultsync-view" in notes

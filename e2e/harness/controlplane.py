@@ -33,6 +33,7 @@ KCM_CONTROLLERS = (
     "serviceaccount-token-controller",
     "namespace-controller",
     "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",  # the chart's roles aggregated into view/edit/admin
 )
 
 _KUBERNETES_SERVICE_IP = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))  # 10.0.0.1
