@@ -90,7 +90,8 @@ def test_device_is_enabled_and_kept_enabled(stack: Stack, path: str, tmp_path: P
     assert ready["reason"] == "Enabled"
     assert _get(stack, path)["status"]["managed"] is True
     device = _devices(stack.vault)[path]
-    assert (device["type"], device["description"]) == ("file", "kept")
+    marker = f"managed-by: vaultsync VaultAuditDevice/{path}"
+    assert (device["type"], device["description"]) == ("file", f"{marker}; kept")
     assert device["options"] == {"file_path": str(log)}
     eventually(log.exists, 30, "OpenBao writing the audit log")
 
@@ -148,10 +149,11 @@ def test_changed_settings_are_reported_not_applied_by_disabling(
     differs = eventually(lambda: _ready(stack, path, "False"), 30, "Ready=False")
     assert differs["reason"] == "DeviceDiffers"
     assert f"bao audit disable {path}" in differs["message"]
-    assert _devices(stack.vault)[path]["description"] == "one"
+    marker = f"managed-by: vaultsync VaultAuditDevice/{path}"
+    assert _devices(stack.vault)[path]["description"] == f"{marker}; one"
     stack.vault.sys.disable_audit_device(path)
     eventually(lambda: _ready(stack, path), 30, "Ready after re-enabling as specified")
-    assert _devices(stack.vault)[path]["description"] == "two"
+    assert _devices(stack.vault)[path]["description"] == f"{marker}; two"
 
 
 def test_server_refusing_api_audit_devices(

@@ -70,6 +70,13 @@ def _role(vault: hvac.Client, name: str) -> dict[str, Any] | None:
     return response["data"] if response else None
 
 
+def _marked(owner: str, text: str, policy: str = "created", role: str | None = None) -> str:
+    """A policy as vaultsync writes it: its first line (who wrote it, what it created), then
+    the spec's text."""
+    line = f"# managed-by: vaultsync VaultPolicy/{owner}; policy {policy}"
+    return line + (f"; role {role}" if role else "") + "\n" + text
+
+
 def _label(stack: Stack, namespace: str, label: str) -> None:
     stack.cp.kubectl("label", "namespace", namespace, label, "--overwrite")
 
@@ -98,8 +105,10 @@ def test_fan_out_follows_namespaces(stack: Stack, uid: str, namespaces: list[str
     )
     vault = stack.vault
     eventually(lambda: _ready(stack, f"fanout-{uid}"), 60, "Ready")
-    assert _policy_text(vault, f"fo-{uid}-{a}") == (
-        f'path "secret/data/{a}/*" {{\n  capabilities = ["read"]\n}}\n'
+    assert _policy_text(vault, f"fo-{uid}-{a}") == _marked(
+        f"fanout-{uid}",
+        f'path "secret/data/{a}/*" {{\n  capabilities = ["read"]\n}}\n',
+        role=f"kubernetes/fo-{uid}-{a} created",
     )
     role = _role(vault, f"fo-{uid}-{b}")
     assert role is not None
@@ -156,7 +165,7 @@ def test_rejected_policy_keeps_the_previous_one(stack: Stack, uid: str) -> None:
     failed = eventually(lambda: _ready(stack, name, "False"), 30, "Ready=False")
     assert failed["reason"] == "PolicyRejected"
     assert 'invalid capability "reed"' in failed["message"]
-    assert _policy_text(stack.vault, name) == good
+    assert _policy_text(stack.vault, name) == _marked(name, good)
     stack.apply(_policy(name, policyName=name, hcl=good))
     eventually(lambda: _ready(stack, name), 30, "Ready again after the fix")
 
@@ -175,11 +184,12 @@ def test_adopted_policy_survives_deletion(stack: Stack, uid: str) -> None:
     assert "1 adopted" in ready["message"]
     [record] = _get(stack, adopted)["status"]["policies"]
     assert record["adopted"] is True and "roleAdopted" not in record
-    assert _policy_text(vault, adopted) == hcl, "adopted policies are kept in step"
+    kept = _marked(adopted, hcl, "adopted", f"kubernetes/{adopted} created")
+    assert _policy_text(vault, adopted) == kept, "adopted policies are kept in step"
     eventually(lambda: _ready(stack, owned_), 60, "Ready")
 
     stack.cp.kubectl("delete", "vaultpolicy", adopted, owned_, "--timeout=60s")
-    assert _policy_text(vault, adopted) == hcl, "an adopted policy is never deleted"
+    assert _policy_text(vault, adopted) == kept, "an adopted policy is never deleted"
     assert _role(vault, adopted) is None, "the role it created is"
     assert _policy_text(vault, owned_) is None
 
@@ -190,7 +200,7 @@ def test_retain_leaves_everything_in_vault(stack: Stack, uid: str) -> None:
     stack.apply(_policy(name, policyName=name, hcl=hcl, deletionPolicy="Retain"))
     eventually(lambda: _ready(stack, name), 60, "Ready")
     stack.cp.kubectl("delete", "vaultpolicy", name, "--timeout=60s")
-    assert _policy_text(stack.vault, name) == hcl
+    assert _policy_text(stack.vault, name) == _marked(name, hcl)
 
 
 def test_ownership_survives_an_operator_restart(

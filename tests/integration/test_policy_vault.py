@@ -1,4 +1,5 @@
-"""Policies, Kubernetes-auth roles and VaultPolicy convergence against a real OpenBao."""
+"""Policies, Kubernetes-auth roles and VaultPolicy convergence against a real OpenBao, and
+ownership recorded in the policies' first lines (what a restore from the manifest keeps)."""
 
 import uuid
 
@@ -8,12 +9,20 @@ import pytest
 from e2e.harness.openbao import OpenBao
 from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
 from vaultsync.policies.fanout import Wanted, desired
-from vaultsync.policies.reconciler import converge
+from vaultsync.policies.ownership import owner_id
+from vaultsync.policies.reconciler import converge, remove_all
 from vaultsync.vault import policies, roles
 from vaultsync.vault.policies import PolicyRejected
 from vaultsync.vault.roles import KubernetesRole
 
 pytestmark = pytest.mark.integration
+OWNER = owner_id("it")
+
+
+def _line(policy: str, role: str | None = None) -> str:
+    """The first line vaultsync writes: policy and role states ("created"/"adopted")."""
+    line = f"# managed-by: vaultsync {OWNER}; policy {policy}"
+    return line + (f"; role {role}" if role else "") + "\n"
 
 
 @pytest.fixture
@@ -94,34 +103,35 @@ def test_fan_out_creates_repairs_and_removes(root: hvac.Client, name: str) -> No
     namespaces = {"a": {"tenant": "yes"}, "b": {"tenant": "yes"}, "c": {}}
     wanted = desired(spec, namespaces)
 
-    first = converge(root, wanted, [], claims.append)
+    first = converge(root, wanted, [], claims.append, OWNER)
     assert not first.failures and first.writes == 4
     assert [r.namespace for r in first.records] == ["a", "b"]
     assert claims == [first.records], "ownership is recorded before anything is written"
-    assert (
-        policies.read(root, f"{name}-a")
-        == 'path "secret/data/a/*" {\n  capabilities = ["read"]\n}\n'
+    assert policies.read(root, f"{name}-a") == (
+        _line("created", f"kubernetes/{name}-a created")
+        + 'path "secret/data/a/*" {\n  capabilities = ["read"]\n}\n'
     )
     role = roles.read(root, "kubernetes", f"{name}-b")
     assert role is not None and role.namespaces == ("b",) and role.policies == (f"{name}-b",)
 
-    again = converge(root, wanted, first.records, claims.append)
+    again = converge(root, wanted, first.records, claims.append, OWNER)
     assert again.writes == 0 and len(claims) == 1, "nothing differs: nothing written"
 
+    written = policies.read(root, f"{name}-a")
     root.sys.create_or_update_acl_policy(f"{name}-a", 'path "*" { capabilities = ["sudo"] }')
     root.write_data(f"auth/kubernetes/role/{name}-b", data={"bound_service_account_names": ["x"]})
-    repaired = converge(root, wanted, first.records, claims.append)
+    repaired = converge(root, wanted, first.records, claims.append, OWNER)
     assert repaired.writes == 2
-    assert policies.read(root, f"{name}-a") == wanted[0].text
+    assert policies.read(root, f"{name}-a") == written, "the first line is restored too"
     assert roles.read(root, "kubernetes", f"{name}-b") == wanted[1].role
 
     namespaces["b"] = {}
-    shrunk = converge(root, desired(spec, namespaces), first.records, claims.append)
+    shrunk = converge(root, desired(spec, namespaces), first.records, claims.append, OWNER)
     assert [r.namespace for r in shrunk.records] == ["a"]
     assert policies.read(root, f"{name}-b") is None
     assert roles.read(root, "kubernetes", f"{name}-b") is None
 
-    gone = converge(root, [], shrunk.records, claims.append)
+    gone = converge(root, [], shrunk.records, claims.append, OWNER)
     assert gone.records == [] and policies.read(root, f"{name}-a") is None
 
 
@@ -129,22 +139,86 @@ def test_pre_existing_objects_are_adopted_and_never_deleted(root: hvac.Client, n
     spec = _fan_out(name)
     root.sys.create_or_update_acl_policy(f"{name}-a", 'path "old/*" { capabilities = ["read"] }')
     wanted = desired(spec, {"a": {"tenant": "yes"}})
-    result = converge(root, wanted, [], lambda _: None)
+    result = converge(root, wanted, [], lambda _: None, OWNER)
     [record] = result.records
     assert record.adopted and not record.role_adopted
-    assert policies.read(root, f"{name}-a") == wanted[0].text, "adopted means kept in step"
+    kept = _line("adopted", f"kubernetes/{name}-a created") + wanted[0].text
+    assert policies.read(root, f"{name}-a") == kept, "adopted means kept in step"
 
-    removed = converge(root, [], result.records, lambda _: None)
+    removed = converge(root, [], result.records, lambda _: None, OWNER)
     assert removed.records == []
-    assert policies.read(root, f"{name}-a") == wanted[0].text, "an adopted policy stays"
+    assert policies.read(root, f"{name}-a") == kept, "an adopted policy stays"
     assert roles.read(root, "kubernetes", f"{name}-a") is None, "the role was ours"
 
 
 def test_one_rejected_policy_does_not_stop_the_others(root: hvac.Client, name: str) -> None:
     good = Wanted("a", f"{name}-a", 'path "a/*" { capabilities = ["read"] }\n', None)
     bad = Wanted("b", f"{name}-b", 'path "b/*" { capabilities = ["reed"] }\n', None)
-    result = converge(root, [good, bad], [], lambda _: None)
+    result = converge(root, [good, bad], [], lambda _: None, OWNER)
     assert set(result.failures) == {"b"}
     assert isinstance(result.failures["b"], PolicyRejected)
-    assert policies.read(root, f"{name}-a") == good.text
+    assert policies.read(root, f"{name}-a") == _line("created") + good.text
     assert [r.policy for r in result.records] == [f"{name}-a", f"{name}-b"]
+
+
+def test_a_re_created_object_takes_what_it_created_as_its_own(root: hvac.Client, name: str) -> None:
+    """Restore from the manifest: status is gone, the first lines in Vault are not."""
+    spec = _fan_out(name)
+    root.sys.create_or_update_acl_policy(f"{name}-b", 'path "old/*" { capabilities = ["read"] }')
+    root.write_data(
+        f"auth/kubernetes/role/{name}-c",
+        data={"bound_service_account_names": ["x"], "bound_service_account_namespaces": ["c"]},
+    )
+    wanted = desired(spec, {ns: {"tenant": "yes"} for ns in "abc"})
+    first = converge(root, wanted, [], lambda _: None, OWNER)
+    flags = [(r.namespace, r.adopted, r.role_adopted) for r in first.records]
+    assert flags == [("a", False, False), ("b", True, False), ("c", False, True)]
+
+    claims: list[list[ManagedPolicy]] = []
+    restored = converge(root, wanted, [], claims.append, OWNER)
+    assert restored.records == first.records, "the same ownership, read back from Vault"
+    assert restored.writes == 0, "nothing differs: nothing written"
+    assert claims == [first.records]
+
+    result, considered = remove_all(root, wanted, [], OWNER)
+    assert not result.failures and considered == first.records
+    assert policies.read(root, f"{name}-a") is None and policies.read(root, f"{name}-c") is None
+    assert roles.read(root, "kubernetes", f"{name}-a") is None
+    assert roles.read(root, "kubernetes", f"{name}-b") is None, "created with an adopted policy"
+    assert policies.read(root, f"{name}-b") is not None, "adopted: never deleted"
+    assert roles.read(root, "kubernetes", f"{name}-c") is not None, "adopted: never deleted"
+
+
+def test_deletion_without_status_leaves_other_owners_and_unmarked_policies(
+    root: hvac.Client, name: str
+) -> None:
+    spec = _fan_out(name)
+    wanted = desired(spec, {"a": {"tenant": "yes"}, "b": {"tenant": "yes"}})
+    theirs = converge(root, wanted[:1], [], lambda _: None, owner_id("someone-else"))
+    assert not theirs.records[0].adopted, "the other VaultPolicy created it"
+    root.sys.create_or_update_acl_policy(f"{name}-b", 'path "b/*" { capabilities = ["read"] }')
+    result, considered = remove_all(root, wanted, [], OWNER)
+    assert considered == [] and result.writes == 0
+    assert policies.read(root, f"{name}-a") is not None
+    assert roles.read(root, "kubernetes", f"{name}-a") is not None
+    assert policies.read(root, f"{name}-b") is not None
+    [mine] = converge(root, wanted[:1], [], lambda _: None, OWNER).records
+    assert mine.adopted and mine.role_adopted, "another VaultPolicy's objects: adopted"
+
+
+def test_policies_written_before_markers_get_their_first_line_once(
+    root: hvac.Client, name: str
+) -> None:
+    """Upgrade: status has the records, Vault has the spec's text without a first line."""
+    spec = _fan_out(name)
+    wanted = desired(spec, {"a": {"tenant": "yes"}})
+    policies.write(root, f"{name}-a", wanted[0].text)
+    assert wanted[0].role is not None
+    roles.write(root, wanted[0].role)
+    records = [wanted[0].record({})]
+    upgraded = converge(root, wanted, records, lambda _: None, OWNER)
+    assert upgraded.writes == 1 and upgraded.records == records
+    assert policies.read(root, f"{name}-a") == (
+        _line("created", f"kubernetes/{name}-a created") + wanted[0].text
+    )
+    assert converge(root, wanted, records, lambda _: None, OWNER).writes == 0

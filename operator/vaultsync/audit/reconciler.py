@@ -4,8 +4,14 @@ Losing audit is worse than keeping it, so the rules are conservative:
 
 - A missing device is enabled (again). `status.managed` is set to true *before* the
   enable call, so a crash in between cannot make vaultsync forget that it owns it.
+  The device's description starts with a marker naming the VaultAuditDevice
+  (ownership.py), set by the enable call itself: status does not survive a restore
+  from the manifest, the marker does, so a re-created object takes the device it
+  enabled as its own again. A device enabled by an older vaultsync has no marker and
+  is compared with the spec's description as it is (status alone says it is ours).
 - A device already at the path that vaultsync did not enable (declared in the
-  server's config, or created by someone else) counts as present and is left alone.
+  server's config, or created by someone else: no marker naming this object) counts
+  as present and is left alone.
 - A device vaultsync enabled whose settings differ from the spec is reported, not
   re-created: audit devices cannot be changed in place, and disabling one to
   re-create it stops audit meanwhile, for good if the server (OpenBao >= 2.3.2
@@ -13,7 +19,8 @@ Losing audit is worse than keeping it, so the rules are conservative:
 - Within one operator process the ownership last recorded is remembered by uid,
   because the object's body may lag behind our own status patches.
 - The reconciler never disables anything. Deleting the object disables the device
-  only with deletionPolicy Delete, and only if vaultsync enabled it.
+  only with deletionPolicy Delete, and only if vaultsync enabled it (status or the
+  marker says so).
 - Before anything reaches Vault the spec passes the guards (guards.py): file devices
   write only inside the allowed directories, and options that weaken audit need
   spec.acknowledgeInsecureOptions. With it they are recorded in status.insecureOptions
@@ -35,6 +42,7 @@ import hvac
 from vaultsync.api.audit import InsecureOption, VaultAuditDeviceSpec, insecure_options
 from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.audit.guards import Reminders, describe, refusal
+from vaultsync.audit.ownership import owner_id, owner_of, stamped
 from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
@@ -91,6 +99,7 @@ def _enable(client: hvac.Client, wanted: AuditDevice, managed: bool, claim: Clai
 
 def _unmanaged(current: AuditDevice, wanted: AuditDevice) -> AuditResult:
     where = f"audit device {wanted.path!r}"
+    other = owner_of(current.description)
     if current.type != wanted.type:
         message = (
             f"{where} is a {current.type} device that vaultsync did not enable, "
@@ -98,22 +107,33 @@ def _unmanaged(current: AuditDevice, wanted: AuditDevice) -> AuditResult:
         )
         return AuditResult(Outcome(False, "PathConflict", message, retryable=False), False)
     differ = differences(current, wanted)
+    how = (
+        f"vaultsync enabled it for {other}, not for this object"
+        if other
+        else "declared in the server config or created by someone else"
+    )
     message = (
-        f"{where} already exists and was not enabled by vaultsync (declared in the server "
-        "config or created by someone else); vaultsync counts it as present and leaves it alone"
+        f"{where} already exists and was not enabled by vaultsync for this object ({how}); "
+        "vaultsync counts it as present and leaves it alone"
         + (f"; it differs from the spec in {', '.join(differ)}" if differ else "")
     )
     return AuditResult(Outcome(True, "AlreadyPresent", message), False)
 
 
-def converge(client: hvac.Client, wanted: AuditDevice, managed: bool, claim: Claim) -> AuditResult:
-    """Keep `wanted` enabled; `managed` says whether vaultsync enabled what is at its path."""
+def converge(
+    client: hvac.Client, wanted: AuditDevice, owner: str, managed: bool, claim: Claim
+) -> AuditResult:
+    """Keep `wanted` (the spec's device) enabled, with owner's marker in its description;
+    `managed`: status says vaultsync enabled what is at its path (the marker may say so too).
+    """
     current = audit.list_devices(client).get(wanted.path)
+    marked = stamped(wanted, owner)
     if current is None:
-        return _enable(client, wanted, managed, claim)
-    if not managed:
+        return _enable(client, marked, managed, claim)
+    mine = owner_of(current.description) == owner
+    if not (managed or mine):
         return _unmanaged(current, wanted)
-    differ = differences(current, wanted)
+    differ = differences(current, marked if mine else wanted)
     if differ:
         message = (
             f"audit device {wanted.path!r} differs from the spec in {', '.join(differ)}. Audit "
@@ -123,13 +143,23 @@ def converge(client: hvac.Client, wanted: AuditDevice, managed: bool, claim: Cla
         )
         return AuditResult(Outcome(False, "DeviceDiffers", message, retryable=False), True)
     message = f"{wanted.type} audit device {wanted.path!r} is enabled"
+    if not mine:
+        message += (
+            " (enabled by an earlier vaultsync without an ownership marker in its description: "
+            "only status records that vaultsync enabled it)"
+        )
     return AuditResult(Outcome(True, "Enabled", message), True)
 
 
-def remove(client: hvac.Client, path: str, managed: bool) -> str:
-    """Disable the device at path if vaultsync enabled it; what was done, for an Event."""
+def remove(client: hvac.Client, path: str, *, managed: bool, owner: str) -> str:
+    """Disable the device at path if vaultsync enabled it: status says so (managed) or its
+    description's marker names owner; what was done, for an Event."""
     if not managed:
-        return f"audit device {path!r} left enabled: vaultsync did not enable it"
+        current = audit.list_devices(client).get(path)
+        if current is None:
+            return f"no audit device at {path!r}: nothing to disable"
+        if owner_of(current.description) != owner:
+            return f"audit device {path!r} left enabled: vaultsync did not enable it"
     try:
         audit.disable(client, path)
     except AuditDeviceDeclared:
@@ -150,6 +180,10 @@ class VaultAuditDeviceReconciler:
         self.file_dirs = settings.audit_file_dirs
         self.reminders = Reminders(INSECURE_WARNING_EVERY)
         self._known: dict[str, bool] = {}
+
+    @staticmethod
+    def _owner(body: Mapping[str, Any]) -> str:
+        return owner_id(body["metadata"]["name"])
 
     def _managed(self, body: Mapping[str, Any]) -> bool:
         uid = body["metadata"]["uid"]
@@ -178,7 +212,9 @@ class VaultAuditDeviceReconciler:
             return with_client(
                 self.sessions,
                 identity,
-                lambda client: converge(client, device_of(spec), managed, self._claim(body)),
+                lambda client: converge(
+                    client, device_of(spec), self._owner(body), managed, self._claim(body)
+                ),
             )
         except SyncError as exc:
             return AuditResult(Outcome.failed(exc), managed)
@@ -223,23 +259,43 @@ class VaultAuditDeviceReconciler:
             events.emit(self.kube, body, warning=True, reason=INSECURE_EVENT, message=message)
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
-        """Disable the device on deletion when the spec and ownership allow; raises SyncError."""
+        """Disable the device on deletion when the spec and ownership allow; raises SyncError.
+
+        Status saying vaultsync enabled it is enough (and then deletion waits for Vault).
+        Without that, the device's marker is asked for (an object re-created from its
+        manifest and deleted before its first sync), best effort: if Vault cannot be asked,
+        the device stays enabled and the object goes (keeping audit is the safe side).
+        """
         spec = body.get("spec") or {}
         path = str(spec.get("path", ""))
+        auth_ref = spec.get("authRef") or "default"
         if spec.get("deletionPolicy", DeletionPolicy.RETAIN) != DeletionPolicy.DELETE:
             message = f"audit device {path!r} left enabled: deletionPolicy is Retain"
-        elif not self._managed(body):
-            message = f"audit device {path!r} left enabled: vaultsync did not enable it"
+        elif self._managed(body):
+            message = self._disable(body, auth_ref, path, view, managed=True)
         else:
-            message = self._disable(spec.get("authRef") or "default", path, view)
+            try:
+                message = self._disable(body, auth_ref, path, view, managed=False)
+            except SyncError as exc:
+                message = (
+                    f"audit device {path!r} left enabled: status does not record that vaultsync "
+                    f"enabled it, and Vault could not be asked for its marker: {exc}"
+                )
         self._known.pop(body["metadata"]["uid"], None)
         self.reminders.forget(body["metadata"]["uid"])
         return message
 
-    def _disable(self, auth_ref: str, path: str, view: View) -> str:
+    def _disable(
+        self, body: Mapping[str, Any], auth_ref: str, path: str, view: View, *, managed: bool
+    ) -> str:
+        owner = self._owner(body)
         try:
             identity = self.identities.operator(auth_ref, view)
-            return with_client(self.sessions, identity, lambda client: remove(client, path, True))
+            return with_client(
+                self.sessions,
+                identity,
+                lambda client: remove(client, path, managed=managed, owner=owner),
+            )
         except SyncError as exc:
             raise SyncError(
                 f"{exc} (set spec.deletionPolicy to Retain to delete without disabling)",

@@ -3,12 +3,16 @@
 Every resync compares what Vault has with what the spec wants and rewrites what
 differs (drift repair); objects for namespaces that no longer match are deleted.
 
-Ownership lives in status.policies. An entry is recorded *before* its objects are
-first written, so a crash in between cannot make vaultsync forget what it created.
-An object that already existed when vaultsync first wanted it is recorded as
+Ownership is recorded twice. In status.policies, an entry is recorded *before* its
+objects are first written, so a crash in between cannot make vaultsync forget what it
+created. An object that already existed when vaultsync first wanted it is recorded as
 adopted: vaultsync keeps it in step from then on but never deletes it, neither when
 its namespace stops matching nor when the VaultPolicy is deleted, because something
-else depended on it before vaultsync came along.
+else depended on it before vaultsync came along. And in Vault, in the first line of
+every policy it writes (ownership.py): status does not survive a restore from the
+manifest, that line does. Objects status does not name are looked up there first, so a
+re-created VaultPolicy takes what it created as its own again, not as adopted. The line
+is part of the text compared with Vault's copy: drift repair restores it too.
 
 Within one operator process the records last written are remembered by uid: the
 object's body may lag behind our own status patches, and reading an older status
@@ -32,6 +36,7 @@ from vaultsync.connections.identity import Identities
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
 from vaultsync.policies.fanout import Key, Wanted, desired, owned, removable, stale
+from vaultsync.policies.ownership import owner_id, recorded, stamped, vouched
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -64,11 +69,39 @@ def _delete(client: hvac.Client, key: Key) -> None:
         roles.delete(client, key[1], key[2])
 
 
-def _ensure(client: hvac.Client, wanted: Wanted) -> int:
-    """Write the policy and role where Vault differs; the number of writes."""
+def _discover(
+    client: hvac.Client, wanted: Wanted, owner: str, known: Mapping[Key, bool]
+) -> dict[Key, bool]:
+    """Adopted flags of wanted's objects that `known` lacks: from the policy's first line, and
+    for a role that line does not settle, from whether it exists."""
+    missing = [key for key in wanted.keys if key not in known]
+    if not missing:
+        return {}
+    flags = vouched(policies.read(client, wanted.policy), owner, wanted)
+    return {key: flags[key] if key in flags else _exists(client, key) for key in missing}
+
+
+def discover_own(
+    client: hvac.Client, wanted: list[Wanted], records: list[ManagedPolicy], owner: str
+) -> list[ManagedPolicy]:
+    """Entries for wanted policies that `records` lacks and whose first line names owner:
+    what an earlier object of the same name created (a restore from the manifest)."""
+    known = owned(records)
+    found = []
+    for w in wanted:
+        if any(key in known for key in w.keys):
+            continue
+        record = recorded(policies.read(client, w.policy), owner, w)
+        if record is not None:
+            found.append(record)
+    return found
+
+
+def _ensure(client: hvac.Client, wanted: Wanted, text: str) -> int:
+    """Write the policy (text) and then the role where Vault differs; the number of writes."""
     writes = 0
-    if policies.read(client, wanted.policy) != wanted.text:
-        policies.write(client, wanted.policy, wanted.text)
+    if policies.read(client, wanted.policy) != text:
+        policies.write(client, wanted.policy, text)
         writes += 1
     role = wanted.role
     if role is not None and roles.read(client, role.mount, role.name) != role:
@@ -78,17 +111,21 @@ def _ensure(client: hvac.Client, wanted: Wanted) -> int:
 
 
 def converge(
-    client: hvac.Client, wanted: list[Wanted], records: list[ManagedPolicy], claim: Claim
+    client: hvac.Client,
+    wanted: list[Wanted],
+    records: list[ManagedPolicy],
+    claim: Claim,
+    owner: str,
 ) -> Converged:
-    """Make Vault hold `wanted` and nothing else of what `records` owns.
+    """Make Vault hold `wanted` and nothing else of what `records` owns; owner: the
+    VaultPolicy's owner id (ownership.owner_id), written into and read from the policies.
 
     A failure for one namespace does not stop the others; a refused token does (the
     caller may log in again and retry).
     """
     adopted = owned(records)
-    for key in (k for w in wanted for k in w.keys):
-        if key not in adopted:
-            adopted[key] = _exists(client, key)
+    for w in wanted:
+        adopted.update(_discover(client, w, owner, adopted))
     old = stale(records, wanted)
     claimed = [w.record(adopted) for w in wanted] + old
     if claimed != records:
@@ -97,7 +134,7 @@ def converge(
     writes = 0
     for w in wanted:
         try:
-            writes += _ensure(client, w)
+            writes += _ensure(client, w, stamped(owner, w, adopted))
         except (PermissionDenied, AuthenticationFailed):
             raise
         except SyncError as exc:
@@ -118,6 +155,15 @@ def converge(
 
 def _no_claim(records: list[ManagedPolicy]) -> None:
     """Removing everything claims nothing new."""
+
+
+def remove_all(
+    client: hvac.Client, wanted: list[Wanted], records: list[ManagedPolicy], owner: str
+) -> tuple[Converged, list[ManagedPolicy]]:
+    """Delete what records and the first lines of wanted's policies say vaultsync created;
+    the result and every entry considered (adopted ones are kept)."""
+    everything = records + discover_own(client, wanted, records, owner)
+    return converge(client, [], everything, _no_claim, owner), everything
 
 
 def records_of(body: Mapping[str, Any]) -> list[ManagedPolicy]:
@@ -170,6 +216,10 @@ class VaultPolicyReconciler:
     def _identity(self, auth_ref: str, view: View) -> Identity:
         return self.identities.operator(auth_ref, view)
 
+    @staticmethod
+    def _owner(body: Mapping[str, Any]) -> str:
+        return owner_id(body["metadata"]["name"])
+
     def _claim(self, body: Mapping[str, Any]) -> Claim:
         def claim(records: list[ManagedPolicy]) -> None:
             status.patch(
@@ -191,7 +241,9 @@ class VaultPolicyReconciler:
             result = with_client(
                 self.sessions,
                 identity,
-                lambda client: converge(client, wanted, records, self._claim(body)),
+                lambda client: converge(
+                    client, wanted, records, self._claim(body), self._owner(body)
+                ),
             )
         except SyncError as exc:
             return Outcome.failed(exc), records
@@ -208,25 +260,43 @@ class VaultPolicyReconciler:
         return Result(outcome, {"policies": _dump(records)})
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
-        """Delete what this VaultPolicy created (not adopted objects); raises SyncError."""
+        """Delete what this VaultPolicy created (not adopted objects); raises SyncError.
+
+        What status records is deleted, and so is what the first lines of the policies the
+        spec wants name as this VaultPolicy's (an object re-created from its manifest and
+        deleted before its first sync). With nothing in status that lookup is best effort:
+        if Vault cannot be asked, the object goes without it (nothing of this object's own
+        doing can be in Vault then) instead of waiting for a Vault it may never reach.
+        """
         spec = body.get("spec") or {}
         records = self._records(body)
         if spec.get("deletionPolicy") == DeletionPolicy.RETAIN:
             message = "deletionPolicy is Retain: policies and roles left in Vault"
-        elif not records:
-            message = "nothing to remove"
         else:
-            message = self._remove(spec.get("authRef") or "default", records, view)
+            message = self._remove(body, records, view)
         self._known.pop(body["metadata"]["uid"], None)
         return message
 
-    def _remove(self, auth_ref: str, records: list[ManagedPolicy], view: View) -> str:
+    def _remove(self, body: Mapping[str, Any], records: list[ManagedPolicy], view: View) -> str:
+        try:
+            wanted = desired(parse(VaultPolicySpec, body.get("spec")), view.namespaces)
+        except SyncError:
+            wanted = []  # an invalid spec wanted nothing: only what status records
+        if not records and not wanted:
+            return "nothing to remove"
+        auth_ref = (body.get("spec") or {}).get("authRef") or "default"
+        owner = self._owner(body)
         try:
             identity = self._identity(auth_ref, view)
-            result = with_client(
-                self.sessions, identity, lambda client: converge(client, [], records, _no_claim)
+            result, considered = with_client(
+                self.sessions, identity, lambda client: remove_all(client, wanted, records, owner)
             )
         except SyncError as exc:
+            if not records:
+                return (
+                    "nothing recorded to remove; Vault could not be asked for policies "
+                    f"marked as this VaultPolicy's: {exc}"
+                )
             raise SyncError(
                 f"{exc} (set spec.deletionPolicy to Retain to delete without cleanup)",
                 reason=exc.reason,
@@ -236,7 +306,9 @@ class VaultPolicyReconciler:
             raise SyncError(
                 f"{label}: {result.failures[label]}", reason=result.failures[label].reason
             )
-        kept = sum(owned(records).values())
+        if not considered:
+            return "nothing to remove"
+        kept = sum(owned(considered).values())
         return f"removed {result.writes} policies and roles" + (
             f"; kept {kept} adopted" if kept else ""
         )
