@@ -31,7 +31,11 @@ class VaultAuditDeviceSpec(Model):
         description="Where the device is mounted (sys/audit/<path>); immutable.",
     )
     description: str = Field(
-        default="", max_length=1024, description="The device's description in Vault."
+        default="",
+        max_length=1024,
+        description="The device's description in Vault, after vaultsync's marker: vaultsync "
+        "enables the device with the description 'managed-by: vaultsync "
+        "VaultAuditDevice/<name>; <description>'.",
     )
     options: dict[str, str] = Field(
         default_factory=dict,
@@ -150,7 +154,10 @@ class VaultAuditDeviceStatus(ConditionedStatus):
     managed: bool | None = Field(
         default=None,
         description="True when vaultsync enabled the device at spec.path; false when it was "
-        "already there (API-created by someone else, or declared in the server's config).",
+        "already there (API-created by someone else, or declared in the server's config). "
+        "Recorded before the enable call, and in Vault too: the device's description starts "
+        "with 'managed-by: vaultsync VaultAuditDevice/<name>', so an object re-created from "
+        "its manifest without status recognises the device it enabled.",
     )
     insecure_options: list[str] | None = Field(
         default=None,

@@ -227,14 +227,17 @@ class VaultPolicySpec(Model):
         default=None,
         min_length=1,
         max_length=256,
-        description="The policy as path rules, rendered to HCL. Exactly one of rules and hcl.",
+        description="The policy as path rules, rendered to HCL. Exactly one of rules and hcl. "
+        "vaultsync writes a comment line of its own before the policy (who wrote it, see "
+        "status.policies).",
     )
     hcl: str | None = Field(
         default=None,
         min_length=1,
         max_length=65536,
         description="The policy text itself; {namespace} is replaced, Vault's {{identity...}} "
-        "templates are left alone. Exactly one of rules and hcl.",
+        "templates are left alone. Exactly one of rules and hcl. vaultsync writes a comment "
+        "line of its own before it (who wrote it, see status.policies).",
     )
     kubernetes_role: KubernetesRole | None = Field(
         default=None,
@@ -353,5 +356,8 @@ class VaultPolicyStatus(ConditionedStatus):
         default_factory=list,
         description="The policies and roles this object wrote or adopted, one entry per "
         "namespace with a namespaceSelector. Recorded before the first write, so a crash "
-        "cannot make vaultsync forget (or take its own objects for adopted ones).",
+        "cannot make vaultsync forget (or take its own objects for adopted ones). The same is "
+        "recorded in Vault, in the first line of each policy (# managed-by: vaultsync "
+        "VaultPolicy/<name>; policy created|adopted; role <mount>/<role> created|adopted), "
+        "so an object re-created from its manifest without status recognises what it created.",
     )
