@@ -71,6 +71,11 @@ def test_marker_without_a_role_and_with_a_nested_mount() -> None:
     )
     marker = read_marker(stamped(OWNER, nested, {}))
     assert marker is not None and marker.role == role_key("clusters/prod", "t-a")
+    odd = _wanted(
+        kubernetesRole={"mount": "k;8s", "name": "t-{namespace}", "serviceAccounts": ["*"]}
+    )
+    marker = read_marker(stamped(OWNER, odd, {}))
+    assert marker is not None and marker.role == role_key("k;8s", "t-a")
 
 
 @pytest.mark.parametrize(

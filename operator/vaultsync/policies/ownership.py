@@ -35,7 +35,7 @@ PREFIX = "# managed-by: vaultsync "
 _LINE = re.compile(
     "# managed-by: vaultsync (?P<owner>VaultPolicy/[a-z0-9][-a-z0-9.]*)"
     "; policy (?P<policy>created|adopted)"
-    "(?:; role (?P<mount>[^\\s;]+)/(?P<role>[-_.a-zA-Z0-9]+) (?P<role_state>created|adopted))?"
+    "(?:; role (?P<mount>\\S+)/(?P<role>[-_.a-zA-Z0-9]+) (?P<role_state>created|adopted))?"
 )
 
 
