@@ -7,9 +7,12 @@ import asyncio
 import logging
 import os
 import random
+import threading
 from pathlib import Path
 
 import kopf
+
+from vaultsync.runtime.readiness import Readiness
 
 LOG_FORMATS = ("plain", "json")
 
@@ -46,6 +49,12 @@ def _run(args: argparse.Namespace) -> None:
         # kopf peering pauses every replica but the live one of highest priority:
         # active/standby. Equal priorities would pause them all, hence a random default.
         priority = args.priority if args.priority is not None else random.randint(1, 2**30)
+    # Readiness (runtime/readiness.py): kopf raises `started` once the startup handlers are
+    # done; handlers.configure adds the watch checks and the Vault report to memo.readiness.
+    readiness, started = Readiness(), threading.Event()
+    if args.readiness:
+        readiness.add("startup", lambda: None if started.is_set() else "starting")
+        readiness.serve(args.readiness)
     asyncio.run(
         kopf.operator(
             clusterwide=True,
@@ -53,6 +62,8 @@ def _run(args: argparse.Namespace) -> None:
             peering_name=args.peering,
             priority=priority,
             liveness_endpoint=args.liveness,
+            ready_flag=started,
+            memo=kopf.Memo(readiness=readiness if args.readiness else None),
         )
     )
 
@@ -89,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         "--priority", type=int, help="with --peering: the highest live priority is active"
     )
     run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
+    run.add_argument(
+        "--readiness",
+        metavar="URL",
+        help="serve readiness at this URL (http://HOST:PORT/PATH): 200 once started and "
+        "able to watch everything it watches; off when not given",
+    )
     run.set_defaults(func=_run)
     crds = commands.add_parser("crds", help="write the CRD manifests")
     crds.add_argument("dirs", nargs="+")

@@ -25,9 +25,9 @@ from vaultsync import GROUP, VERSION
 from vaultsync.api.base import parse_duration
 from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
-from vaultsync.connections.health import VaultConnectionReconciler
+from vaultsync.connections.health import VaultConnectionReconciler, default_connection_problem
 from vaultsync.kube import hmackey
-from vaultsync.kube.api import Kube, connect
+from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policies.reconciler import VaultPolicyReconciler
@@ -35,6 +35,7 @@ from vaultsync.reconcile import clean_up, reconcile
 from vaultsync.runtime import metrics, scheduling
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.guard import Guard
+from vaultsync.runtime.readiness import Readiness
 from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import Namespaces, View
@@ -156,6 +157,45 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
+    readiness: Readiness | None = getattr(memo, "readiness", None)
+    if readiness is not None:
+        _readiness_checks(readiness, kube, config, settings)
+
+
+def _readiness_checks(
+    readiness: Readiness, kube: Kube, config: Settings, settings: kopf.OperatorSettings
+) -> None:
+    """`vaultsync run --readiness`: ready once started (cli.py) and a watch can be established
+    now, with the operator's own credentials, on everything it watches (our kinds, the Secrets
+    it writes, namespaces, CRDs, and the peering when it has one): the API server answers, the
+    CRDs are served and RBAC grants list and watch. This is the same for the active replica
+    and a paused standby of a kopf peering, whose watches kopf stops while it stands by: a
+    standby is Ready because it can take over at once; an unready standby would stall every
+    rolling update (the new pod never counts as available) and make a PodDisruptionBudget
+    count it as already disrupted.
+
+    Vault, for the VaultConnection `default`, is reported in the body and never gates: an
+    unready operator changes nothing for Vault (Kubernetes does not restart it for that, and
+    its only Service carries metrics), but a Vault outage that made every replica unready
+    would stall upgrades of the operator (helm --wait, a rollback with --atomic) and node
+    drains, and hide it from whatever scrapes its metrics, just when they matter; each
+    VaultConnection's own Ready condition says the same about its Vault."""
+    watched: list[tuple[str, str, str, str | None]] = [
+        *((GROUP, VERSION, kind.plural, None) for kind in KINDS),
+        ("", "v1", "secrets", MANAGED_LABEL),
+        ("", "v1", "namespaces", None),
+        ("apiextensions.k8s.io", "v1", "customresourcedefinitions", None),
+    ]
+    if settings.peering.mandatory:
+        watched.append(("kopf.dev", "v1", "clusterkopfpeerings", None))
+    for group, version, plural, selector in watched:
+        name = f"watch {plural}.{group}" if group else f"watch {plural}"
+        readiness.add(name, partial(watchable, kube, group, version, plural, selector))
+    readiness.add(
+        "vault (VaultConnection default)",
+        partial(default_connection_problem, kube, config.namespace),
+        gating=False,
+    )
 
 
 @kopf.index(GROUP, VERSION, "vaultauths")

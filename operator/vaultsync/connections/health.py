@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
+from vaultsync import GROUP, VERSION
 from vaultsync.connections.identity import Identities
-from vaultsync.kube.api import Kube
+from vaultsync.kube.api import Kube, describe
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -44,3 +47,28 @@ class VaultConnectionReconciler:
                 True, "Reachable", f"{endpoint.address} answers, unsealed, {health.version}"
             )
         return Result(outcome, fields)
+
+
+def default_connection_problem(
+    kube: Kube, operator_namespace: str, name: str = "default"
+) -> str | None:
+    """For the readiness report: None if Vault answers, initialised and unsealed, at the
+    address of VaultConnection `name` (read from the API, its CA from its Secret), else why not.
+    Unauthenticated (sys/seal-status), like the VaultConnection's own Ready condition."""
+    try:
+        raw: Any = kube.custom.get_cluster_custom_object(GROUP, VERSION, "vaultconnections", name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return f"no VaultConnection {name!r}"
+        return f"cannot read VaultConnection {name!r}: {describe(exc)}"
+    identities = Identities(kube, operator_namespace)
+    try:
+        endpoint = identities.endpoint(name, View(connections=lambda _ns, _name: raw.get("spec")))
+        health = seal_status(endpoint)
+    except SyncError as exc:
+        return f"{exc.reason}: {exc}"
+    if not health.initialized:
+        return f"{endpoint.address}: not initialised"
+    if health.sealed:
+        return f"{endpoint.address} is sealed"
+    return None

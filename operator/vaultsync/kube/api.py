@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -36,3 +38,41 @@ def describe(exc: ApiException) -> str:
     except (ValueError, TypeError):
         pass
     return f"{exc.status} {message}".strip()
+
+
+def watchable(
+    kube: Kube,
+    group: str,
+    version: str,
+    plural: str,
+    label_selector: str | None = None,
+    timeout: float = 10.0,
+) -> str | None:
+    """None if a cluster-wide watch of the resource can be established now with these
+    credentials (a list of one object for the current resourceVersion, then a watch from it,
+    closed at once), else what stands in the way: the API server unreachable, the resource
+    not served (a CRD not installed), or RBAC refusing list or watch."""
+    resource = f"{plural}.{group}" if group else plural
+    options: dict[str, Any] = {"_request_timeout": timeout, "_preload_content": False}
+    if label_selector:
+        options["label_selector"] = label_selector
+
+    def request(**query: Any) -> Any:
+        if group == "" and plural == "secrets":
+            return kube.core.list_secret_for_all_namespaces(**options, **query)
+        if group == "" and plural == "namespaces":
+            return kube.core.list_namespace(**options, **query)
+        return kube.custom.list_cluster_custom_object(group, version, plural, **options, **query)
+
+    verb = "list"
+    try:
+        listing = json.loads(request(limit=1).data)
+        version_seen = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+        verb = "watch"
+        stream = request(watch=True, resource_version=version_seen, timeout_seconds=1)
+        stream.close()
+    except ApiException as exc:
+        return f"cannot {verb} {resource}: {describe(exc)}"
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+        return f"cannot {verb} {resource}: {type(exc).__name__}: {exc}"
+    return None
