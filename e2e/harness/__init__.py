@@ -2,6 +2,8 @@
 `make bench` and the e2e and integration tests. Nothing in here is a test.
 
 - ``gobuild``, ``binaries``, ``helm``: Go builds of etcd, kube-*, kubectl and helm (cached)
+- ``kstatus``: kstatus (sigs.k8s.io/cli-utils, what Flux uses) of live objects, by the Go
+  helper in e2e/kstatus (cached)
 - ``processes``, ``polling``: detached server processes and the one polling loop
 - ``pki``, ``controlplane``, ``openbao``, ``kubeauth``: the servers and their wiring
 - ``stack``, ``manifests``, ``conditions``, ``metrics``, ``vaultadmin``, ``argocd``: the
