@@ -84,8 +84,8 @@ def test_progress_conditions() -> None:
 class Recorded:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.status: dict[str, Any] = {"observedGeneration": 0}
-        monkeypatch.setattr(report.status, "patch", self._patch)
-        monkeypatch.setattr(report.events, "emit", lambda *_a, **_k: None)
+        monkeypatch.setattr("vaultsync.kube.status.patch", self._patch)
+        monkeypatch.setattr("vaultsync.kube.events.emit", lambda *_a, **_k: None)
 
     def _patch(self, _kube: Any, _plural: str, _ns: str | None, _name: str, new: Any) -> None:
         self.status = dict(new)
