@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
 from e2e.harness.binaries import build
+from e2e.harness.chart import ChartRelease, e2e_values
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.kind import (
+    KIND_SUITES,
+    PROFILE_VARIABLE,
+    docker_problem,
+    kind_stack,
+    profile,
+    skip_reason,
+)
 from e2e.harness.manifests import namespace_object
 from e2e.harness.openbao import OpenBao
 from e2e.harness.stack import Operator, Stack, add_tenant, grant_tenant, start_stack
@@ -21,19 +31,44 @@ from e2e.harness.stack import Operator, Stack, add_tenant, grant_tenant, start_s
 pytestmark = pytest.mark.e2e
 
 
+PROFILE = profile()
+"""local (the default): the local control plane; kind: e2e/harness/kind.py (needs Docker)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each profile runs its suites: in-cluster tests only under kind, and under kind only
+    the suites that make sense in-cluster (KIND_SUITES); the rest skip, saying why."""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in item.path.parents:
+            continue
+        module = item.path.name
+        if PROFILE == "local" and module == "test_in_cluster.py":
+            reason = f"in-cluster only: {PROFILE_VARIABLE}=kind selects it (needs a Docker engine)"
+            item.add_marker(pytest.mark.skip(reason=reason))
+        elif PROFILE == "kind" and module not in KIND_SUITES:
+            reason = "local control plane only (e2e/harness/kind.py: KIND_SUITES)"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if PROFILE == "kind":
+        yield from _kind_stack(tmp_path_factory)
+        return
     build()
     root = tmp_path_factory.mktemp("stack")
     cp = ControlPlane(root / "cluster")
     bao = OpenBao(root / "openbao")
-    # Audit devices in the tests write under pytest's temporary directories, and only there.
+    # The operator runs as the chart runs it (e2e/harness/chart.py): the chart's ServiceAccount,
+    # RBAC, env and args, with the e2e values (Argo Rollouts granted: the restart tests use
+    # them; audit devices write under pytest's temporary directories, and only there).
     audit_dirs = str(tmp_path_factory.getbasetemp())
-    operator = Operator(
-        root / "operator", cp.kubeconfig, verbose=True, VAULTSYNC_AUDIT_FILE_DIRS=audit_dirs
-    )
+    release = ChartRelease(cp, root / "chart", e2e_values(auditFileDirs=[audit_dirs]))
+    operator = Operator(root / "operator", release, verbose=True)
     try:
         start_stack(cp, bao)
+        release.install()
         audit_log = root / "openbao" / "audit.log"
         bao.client().sys.enable_audit_device(
             "file", path="file", options={"file_path": str(audit_log)}
@@ -50,6 +85,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         operator.stop()
         bao.stop()
         cp.stop()
+
+
+def _kind_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The kind profile's Stack: the image, OpenBao and the chart in a kind cluster."""
+    problem = docker_problem()
+    if problem is not None:
+        pytest.skip(skip_reason(problem))
+    root = tmp_path_factory.mktemp("kind")
+    with kind_stack(root) as (cp, bao, operator):
+        api = config.new_client_from_config(str(cp.kubeconfig))
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        stack = Stack(cp, bao, operator, core, custom, root / "no-audit-log")  # type: ignore[arg-type]
+        yield stack
+        leaks = stack.leaks()
+        assert not leaks, leaks
 
 
 @pytest.fixture

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 
+from e2e.harness.chart import ChartRelease, e2e_values
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.manifests import vault_secret
 from e2e.harness.openbao import OpenBao
@@ -42,23 +45,19 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """Two replicas as the chart runs them with replicas=2: its ServiceAccount and RBAC, its
+    ClusterKopfPeering and --peering args; the test picks their priorities."""
     root = Path(tmp_path_factory.mktemp("ha"))
     cp, bao = ControlPlane(root / "cluster"), OpenBao(root / "openbao")
-    lifetime = {"VAULTSYNC_PEERING_LIFETIME": "10"}
-    active = Operator(root / "active", cp.kubeconfig, peering=(PEERING, 200), **lifetime)
-    standby = Operator(root / "standby", cp.kubeconfig, peering=(PEERING, 100), **lifetime)
+    values = {**e2e_values(peeringLifetime=10), "replicas": 2}
+    release = ChartRelease(cp, root / "chart", values, release=PEERING)
+    active = Operator(root / "active", release, priority=200)
+    standby = Operator(root / "standby", release, priority=100)
     try:
         start_stack(cp, bao)
-        apply(
-            cp,
-            [
-                {
-                    "apiVersion": "kopf.dev/v1",
-                    "kind": "ClusterKopfPeering",
-                    "metadata": {"name": PEERING},
-                }
-            ],
-        )
+        release.install()
+        peering = next(o for o in release.applied() if o["kind"] == "ClusterKopfPeering")
+        assert peering["metadata"]["name"] == PEERING
         active.start()
         standby.start()
         api = config.new_client_from_config(str(cp.kubeconfig))
@@ -79,6 +78,15 @@ def tenant(pair: Pair) -> str:
     return namespace
 
 
+def ready(operator: Operator) -> dict[str, Any] | None:
+    """The readiness report if /readyz answers 200."""
+    status, body = operator.probe("readyz")
+    if status != 200:
+        return None
+    found: dict[str, Any] = json.loads(body)
+    return found
+
+
 def syncs(operator: Operator) -> float:
     return operator.metric("vaultsync_syncs_total", kind="VaultSecret")
 
@@ -90,6 +98,10 @@ def test_only_the_active_replica_works_and_the_standby_takes_over(pair: Pair) ->
     eventually(lambda: syncs(pair.active) >= 3, 30, "refreshes by the active replica")
     assert syncs(pair.standby) == 0, "the standby must not reconcile while the active one lives"
     assert "Resuming operations" not in pair.standby.log_text()  # it starts paused
+    for operator in (pair.active, pair.standby):  # both Ready: the standby can take over
+        body = eventually(lambda op=operator: ready(op), 30, f"{operator.workdir.name} Ready")
+        assert body["checks"]["watch clusterkopfpeerings.kopf.dev"] == "ok"
+        assert operator.probe("healthz")[0] == 200
 
     pair.active.stop()  # a clean shutdown leaves the peering at once
     second = tenant(pair)

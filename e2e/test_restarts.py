@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client, config
 
-from e2e.harness.helm import build_helm
+from e2e.harness.chart import ChartRelease, e2e_values
 from e2e.harness.manifests import vault_secret
 from e2e.harness.metrics import parse
 from e2e.harness.polling import eventually
@@ -45,8 +44,6 @@ from vaultsync.secrets.digest import keyed_digest
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "charts" / "vaultsync"
 CONDITION = "Restarted"
 ROLLOUT_CRD = "rollouts.argoproj.io"
 
@@ -596,54 +593,15 @@ def test_a_rollout_restarts_through_restart_at(
 # --- RBAC denied: the operator as the chart's ServiceAccount, Rollouts not granted ------------
 
 
-def _render_rbac(namespace: str, release: str) -> list[dict[str, Any]]:
-    import subprocess
-
-    out = subprocess.run(
-        [str(build_helm()), "template", release, str(CHART), "--namespace", namespace],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    return [d for d in yaml.safe_load_all(out) if d and d["kind"] in kinds]
-
-
-def _token_kubeconfig(stack: Stack, namespace: str, account: str, path: Path) -> Path:
-    token = stack.cp.kubectl(
-        "create", "token", account, "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(stack.cp.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [
-                    {"name": "sa", "context": {"cluster": cluster["name"], "user": account}}
-                ],
-                "current-context": "sa",
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture
 def chart_operator(stack: Stack, tmp_path: Path, rollout_crd: None) -> Iterator[Operator]:
-    """The operator run as the chart's ServiceAccount with the chart's ClusterRole (default
-    values: no Argo Rollouts), instead of the session's admin operator, for one test."""
-    release = f"vs-{uuid.uuid4().hex[:6]}"
-    rbac = _render_rbac(OPERATOR_NAMESPACE, release)
-    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
-    stack.cp.kubectl("apply", "-f", "-", input=manifest)
-    (account,) = (o["metadata"]["name"] for o in rbac if o["kind"] == "ServiceAccount")
-    kubeconfig = _token_kubeconfig(stack, OPERATOR_NAMESPACE, account, tmp_path / "kubeconfig")
-    restricted = Operator(tmp_path / "operator", kubeconfig, verbose=True)
+    """The operator as the chart runs it with rbac.argoRollouts=false (the default), instead
+    of the session's operator (which runs with it true), for one test."""
+    release = ChartRelease(
+        stack.cp, tmp_path / "chart", e2e_values(argo_rollouts=False), release="vs-no-rollouts"
+    )
+    release.install()
+    restricted = Operator(tmp_path / "operator", release, verbose=True)
     stack.operator.stop()
     try:
         restricted.start()
@@ -651,7 +609,7 @@ def chart_operator(stack: Stack, tmp_path: Path, rollout_crd: None) -> Iterator[
     finally:
         restricted.stop()
         stack.operator.start()
-        stack.cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
+        release.uninstall()
 
 
 def test_a_denied_restart_is_a_condition_and_the_rest_restarts(

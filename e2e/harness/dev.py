@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from e2e.harness.binaries import build
+from e2e.harness.chart import ChartRelease
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.openbao import OpenBao
 from e2e.harness.polling import eventually
@@ -22,15 +23,23 @@ from e2e.harness.vaultadmin import grant_operator
 EXAMPLE_DATA = {"username": "app", "password": "dev-only-password"}
 
 
-def _components(state: Path) -> tuple[ControlPlane, OpenBao, Operator]:
+DEV_TOKEN_LIFETIME = 365 * 24 * 3600
+"""The dev stack may run for long: its operator's ServiceAccount token is asked for a year."""
+
+
+def _components(state: Path) -> tuple[ControlPlane, OpenBao, ChartRelease, Operator]:
+    """The operator runs as the chart runs it (e2e/harness/chart.py), with the chart's
+    defaults: its ServiceAccount, RBAC, env and args."""
     cp = ControlPlane(state / "cluster")
-    return cp, OpenBao(state / "openbao"), Operator(state / "operator", cp.kubeconfig)
+    release = ChartRelease(cp, state / "chart", token_lifetime=DEV_TOKEN_LIFETIME)
+    return cp, OpenBao(state / "openbao"), release, Operator(state / "operator", release)
 
 
 def up(state: Path) -> None:
     build()
-    cp, bao, operator = _components(state)
+    cp, bao, release, operator = _components(state)
     start_stack(cp, bao)
+    release.install()
     grant_operator(bao.client())  # the one bootstrap step; examples/ do the rest
     kv = bao.client().secrets.kv.v2
     kv.create_or_update_secret("team-a/db", EXAMPLE_DATA, mount_point="secret")
@@ -62,7 +71,7 @@ def up(state: Path) -> None:
 
 
 def down(state: Path) -> None:
-    cp, bao, operator = _components(state)
+    cp, bao, _release, operator = _components(state)
     operator.stop()
     bao.stop()
     cp.stop()

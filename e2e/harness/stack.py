@@ -7,8 +7,10 @@ Shared by `make dev` (e2e.harness.dev), `make bench` (e2e.harness.bench) and the
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,9 @@ import hvac
 import yaml
 from kubernetes import client
 
-from e2e.harness import ROOT
+from e2e.harness import ROOT, HarnessError
+from e2e.harness.chart import OPERATOR_NAMESPACE as OPERATOR_NAMESPACE  # re-exported
+from e2e.harness.chart import ChartRelease
 from e2e.harness.conditions import ready_condition, ready_is
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.kubeauth import configure_kubernetes_auth
@@ -26,10 +30,8 @@ from e2e.harness.manifests import connection, namespace_object, vault_auth
 from e2e.harness.metrics import parse, total
 from e2e.harness.openbao import OpenBao
 from e2e.harness.polling import eventually
-from e2e.harness.processes import OneProcessServer, Process, free_port
+from e2e.harness.processes import HOST, OneProcessServer, Process, free_port
 from vaultsync import GROUP, VERSION
-
-OPERATOR_NAMESPACE = "vaultsync-system"
 
 
 def install_crds(cp: ControlPlane) -> None:
@@ -109,79 +111,143 @@ def add_tenant(cp: ControlPlane, bao: OpenBao, name: str) -> None:
 
 
 class Operator(OneProcessServer):
-    """`vaultsync run` as a real process against the local cluster's kubeconfig."""
+    """`vaultsync run` as a real process against the local cluster.
+
+    Given a ChartRelease (e2e/harness/chart.py), it runs as the chart runs it: authenticated
+    as the chart's ServiceAccount (a token kubeconfig, no client certificate), with the args
+    and env of the chart's container rendered with the release's values plus this process's
+    ports (config.metricsPort, livenessPort, readinessPort) and `verbose`. Given a kubeconfig
+    path instead, it runs as that kubeconfig's user with the harness's own settings (what
+    `make bench` measures with).
+    """
 
     def __init__(
         self,
         workdir: Path,
-        kubeconfig: Path,
+        credentials: Path | ChartRelease,
         *,
         verbose: bool = False,
         peering: tuple[str, int] | None = None,
+        priority: int | None = None,
         **env: str,
     ) -> None:
-        """verbose runs the operator at DEBUG, so that log scans see everything it says;
-        peering (name, priority) joins a kopf peering instead of running standalone."""
+        """verbose runs the operator at DEBUG, so that log scans see everything it says.
+        With a kubeconfig, peering (name, priority) joins a kopf peering instead of running
+        standalone; with a ChartRelease the chart decides (replicas > 1) and priority, if
+        given, is added to its args. env: more variables (with a chart: as its extraEnv)."""
+        if isinstance(credentials, ChartRelease) and peering is not None:
+            raise HarnessError("with a ChartRelease the chart's replicas decide peering")
         self.workdir = workdir
         self.verbose = verbose
         self.peering = peering
-        self.kubeconfig = kubeconfig
-        self.metrics_port = free_port()
+        self.priority = priority
+        self.credentials = credentials
+        self.ports = {name: free_port() for name in ("metrics", "liveness", "readiness")}
         self.env = env
         self.process: Process | None = None
         state = workdir / "operator.json"
         if state.exists():
             saved = json.loads(state.read_text())
-            self.metrics_port = saved["metrics_port"]
+            # a state written before the probes had ports of their own knew only metrics
+            self.ports = saved.get("ports") or {**self.ports, "metrics": saved["metrics_port"]}
             self.process = Process.load("operator", saved["process"], workdir)
+
+    @property
+    def metrics_port(self) -> int:
+        return self.ports["metrics"]
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubeconfig the process runs with (a chart release's token: refreshed if due)."""
+        if isinstance(self.credentials, ChartRelease):
+            return self.credentials.kubeconfig()
+        return self.credentials
 
     @property
     def log(self) -> Path:
         return self.workdir / "operator.log"
 
-    def start(self) -> None:
-        if self.pid is not None:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The operator's arguments (after `vaultsync run`) and environment."""
+        if isinstance(self.credentials, ChartRelease):
+            release = self.credentials
+            extra_env = [
+                *(release.values.get("extraEnv") or []),
+                *({"name": k, "value": v} for k, v in self.env.items()),
+            ]
+            values: dict[str, Any] = {
+                "config": {
+                    "metricsPort": self.ports["metrics"],
+                    "livenessPort": self.ports["liveness"],
+                    "readinessPort": self.ports["readiness"],
+                    "verbose": self.verbose,
+                },
+                "extraEnv": extra_env,
+            }
+            container = release.container(values, pod=self.workdir.name)
+            priority = [] if self.priority is None else [f"--priority={self.priority}"]
+            return [*container.args, *priority], container.env
+        mode = (
+            [f"--peering={self.peering[0]}", f"--priority={self.peering[1]}"]
+            if self.peering
+            else ["--standalone"]
+        )
+        args = [
+            *mode,
+            f"--liveness=http://{HOST}:{self.ports['liveness']}/healthz",
+            f"--readiness=http://{HOST}:{self.ports['readiness']}/readyz",
+            *(["--verbose"] if self.verbose else []),
+        ]
         env = {
-            "PYTHONUNBUFFERED": "1",
-            "KUBECONFIG": str(self.kubeconfig),
             "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,
-            "VAULTSYNC_METRICS_PORT": str(self.metrics_port),
+            "VAULTSYNC_METRICS_PORT": str(self.ports["metrics"]),
             "VAULTSYNC_MIN_BACKOFF": "1",
             "VAULTSYNC_MAX_BACKOFF": "5",
             "VAULTSYNC_RESYNC_INTERVAL": "2",
-            "PYTHONPATH": str(ROOT / "operator"),
             **self.env,
         }
+        return args, env
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start the process (unless running) and, with wait, wait for its metrics endpoint
+        (which it serves once started)."""
+        if self.pid is not None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args, env = self.command()
+        env = {
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONPATH": str(ROOT / "operator"),
+        }
         self.process = Process.spawn(
-            "operator",
-            [
-                sys.executable,
-                "-m",
-                "vaultsync",
-                "run",
-                *(
-                    [f"--peering={self.peering[0]}", f"--priority={self.peering[1]}"]
-                    if self.peering
-                    else ["--standalone"]
-                ),
-                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-                *(["--verbose"] if self.verbose else []),
-            ],
-            self.workdir,
-            env,
+            "operator", [sys.executable, "-m", "vaultsync", "run", *args], self.workdir, env
         )
         (self.workdir / "operator.json").write_text(
-            json.dumps({"metrics_port": self.metrics_port, "process": self.process.dump()})
+            json.dumps({"ports": self.ports, "process": self.process.dump()})
         )
-        eventually(
-            self.metrics,
-            60,
-            "the operator's metrics endpoint",
-            retry_on=(OSError,),
-            watch=self.process,
-        )
+        if wait:
+            eventually(
+                self.metrics,
+                60,
+                "the operator's metrics endpoint",
+                retry_on=(OSError,),
+                watch=self.process,
+            )
+
+    def probe(self, which: str) -> tuple[int | None, str]:
+        """GET the liveness ("healthz") or readiness ("readyz") endpoint: (status, body);
+        status None when nothing answers."""
+        port = self.ports["liveness" if which == "healthz" else "readiness"]
+        url = f"http://{HOST}:{port}/{which}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except (OSError, http.client.HTTPException):
+            return None, ""
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
