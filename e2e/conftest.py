@@ -27,6 +27,7 @@ from e2e.harness.kind import (
 from e2e.harness.manifests import namespace_object
 from e2e.harness.openbao import OpenBao
 from e2e.harness.stack import Operator, Stack, add_tenant, grant_tenant, start_stack
+from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT, grant_operator, operator_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -121,3 +122,11 @@ def victim(stack: Stack) -> Iterator[str]:
     stack.put(f"{namespace}/db", {"password": f"victim-secret-{uuid.uuid4().hex[:6]}"})
     yield namespace
     stack.cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def operator_identity(stack: Stack) -> None:
+    """The operator's own Vault identity (VaultAuth ADMIN_SERVICE_ACCOUNT in its namespace), for the
+    modules whose kinds configure Vault cluster-wide."""
+    grant_operator(stack.vault)
+    stack.apply(*operator_objects(ADMIN_SERVICE_ACCOUNT, "default", stack.bao.address))

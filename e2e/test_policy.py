@@ -15,16 +15,9 @@ from e2e.harness.conditions import ready_is
 from e2e.harness.manifests import API_VERSION, namespace_object, vault_auth, vault_secret
 from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack
-from e2e.harness.vaultadmin import grant_operator, operator_objects
+from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
 
-pytestmark = pytest.mark.e2e
-AUTH = "vaultsync-admin"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def operator_identity(stack: Stack) -> None:
-    grant_operator(stack.vault)
-    stack.apply(*operator_objects(AUTH, "default", stack.bao.address))
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator_identity")]
 
 
 @pytest.fixture

@@ -116,24 +116,16 @@ def test_each_rotate_annotation_value_rotates_exactly_once(stack: Stack, rotator
     eventually(lambda: stack.ready_is(rotator, "db", "True"), 60, "Ready")
     start = _current(stack.vault, f"{rotator}/db")[0]
     for value, expected in (("first", 1), ("first", 1), ("second", 2)):
-        stack.cp.kubectl(
-            "annotate",
-            "vaultsecret",
-            "db",
-            "-n",
-            rotator,
-            f"vaultsync.io/rotate={value}",
-            "--overwrite",
-        )
-        stack.cp.kubectl(
-            "annotate",
-            "vaultsecret",
-            "db",
-            "-n",
-            rotator,
-            f"vaultsync.io/refresh={random.random()}",
-            "--overwrite",
-        )
+        for annotation in (f"rotate={value}", f"refresh={random.random()}"):
+            stack.cp.kubectl(
+                "annotate",
+                "vaultsecret",
+                "db",
+                "-n",
+                rotator,
+                f"vaultsync.io/{annotation}",
+                "--overwrite",
+            )
         eventually(
             lambda expected=expected: _current(stack.vault, f"{rotator}/db")[0] == start + expected,
             30,
@@ -178,6 +170,7 @@ def test_an_external_writer_racing_rotation_never_loses_a_write(stack: Stack, ro
     # the first rotation records a slot; from then on the schedule runs on its own grid
     eventually(lambda: _current(stack.vault, f"{rotator}/db")[0] >= 2, 60, "a first rotation")
     stop = threading.Event()
+    seen: list[tuple[int, dict[str, Any]]] = []  # every version the writer read, in order
 
     def writer() -> None:
         vault = stack.vault
@@ -185,6 +178,7 @@ def test_an_external_writer_racing_rotation_never_loses_a_write(stack: Stack, ro
         while not stop.is_set():
             n += 1
             version, data = _current(vault, f"{rotator}/db")
+            seen.append((version, data))
             try:
                 vault.secrets.kv.v2.create_or_update_secret(
                     f"{rotator}/db", {**data, "ext": n}, cas=version, mount_point="secret"
@@ -193,19 +187,23 @@ def test_an_external_writer_racing_rotation_never_loses_a_write(stack: Stack, ro
                 n -= 1  # lost to a rotation: try again on the new version
             time.sleep(random.uniform(0.05, 0.5))
 
+    def rotated_during_the_race() -> bool:
+        return len({data["password"] for _, data in seen}) > 2
+
     lost = stack.operator.metric("vaultsync_rotations_total", result="lost-race")
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(12)
+        time.sleep(8)
+        eventually(rotated_during_the_race, 60, "rotations between the external writes")
     finally:
         stop.set()
         thread.join()
-    versions = _versions(stack.vault, f"{rotator}/db")
-    ext = [int(versions[v].get("ext", 0)) for v in sorted(versions)]
+    # KV keeps only the last versions, so the writer's own reads are the history: a version
+    # based on stale data would carry an `ext` below one already written
+    ext = [int(data.get("ext", 0)) for _, data in seen]
     assert ext == sorted(ext), "a rotation wrote a version based on stale data"
-    passwords = [versions[v]["password"] for v in sorted(versions)]
-    assert len(set(passwords)) > 2, "no rotation happened during the race"
+    assert [v for v, _ in seen] == sorted(v for v, _ in seen)
     print(
         "rotations that lost the race:",
         stack.operator.metric("vaultsync_rotations_total", result="lost-race") - lost,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.schemas import nodes
 from vaultsync.api.crds import (
     KINDS,
     PEERING_CRD,
@@ -27,22 +28,10 @@ def test_committed_crd_is_current(kind: Kind) -> None:
     assert committed.read_text() == render(kind), "run `make crds` and commit the result"
 
 
-def _walk(node: object) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        found.append(node)
-        for value in node.values():
-            found.extend(_walk(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_walk(value))
-    return found
-
-
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_schema_is_structural(kind: Kind) -> None:
     schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    for node in _walk(schema["properties"]["spec"]):
+    for node in nodes(schema["properties"]["spec"]):
         assert "$ref" not in node
         assert "anyOf" not in node or all("type" not in o for o in node["anyOf"])
         assert not isinstance(node.get("additionalProperties"), bool)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from tests.schemas import nodes
 from vaultsync.api.crds import KINDS, UNOBSERVED, Kind, crd
 from vaultsync.api.secret import Destination, VaultSecretSpec
 from vaultsync.connections.identity import identity_for
@@ -32,18 +33,6 @@ from vaultsync.vault.roles import RoleRejected
 # ---- a new object's status, before the operator looks ----------------------------------------
 
 
-def _walk(node: object) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        found.append(node)
-        for value in node.values():
-            found.extend(_walk(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_walk(value))
-    return found
-
-
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_a_status_not_written_yet_reads_unobserved(kind: Kind) -> None:
     """The API server fills in status {observedGeneration: 0} until the operator writes one;
@@ -54,7 +43,7 @@ def test_a_status_not_written_yet_reads_unobserved(kind: Kind) -> None:
     assert status["default"] == {}
     assert UNOBSERVED == {"observedGeneration": 0}
     assert status["properties"]["observedGeneration"]["default"] == 0
-    defaults = [node for node in _walk(schema) if "default" in node]
+    defaults = [node for node in nodes(schema) if "default" in node]
     assert defaults == [status, status["properties"]["observedGeneration"]], "none in spec"
     assert schema["properties"]["metadata"] == {"type": "object"}, (
         "a CRD with defaults may say nothing more of metadata (the API server refuses it)"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.schemas import nodes
 from vaultsync.api.crds import model_schema
 from vaultsync.api.rotation import (
     DEFAULT_SYMBOLS,
@@ -140,20 +141,8 @@ def test_disabled_class_with_minimum_zero_and_mins_that_fit_exactly() -> None:
     assert sum(c.minimum for c in rules.classes()) == rules.length
 
 
-def _nodes(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        found.append(node)
-        for value in node.values():
-            found.extend(_nodes(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_nodes(value))
-    return found
-
-
 def _validations(schema: Any) -> list[dict[str, str]]:
-    return [r for node in _nodes(schema) for r in node.get("x-kubernetes-validations", [])]
+    return [r for node in nodes(schema) for r in node.get("x-kubernetes-validations", [])]
 
 
 def test_schema_carries_every_rule_with_the_pydantic_message() -> None:
@@ -161,7 +150,7 @@ def test_schema_carries_every_rule_with_the_pydantic_message() -> None:
     assert schema["x-kubernetes-validations"] == ROTATION_RULES
     messages = {r["message"] for r in _validations(schema)}
     assert set(MESSAGES.values()) <= messages
-    assert not any("default" in node for node in _nodes(schema))
+    assert not any("default" in node for node in nodes(schema))
 
 
 def test_cel_regexes_are_the_python_ones() -> None:
