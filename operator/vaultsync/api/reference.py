@@ -90,6 +90,21 @@ def _code(value: str) -> str:
     return f"{fence}{pad}{value.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
+def _bounds(low: int | None, high: int | None, unit: str | None) -> str | None:
+    """ "2 to 5 characters", "at most 64 items", "at least 1"; None without bounds."""
+
+    def counted(n: int) -> str:
+        return _count(n, unit) if unit else str(n)
+
+    if low is not None and high is not None:
+        return f"{low} to {counted(high)}"
+    if high is not None:
+        return f"at most {counted(high)}"
+    if low is not None:
+        return f"at least {counted(low)}"
+    return None
+
+
 def _count(n: int, what: str, plural: str = "") -> str:
     return f"{n} {what if n == 1 else plural or what + 's'}"
 
@@ -99,27 +114,14 @@ def _checks(node: JsonSchema) -> list[str]:
     out = []
     if "enum" in node:
         out.append("one of " + ", ".join(_code(str(v)) for v in node["enum"]))
-    low, high = node.get("minLength"), node.get("maxLength")
-    if low is not None and high is not None:
-        out.append(f"{low} to {_count(high, 'character')}")
-    elif high is not None:
-        out.append(f"at most {_count(high, 'character')}")
-    elif low is not None:
-        out.append(f"at least {_count(low, 'character')}")
-    low, high = node.get("minimum"), node.get("maximum")
-    if low is not None and high is not None:
-        out.append(f"{low} to {high}")
-    elif low is not None:
-        out.append(f"at least {low}")
-    elif high is not None:
-        out.append(f"at most {high}")
-    low, high = node.get("minItems"), node.get("maxItems")
-    if low is not None and high is not None:
-        out.append(f"{low} to {_count(high, 'item')}")
-    elif high is not None:
-        out.append(f"at most {_count(high, 'item')}")
-    elif low is not None:
-        out.append(f"at least {_count(low, 'item')}")
+    for low_key, high_key, unit in (
+        ("minLength", "maxLength", "character"),
+        ("minimum", "maximum", None),
+        ("minItems", "maxItems", "item"),
+    ):
+        bounds = _bounds(node.get(low_key), node.get(high_key), unit)
+        if bounds:
+            out.append(bounds)
     if node.get("maxProperties") is not None:
         out.append(f"at most {_count(node['maxProperties'], 'entry', 'entries')}")
     if "pattern" in node:
