@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -93,3 +94,20 @@ def _unversioned_requirements(module_at_version: str) -> list[str]:
     """Modules that the given module's go.mod requires at v0.0.0 (its in-repo replacements)."""
     pattern = re.compile(r"^\s*(?:require\s+)?(\S+)\s+v0\.0\.0\s*(?://.*)?$", re.MULTILINE)
     return sorted(set(pattern.findall(module_gomod(module_at_version))))
+
+
+def run_kubectl(
+    binaries: Binaries,
+    kubeconfig: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run the built kubectl with kubeconfig; with check, a failure raises with its stderr."""
+    argv = [str(binaries.kubectl), "--kubeconfig", str(kubeconfig), *args]
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        error = subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+        error.add_note(result.stderr)
+        raise error
+    return result

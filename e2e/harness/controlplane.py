@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from e2e.harness import log
-from e2e.harness.binaries import Binaries
+from e2e.harness.binaries import Binaries, run_kubectl
 from e2e.harness.pki import ControlPlanePki
 from e2e.harness.polling import eventually
 from e2e.harness.processes import HOST, JsonFile, Process, Server, free_port, http_status
@@ -106,15 +106,7 @@ class ControlPlane(Server):
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl against this cluster as cluster-admin."""
-        argv = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
-        if check and result.returncode != 0:
-            error = subprocess.CalledProcessError(
-                result.returncode, argv, result.stdout, result.stderr
-            )
-            error.add_note(result.stderr)
-            raise error
-        return result
+        return run_kubectl(self.binaries, self.kubeconfig, *args, input=input, check=check)
 
     def _start_components(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ import hvac
 import yaml
 
 from e2e.harness import ROOT, HarnessError, log
-from e2e.harness.binaries import Binaries
+from e2e.harness.binaries import Binaries, run_kubectl
 from e2e.harness.chart import CHART, OPERATOR_NAMESPACE, RELEASE, e2e_values, merge
 from e2e.harness.gobuild import build_lock, cache_dir, go_build
 from e2e.harness.helm import build_helm
@@ -299,15 +299,7 @@ class KindControlPlane:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
-        if check and result.returncode != 0:
-            error = subprocess.CalledProcessError(
-                result.returncode, argv, result.stdout, result.stderr
-            )
-            error.add_note(result.stderr)
-            raise error
-        return result
+        return run_kubectl(self.binaries, self.kubeconfig, *args, input=input, check=check)
 
 
 class InClusterOpenBao:
