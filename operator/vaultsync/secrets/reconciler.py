@@ -39,11 +39,10 @@ ROTATE_ANNOTATION = "vaultsync.io/rotate"
 log = logging.getLogger(__name__)
 
 
-def _seconds_until(moment: str | None) -> float | None:
-    if moment is None:
+def _seconds_until(rotation: Rotation | None) -> float | None:
+    if rotation is None or rotation.next_rotation is None:
         return None
-    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (rotation.next_rotation - datetime.now(UTC)).total_seconds())
 
 
 def parse_spec(raw: Any) -> VaultSecretSpec:
@@ -135,7 +134,7 @@ class VaultSecretReconciler:
             f"{spec.mount}/{spec.path}",
             version=secret.version,
             written=step.action is not Action.NONE,
-            wake_after=sooner(_seconds_until(fields.get("nextRotationTime")), restarted.wake_after),
+            wake_after=sooner(_seconds_until(rotation), restarted.wake_after),
             conditions=(restarted.condition,),
         )
 

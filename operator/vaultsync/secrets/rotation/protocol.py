@@ -41,6 +41,7 @@ class Rotation:
     result: str  # idle, created, rotated, lost-race, finished (a pending one completed)
     why: str
     status: dict[str, Any] = field(default_factory=dict)
+    next_rotation: datetime | None = None
 
     @property
     def rotated(self) -> bool:
@@ -78,7 +79,13 @@ def create(
         result = "lost-race"
     latest = kv.read(client, mount, path)
     after = evaluate(spec, None, latest.created_time, now)
-    return Rotation(latest, result, "the secret did not exist", _status({}, after.next_rotation))
+    return Rotation(
+        latest,
+        result,
+        "the secret did not exist",
+        _status({}, after.next_rotation),
+        after.next_rotation,
+    )
 
 
 def rotate(
@@ -96,7 +103,9 @@ def rotate(
     action = decide(record, secret.version, due.slot if due.rotate else None, request)
     metadata = dict(secret.custom_metadata)
     if isinstance(action, Idle):
-        return Rotation(secret, "idle", due.reason, _status(metadata, due.next_rotation))
+        return Rotation(
+            secret, "idle", due.reason, _status(metadata, due.next_rotation), due.next_rotation
+        )
     pending: Pending = action.pending
     if isinstance(action, Rotate):
         metadata = with_pending(metadata, pending)
@@ -112,7 +121,13 @@ def rotate(
     latest = kv.read(client, mount, path)
     after = evaluate(spec, read_record(latest.custom_metadata).last_slot, latest.created_time, now)
     why = due.reason if pending.slot is not None else "requested by vaultsync.io/rotate"
-    return Rotation(latest, result, why, _status(latest.custom_metadata, after.next_rotation))
+    return Rotation(
+        latest,
+        result,
+        why,
+        _status(latest.custom_metadata, after.next_rotation),
+        after.next_rotation,
+    )
 
 
 def _status(custom_metadata: dict[str, str], next_rotation: datetime | None) -> dict[str, Any]:
