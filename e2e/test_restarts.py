@@ -665,7 +665,7 @@ def test_server_side_apply_owns_only_our_annotations(stack: Stack, kube: Kube) -
         assert "f:replicas" not in owned and "f:containers" not in owned and "f:labels" not in owned
         # omitting a field we applied before removes it; the others stay
         fewer = Ours({"db": "h2"}, {}, {"db": "h2"}, None, "k")
-        after = workloads.apply(DEPLOYMENT, applied, fewer)
+        after = eventually(lambda: _apply(workloads, namespace, fewer), 30, "an apply")
         assert ours(DEPLOYMENT, after) == fewer
         assert after["spec"]["template"]["metadata"]["labels"] == {"app": "api"}
         # a stale resourceVersion is a conflict, never a blind overwrite
