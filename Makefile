@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .dev
 export PYTHONPATH := operator:.
 
-.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench
+.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench bench-5000
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ dev: cluster-binaries
 
 bench: cluster-binaries
 	$(PY) -m e2e.harness.bench
+
+# long (about 10 min): 5000 VaultSecrets, floor and operator, into a file of its own
+bench-5000: cluster-binaries
+	$(PY) -m e2e.harness.bench --sizes 5000 --only sizes --out docs/benchmarks-5000.md
 
 down: $(VENV)/.installed
 	$(PY) -m e2e.harness.dev down --state-dir $(STATE)

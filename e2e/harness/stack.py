@@ -129,12 +129,15 @@ class Operator(OneProcessServer):
         verbose: bool = False,
         peering: tuple[str, int] | None = None,
         priority: int | None = None,
+        source: Path | None = None,
         **env: str,
     ) -> None:
         """verbose runs the operator at DEBUG, so that log scans see everything it says.
         With a kubeconfig, peering (name, priority) joins a kopf peering instead of running
         standalone; with a ChartRelease the chart decides (replicas > 1) and priority, if
-        given, is added to its args. env: more variables (with a chart: as its extraEnv)."""
+        given, is added to its args. source: the `operator/` directory the `vaultsync` package
+        is imported from (another checkout's, to compare commits); this one's by default.
+        env: more variables (with a chart: as its extraEnv)."""
         if isinstance(credentials, ChartRelease) and peering is not None:
             raise HarnessError("with a ChartRelease the chart's replicas decide peering")
         self.workdir = workdir
@@ -142,6 +145,7 @@ class Operator(OneProcessServer):
         self.peering = peering
         self.priority = priority
         self.credentials = credentials
+        self.source = source or ROOT / "operator"
         self.ports = {name: free_port() for name in ("metrics", "liveness", "readiness")}
         self.env = env
         self.process: Process | None = None
@@ -219,7 +223,7 @@ class Operator(OneProcessServer):
             **env,
             "PYTHONUNBUFFERED": "1",
             "KUBECONFIG": str(self.kubeconfig),
-            "PYTHONPATH": str(ROOT / "operator"),
+            "PYTHONPATH": str(self.source),
         }
         self.process = Process.spawn(
             "operator", [sys.executable, "-m", "vaultsync", "run", *args], self.workdir, env

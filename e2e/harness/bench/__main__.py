@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m e2e.harness.bench", description=(bench_doc or "").split("\n")[0]
     )
-    parser.add_argument("--sizes", default="100,500", help="comma-separated VaultSecret counts")
+    parser.add_argument("--sizes", default="1000", help="comma-separated VaultSecret counts")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--namespaces", type=int, default=10, help="tenants = Vault identities")
     parser.add_argument("--refresh", type=int, default=15, help="refreshInterval, seconds")
@@ -31,6 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=900, help="bound of each wait for all objects (s)"
     )
     parser.add_argument("--no-outage", dest="outage", action="store_false")
+    parser.add_argument(
+        "--no-from-create",
+        dest="from_create",
+        action="store_false",
+        help="skip the initial sync timed from the first create (a stack of its own per size)",
+    )
+    parser.add_argument(
+        "--operator-source",
+        type=Path,
+        help="the operator/ directory of another checkout to run (default: this one's)",
+    )
     parser.add_argument(
         "--rotations",
         type=int,

@@ -27,6 +27,8 @@ from typing import Any
 import hvac
 from kubernetes import client, config
 
+from e2e.harness.bench import apiserver
+from e2e.harness.bench.floor import Floor, FloorResult, Target
 from e2e.harness.bench.procstats import (
     Memory,
     cpu_seconds,
@@ -47,6 +49,9 @@ MANAGED = "app.kubernetes.io/managed-by=vaultsync"
 BENCH_LABEL = f"{GROUP}/bench"
 REQUEST_TIMEOUT = 60
 CREATORS = 8  # parallel API clients creating the VaultSecrets
+VAULT_REQUESTS = "vaultsync_vault_request_duration_seconds_count"  # by operation
+START_POLL = 0.5  # seconds between polls while timing the sync from the operator's start
+Usage = tuple[float, dict[str, float], float]  # Sample.since: (seconds, CPU by process, other)
 
 
 def say(message: str) -> None:
@@ -71,7 +76,7 @@ class Sample:
     cpu: dict[str, float]
     busy: float
 
-    def since(self, before: Sample) -> tuple[float, dict[str, float], float]:
+    def since(self, before: Sample) -> Usage:
         """(seconds, CPU seconds per process, CPU seconds of everything else)."""
         cpu = {name: self.cpu[name] - before.cpu.get(name, 0.0) for name in self.cpu}
         other = max(0.0, self.busy - before.busy - sum(cpu.values()))
@@ -97,6 +102,12 @@ def log_levels(text: str) -> Counter[str]:
             message = re.sub(r"\d+", "N", parts[3])
             found[f"{parts[2]} {message[:160]}"] += 1
     return found
+
+
+def failures(metrics: Metrics) -> dict[str, int]:
+    """Reconciles that did not end Synced, by reason."""
+    reasons = by_label(metrics, "vaultsync_syncs_total", "reason")
+    return {reason: count for reason, count in reasons.items() if reason != "Synced"}
 
 
 def versions(items: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -133,19 +144,25 @@ class Bench:
     rotating = False  # the tenants' Vault policies let them rotate their own paths
     phase = "starting the stack"  # named in result.error if it fails
 
-    def __init__(self, root: Path, size: int, namespaces: int, refresh: int) -> None:
+    def __init__(
+        self, root: Path, size: int, namespaces: int, refresh: int, source: Path | None = None
+    ) -> None:
+        """source: the `operator/` directory to run (another checkout's), this one's if None."""
         self.size = size
         self.refresh = refresh
         self.cp = ControlPlane(root / "cluster")
         self.bao = OpenBao(root / "openbao")
-        self.operator = Operator(root / "operator", self.cp.kubeconfig)
+        self.operator = Operator(root / "operator", self.cp.kubeconfig, source=source)
+        self.source = source
         self.tenants = [Tenant(f"bench-{i:02d}") for i in range(min(namespaces, size))]
         for i in range(size):
             tenant = self.tenants[i % len(self.tenants)]
             tenant.objects.append((f"s{i:04d}", f"{tenant.namespace}/s{i:04d}"))
+        self.configuration: client.Configuration
         self.core: client.CoreV1Api
         self.custom: client.CustomObjectsApi
         self.log_offset = 0
+        self.own: apiserver.Requests = Counter()  # the benchmark's own API requests
 
     # ----------------------------------------------------------------- stack
 
@@ -153,9 +170,13 @@ class Bench:
     def running(self) -> Iterator[None]:
         try:
             start_stack(self.cp, self.bao)
+            if self.source is not None:  # the CRDs that operator was written against
+                crds = self.source.parent / "crds"
+                self.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
             configuration = client.Configuration()
             config.load_kube_config(str(self.cp.kubeconfig), client_configuration=configuration)
             configuration.connection_pool_maxsize = CREATORS
+            self.configuration = configuration
             api = client.ApiClient(configuration)
             self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
             yield
@@ -207,6 +228,7 @@ class Bench:
         )
 
     def vaultsecrets(self) -> list[dict[str, Any]]:
+        self.own[apiserver.request_key("LIST", "vaultsecrets")] += 1
         listed: Any = self.custom.list_cluster_custom_object(
             GROUP,
             VERSION,
@@ -218,6 +240,7 @@ class Bench:
         return items
 
     def secrets(self) -> list[dict[str, Any]]:
+        self.own[apiserver.request_key("LIST", "secrets")] += 1
         response: Any = self.core.list_secret_for_all_namespaces(
             label_selector=MANAGED, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
         )
@@ -225,6 +248,7 @@ class Bench:
         return items
 
     def secret_password(self, namespace: str, name: str) -> str | None:
+        self.own[apiserver.request_key("GET", "secrets")] += 1
         response: Any = self.core.read_namespaced_secret(
             name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
         )
@@ -234,7 +258,11 @@ class Bench:
     def metric(self, name: str, **labels: str) -> float:
         return self.operator.metric(name, **labels)
 
+    def api_requests(self) -> apiserver.Snapshot:
+        return apiserver.Snapshot(apiserver.served(self.cp), self.own.copy())
+
     def sample(self) -> Sample:
+        """Every process's CPU now, and the operator's metrics (none if it is not running)."""
         pids = {
             "operator": self.operator.pid,
             **self.cp.pids,
@@ -243,7 +271,7 @@ class Bench:
         }
         return Sample(
             at=time.monotonic(),
-            metrics=parse(self.operator.metrics()),
+            metrics=[] if self.operator.pid is None else parse(self.operator.metrics()),
             cpu={name: cpu_seconds(pid) for name, pid in pids.items()},
             busy=machine_busy_seconds(),
         )
@@ -298,31 +326,49 @@ class Bench:
         )
         return (meta["namespace"], meta["name"]), time.monotonic()
 
-    def initial_sync(self, result: SizeResult, timeout: float) -> None:
-        """Create N VaultSecrets at once (CREATORS parallel API clients); time until synced."""
-        objects = self.vaultsecret_objects()
-        expected = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects}
-        first_ready: dict[tuple[str, str], float] = {}
-        before = self.sample()
-        started = before.at
+    def create_all(self, timeout: float) -> dict[tuple[str, str], float]:
+        """Create the N VaultSecrets at once (CREATORS parallel API clients): when each was."""
         with ThreadPoolExecutor(CREATORS) as pool:
-            created = dict(pool.map(self.create, objects, timeout=timeout))
-        result.create_s = time.monotonic() - started
+            return dict(pool.map(self.create, self.vaultsecret_objects(), timeout=timeout))
+
+    def until_synced(
+        self,
+        expected: set[tuple[str, str]],
+        timeout: float,
+        interval: float = 1.0,
+        first_ready: dict[tuple[str, str], float] | None = None,
+    ) -> None:
+        """Wait until every expected VaultSecret is Ready=True and every Secret exists,
+        noting in first_ready when each was first seen Ready (and Ready since). The Secrets
+        are listed only once every VaultSecret is Ready (the operator writes them first)."""
+        ready = {} if first_ready is None else first_ready
 
         def check() -> bool | Pending:
             now = time.monotonic()
             for obj in self.vaultsecrets():
                 key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
                 if ready_is(obj, "True"):
-                    first_ready.setdefault(key, now)
+                    ready.setdefault(key, now)
                 else:
-                    first_ready.pop(key, None)  # must be Ready at the end, not once
+                    ready.pop(key, None)  # must be Ready at the end, not once
+            if not expected <= ready.keys():
+                return Pending(f"{len(expected & ready.keys())}/{len(expected)} Ready")
             present = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in self.secrets()}
             have = len(expected & present)
-            done = have == len(expected) and expected <= first_ready.keys()
-            return done or Pending(f"{have}/{len(expected)} Secrets, {len(first_ready)} Ready")
+            return have == len(expected) or Pending(f"all Ready, {have}/{len(expected)} Secrets")
 
-        timed(check, timeout, f"{self.size} Secrets and VaultSecrets Ready")
+        timed(check, timeout, f"{self.size} Secrets and VaultSecrets Ready", interval=interval)
+
+    def initial_sync(self, result: SizeResult, timeout: float) -> None:
+        """Create N VaultSecrets at once (CREATORS parallel API clients) with the operator
+        running; time until synced."""
+        first_ready: dict[tuple[str, str], float] = {}
+        before = self.sample()
+        started = before.at
+        created = self.create_all(timeout)
+        result.create_s = time.monotonic() - started
+        expected = set(created)
+        self.until_synced(expected, timeout, first_ready=first_ready)
         after = self.sample()
         result.sync_s = after.at - started
         result.sync_cpu = after.since(before)
@@ -331,18 +377,66 @@ class Bench:
         result.ready_p95_s = percentile(latencies, 0.95)
         result.ready_max_s = max(latencies)
         result.logins_after_sync = total(after.metrics, "vaultsync_vault_logins_total")
-        result.sync_failures = {
-            reason: count
-            for reason, count in by_label(after.metrics, "vaultsync_syncs_total", "reason").items()
-            if reason != "Synced"
-        }
+        result.sync_failures = failures(after.metrics)
+
+    def targets(self) -> list[Target]:
+        """The VaultSecrets as they are now, for the floor."""
+        return [
+            Target(
+                o["metadata"]["namespace"],
+                o["metadata"]["name"],
+                o["spec"]["path"],
+                o["metadata"]["generation"],
+            )
+            for o in self.vaultsecrets()
+        ]
+
+    def precreated(self, result: SizeResult, timeout: float) -> None:
+        """With the operator stopped: create the N VaultSecrets, measure the floor on them,
+        then undo the floor."""
+        self.phase = "creating VaultSecrets, operator stopped"
+        started = time.monotonic()
+        self.create_all(timeout)
+        result.precreate_s = time.monotonic() - started
+        targets = self.targets()
+        self.phase = "floor"
+        floor = Floor(self.configuration, self.bao)
+        api_before, before = self.api_requests(), self.sample()
+        result.floor = floor.run(targets)
+        say(f"N={self.size}: floor {result.floor.seconds:.1f}s; undoing it")
+        result.floor_usage = self.sample().since(before)
+        result.floor_requests = self.api_requests().since(api_before)
+        self.phase = "resetting after the floor"
+        floor.reset(targets)
+
+    def start_sync(self, result: SizeResult, timeout: float) -> None:
+        """Start the operator on the N pre-created VaultSecrets; time from its process start
+        until every Secret exists and every VaultSecret is Ready=True."""
+        self.phase = "sync from the operator's start"
+        expected = {(t.namespace, t.name) for t in self.targets()}
+        api_before, before = self.api_requests(), self.sample()
+        say(f"N={self.size}: starting the operator")
+        self.operator.start()
+        self.until_synced(expected, timeout, interval=START_POLL)
+        after = self.sample()
+        result.start_s = after.at - before.at
+        result.start_usage = after.since(before)
+        result.start_memory = memory(self.operator.pid)
+        result.start_requests = self.api_requests().since(api_before)
+        result.start_logins = total(after.metrics, "vaultsync_vault_logins_total")
+        result.start_failures = failures(after.metrics)
+        self.record(result, "sync from start")
 
     def refresh_window(self, result: SizeResult) -> None:
         """Two refresh cycles of nothing changing: what does the operator do?"""
         vs_before, secrets_before = versions(self.vaultsecrets()), versions(self.secrets())
-        before = self.sample()
+        api_before, before = self.api_requests(), self.sample()
         time.sleep(2 * self.refresh + 2)
         after = self.sample()
+        result.window_requests = self.api_requests().since(api_before)
+        vault = by_label(after.metrics, VAULT_REQUESTS, "operation")
+        vault.subtract(by_label(before.metrics, VAULT_REQUESTS, "operation"))
+        result.window_vault_requests = {op: n for op, n in vault.items() if n}
         vs_after, secrets_after = versions(self.vaultsecrets()), versions(self.secrets())
         result.window_usage = after.since(before)
         result.window_s = result.window_usage[0]
@@ -416,9 +510,22 @@ class Bench:
 
 @dataclass
 class SizeResult(Recorded):
+    """(a) from_create: timed from the first create, operator running (a stack of its own);
+    (b) start: objects pre-created, floor measured on them, timed from the operator's start."""
+
+    precreate_s: float | None = None
+    floor: FloorResult | None = None
+    floor_usage: Usage | None = None
+    floor_requests: apiserver.Requests = field(default_factory=Counter)
+    start_s: float | None = None
+    start_usage: Usage | None = None
+    start_memory: Memory | None = None
+    start_requests: apiserver.Requests = field(default_factory=Counter)
+    start_logins: float | None = None
+    start_failures: dict[str, int] = field(default_factory=dict)
     create_s: float | None = None
     sync_s: float | None = None
-    sync_cpu: tuple[float, dict[str, float], float] | None = None
+    sync_cpu: Usage | None = None
     sync_failures: dict[str, int] = field(default_factory=dict)
     ready_p50_s: float | None = None
     ready_p95_s: float | None = None
@@ -432,7 +539,9 @@ class SizeResult(Recorded):
     window_logins: float | None = None
     window_vs_rv_changes: int | None = None
     window_secret_rv_changes: int | None = None
-    window_usage: tuple[float, dict[str, float], float] | None = None
+    window_usage: Usage | None = None
+    window_requests: apiserver.Requests = field(default_factory=Counter)
+    window_vault_requests: dict[str, int] = field(default_factory=dict)
     change_count: int | None = None
     change_p50_s: float | None = None
     change_max_s: float | None = None
@@ -445,18 +554,17 @@ class SizeResult(Recorded):
 def run_size(
     root: Path, size: int, args: argparse.Namespace
 ) -> tuple[SizeResult, bool]:  # (result, ok)
-    bench = Bench(root, size, args.namespaces, args.refresh)
+    """(b) and the phases after it on one stack, then, with args.from_create, (a) on another."""
+    bench = Bench(root / "start", size, args.namespaces, args.refresh, args.operator_source)
     result = SizeResult(size, len(bench.tenants), args.refresh)
 
     def phases() -> None:
         bench.phase = "creating tenants and KV data"
         bench.prepare()
-        bench.start_operator(result)
-        bench.phase = "initial sync"
-        say(f"N={size}: applying {size} VaultSecrets")
-        bench.initial_sync(result, args.timeout)
-        bench.record(result, "initial sync", "after sync")
-        say(f"N={size}: synced in {result.sync_s:.1f}s; watching two refresh cycles")
+        say(f"N={size}: creating {size} VaultSecrets with the operator stopped, then the floor")
+        bench.precreated(result, args.timeout)
+        bench.start_sync(result, args.timeout)
+        say(f"N={size}: synced {result.start_s:.1f}s after the operator's start")
         bench.phase = "no-op refresh window"
         time.sleep(3)
         bench.refresh_window(result)
@@ -471,4 +579,24 @@ def run_size(
             bench.record(result, "outage", "after outage")
 
     bench.scenario(result, f"N={size}", phases)
+    if args.from_create and result.error is None:
+        run_from_create(root / "from-create", result, args)
     return result, result.error is None
+
+
+def run_from_create(root: Path, result: SizeResult, args: argparse.Namespace) -> None:
+    """(a) on a fresh stack: the operator idle with the tenants, then the N VaultSecrets
+    created at once; timed from the first create."""
+    bench = Bench(root, result.size, args.namespaces, args.refresh, args.operator_source)
+
+    def phases() -> None:
+        bench.phase = "creating tenants and KV data"
+        bench.prepare()
+        bench.start_operator(result)
+        bench.phase = "initial sync from the first create"
+        say(f"N={result.size}: creating {result.size} VaultSecrets with the operator running")
+        bench.initial_sync(result, args.timeout)
+        bench.record(result, "sync from the first create", "after sync from the first create")
+        say(f"N={result.size}: synced {result.sync_s:.1f}s after the first create")
+
+    bench.scenario(result, f"N={result.size} from the first create", phases)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import astuple
 from datetime import UTC, datetime
+from pathlib import Path
 
-from e2e.harness.bench.measure import CREATORS, SizeResult
+from e2e.harness import ROOT
+from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted, resource_of
+from e2e.harness.bench.floor import FLOOR_THREADS
+from e2e.harness.bench.measure import CREATORS, START_POLL, VAULT_REQUESTS, SizeResult, Usage
 from e2e.harness.bench.procstats import machine
 from e2e.harness.bench.rotation import (
     NEVER,
@@ -19,7 +24,6 @@ from e2e.harness.bench.rotation import (
     SETTLE,
     RotationResult,
     Spread,
-    Usage,
     per_object,
 )
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION
@@ -37,15 +41,17 @@ def _reasons(found: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(found.items())) or "0"
 
 
-def _cpu(usage: tuple[float, dict[str, float], float] | None) -> list[tuple[str, str]]:
+def _cpu(usage: Usage | None, operator: bool = True) -> list[tuple[str, str]]:
+    """CPU rows of a measured span; without operator, the operator (not running) is left out."""
     if usage is None:
         return []
     seconds, cpu, other = usage
+    own = (
+        "  operator CPU (utime+stime)",
+        f"{cpu['operator']:.1f} s = {100 * cpu['operator'] / seconds:.0f}% of a core",
+    )
     return [
-        (
-            "  operator CPU (utime+stime)",
-            f"{cpu['operator']:.1f} s = {100 * cpu['operator'] / seconds:.0f}% of a core",
-        ),
+        *([own] if operator else []),
         (
             "  kube-apiserver / etcd / OpenBao / this benchmark CPU",
             " / ".join(f"{cpu[n]:.1f}" for n in ("kube-apiserver", "etcd", "OpenBao", "bench"))
@@ -58,17 +64,83 @@ def _cpu(usage: tuple[float, dict[str, float], float] | None) -> list[tuple[str,
     ]
 
 
+def _requests(requests: Requests, objects: float, least: float = 0.05) -> str:
+    """Requests per object (objects: objects x intervals), their total in bold, then by verb
+    and resource, most first, those below least per object summed as "other"; BACKGROUND
+    resources shown but not in the total."""
+    if not objects:
+        return "—"
+    ranked = sorted(requests.items(), key=lambda item: (-item[1], item[0]))
+    parts = [f"{key} {n / objects:.2f}" for key, n in ranked if n / objects >= least]
+    rest = [n for key, n in ranked if n / objects < least and resource_of(key) not in BACKGROUND]
+    if rest:
+        parts.append(f"{len(rest)} other kinds {sum(rest) / objects:.2f}")
+    background = [key for key, _ in ranked if resource_of(key) in BACKGROUND]
+    note = f" ({', '.join(background)}: the control plane's own, not counted)" if background else ""
+    return (
+        f"**{counted(requests) / objects:.2f}**" + (f": {', '.join(parts)}" if parts else "") + note
+    )
+
+
+def _times_floor(seconds: float | None, r: SizeResult) -> str:
+    if seconds is None or r.floor is None:
+        return "—"
+    return f"{seconds / r.floor.seconds:.1f}"
+
+
+def _intervals(r: SizeResult) -> float:
+    """Objects x refresh intervals of the no-op window."""
+    return 0.0 if r.window_s is None else r.size * r.window_s / r.refresh
+
+
 def table(r: SizeResult) -> str:
+    floor = r.floor
+    peak = r.start_memory
     rows: list[tuple[str, str]] = [
         ("VaultSecrets / namespaces = Vault identities", f"{r.size} / {r.identities}"),
         (
-            f"create the N VaultSecrets ({CREATORS} parallel API clients)",
+            f"create the N VaultSecrets, operator stopped ({CREATORS} parallel API clients)",
+            _s(r.precreate_s),
+        ),
+        (
+            f"**floor**: {FLOOR_THREADS} threads on the pre-created objects: a login per "
+            "identity, then per object KV read + Secret create + status patch",
+            "—" if floor is None else f"{_s(floor.seconds)} ({floor.per_second:.0f} objects/s)",
+        ),
+        *_cpu(r.floor_usage, operator=False),
+        ("  API requests per object", _requests(r.floor_requests, r.size)),
+        (
+            "**sync from start** (objects pre-created): the operator's process start → every "
+            "Secret exists and every VaultSecret Ready=True",
+            _s(r.start_s),
+        ),
+        ("  x floor", _times_floor(r.start_s, r)),
+        ("  throughput", "—" if not r.start_s else f"{r.size / r.start_s:.1f} objects/s"),
+        *_cpu(r.start_usage),
+        (
+            "  operator peak RSS (VmHWM) / RSS at the end",
+            "—" if peak is None else f"{peak.hwm_mib:.0f} MiB / {peak.rss_mib:.0f} MiB",
+        ),
+        (
+            "  API requests per object (the benchmark's own polls taken out)",
+            _requests(r.start_requests, r.size),
+        ),
+        ("  reconciles that did not end Synced", _reasons(r.start_failures)),
+        (
+            "  Vault logins (`vaultsync_vault_logins_total`)",
+            f"{_n(r.start_logins)} (identities: {r.identities})",
+        ),
+        (
+            f"create the N VaultSecrets, operator running ({CREATORS} parallel API clients; "
+            "a stack of its own)",
             _s(r.create_s),
         ),
         (
-            "**initial sync**: first create → every Secret exists and every VaultSecret Ready=True",
+            "**sync from the first create**: first create → every Secret exists and every "
+            "VaultSecret Ready=True",
             _s(r.sync_s),
         ),
+        ("  x floor (the floor of the other stack)", _times_floor(r.sync_s, r)),
         ("  throughput", "—" if not r.sync_s else f"{r.size / r.sync_s:.1f} objects/s"),
         (
             "  per object, its create → Ready=True (p50 / p95 / max)",
@@ -96,6 +168,14 @@ def table(r: SizeResult) -> str:
             "—" if r.window_sync_mean_ms is None else f"{r.window_sync_mean_ms:.1f} ms",
         ),
         ("  Vault logins", _n(r.window_logins)),
+        (
+            "  Kubernetes API requests per object per refresh interval",
+            _requests(r.window_requests, _intervals(r)),
+        ),
+        (
+            f"  Vault requests per object per refresh interval (`{VAULT_REQUESTS}`), by operation",
+            _vault_requests(r),
+        ),
         *_cpu(r.window_usage),
         (
             f"**change latency**: {r.change_count or '—'} KV entries updated → Secret (p50 / max)",
@@ -115,6 +195,14 @@ def table(r: SizeResult) -> str:
             ("  Vault logins during the outage and recovery", _n(r.outage_logins)),
         ]
     return _markdown(rows, r.log_warnings, r.load_before, r.error)
+
+
+def _vault_requests(r: SizeResult) -> str:
+    intervals = _intervals(r)
+    if not intervals or r.window_s is None:
+        return "—"
+    ranked = sorted(r.window_vault_requests.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{op} {n / intervals:.2f}" for op, n in ranked) or "0"
 
 
 def _markdown(
@@ -261,32 +349,43 @@ def rotation_table(r: RotationResult) -> str:
 
 def interpretation(results: list[SizeResult], rotation: RotationResult | None = None) -> str:
     """Plain statements of what was measured; nothing extrapolated."""
-    done = [r for r in results if r.sync_s is not None]
     sentences: list[str] = []
-    if done:
-        sentences.append(
-            "Initial sync: "
-            + ", ".join(
-                f"{r.size} objects in {r.sync_s:.0f} s ({r.size / r.sync_s:.1f}/s)"
-                for r in done
-                if r.sync_s
+    for r in results:
+        if r.floor is None or r.start_s is None or r.start_usage is None:
+            continue
+        peak = "—" if r.start_memory is None else f"{r.start_memory.hwm_mib:.0f} MiB"
+        text = (
+            f"N={r.size}: the floor ({FLOOR_THREADS} threads) synced the pre-created objects "
+            f"in {r.floor.seconds:.1f} s with {counted(r.floor_requests) / r.size:.2f} API "
+            f"requests per object; started on them, the operator had every Secret and Ready "
+            f"{r.start_s:.1f} s after its process start ({_times_floor(r.start_s, r)}x the "
+            f"floor), using {r.start_usage[1]['operator']:.1f} s of CPU, peak RSS {peak}, "
+            f"with {_requests(r.start_requests, r.size, least=0.5)} API requests per object"
+        )
+        if r.sync_s is not None and r.create_s is not None:
+            text += (
+                f"; timed from the first create with the operator running, {r.sync_s:.1f} s "
+                f"({_times_floor(r.sync_s, r)}x the floor; creating the objects took "
+                f"{r.create_s:.1f} s of it)"
             )
+        sentences.append(text + ".")
+    logins = [
+        (found, r.identities)
+        for r in results
+        for found in (r.start_logins, r.logins_after_sync)
+        if found is not None
+    ]
+    if logins and all(found == identities for found, identities in logins):
+        sentences.append(
+            "Vault logins equalled the number of identities in every sync: one login per "
+            "identity, reused."
+        )
+    elif logins:
+        sentences.append(
+            "Vault logins in the syncs: "
+            + ", ".join(f"{found:.0f} for {identities} identities" for found, identities in logins)
             + "."
         )
-        logins = [r for r in done if r.logins_after_sync is not None]
-        if logins and all(r.logins_after_sync == r.identities for r in logins):
-            sentences.append(
-                "Vault logins equalled the number of identities at every size: one login per "
-                "identity, reused."
-            )
-        elif logins:
-            sentences.append(
-                "Vault logins after the sync: "
-                + ", ".join(
-                    f"{r.logins_after_sync:.0f} for {r.identities} identities" for r in logins
-                )
-                + "."
-            )
     window = [r for r in results if r.window_writes is not None]
     if window:
         quiet = all(
@@ -296,7 +395,11 @@ def interpretation(results: list[SizeResult], rotation: RotationResult | None = 
         keeping_up = "; ".join(
             f"N={r.size}: {r.window_syncs:.0f} syncs against a nominal N x window / interval "
             f"= {r.size * seconds / r.refresh:.0f}, operator at "
-            f"{100 * cpu['operator'] / seconds:.0f}% of a core"
+            f"{100 * cpu['operator'] / seconds:.0f}% of a core, "
+            f"{1000 * cpu['operator'] / _intervals(r):.1f} ms of operator CPU, "
+            f"{counted(r.window_requests) / _intervals(r):.2f} Kubernetes API requests and "
+            f"{r.window_vault_requests.get('kv_read', 0) / _intervals(r):.2f} Vault KV reads "
+            "per object per interval"
             for r in window
             if r.window_usage
             for seconds, cpu, _other in [r.window_usage]
@@ -341,7 +444,9 @@ def interpretation(results: list[SizeResult], rotation: RotationResult | None = 
                 else f"; **the bench FAILED**: {'; '.join(r.violations)}."
             )
         )
-    usages: list[Usage | None] = [u for r in results for u in (r.sync_cpu, r.window_usage)]
+    usages: list[Usage | None] = [
+        u for r in results for u in (r.floor_usage, r.start_usage, r.sync_cpu, r.window_usage)
+    ]
     if rotation is not None:
         usages += [rotation.usage, rotation.quiet_usage, rotation.restart_usage]
     loads = [usage[2] / usage[0] for usage in usages if usage is not None and usage[0]]
@@ -357,6 +462,20 @@ def interpretation(results: list[SizeResult], rotation: RotationResult | None = 
     return " ".join(sentences)
 
 
+def source(directory: Path | None) -> str:
+    """Which operator code ran: this checkout's or another's, and its `git describe`."""
+    where = directory or ROOT / "operator"
+    described = subprocess.run(
+        ["git", "-C", str(where), "describe", "--always", "--dirty", "--tags"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    ).stdout.strip()
+    whose = "this checkout's `operator/`" if directory is None else "`--operator-source`"
+    return f"{whose} at `{described or 'unknown'}`"
+
+
 def report(
     results: list[SizeResult],
     rotation: RotationResult | None,
@@ -370,8 +489,9 @@ def report(
     parts = [
         "# Benchmarks",
         "",
-        "Generated by `make bench` (`e2e/harness/bench/`); do not edit by hand. Each size, and "
-        "the rotation scenario, runs on a fresh local stack — etcd + kube-apiserver + "
+        "Generated by `make bench` (`e2e/harness/bench/`); do not edit by hand. Each size runs "
+        "on a fresh local stack (and, for the sync from the first create, on a second one), "
+        "the rotation scenario on one of its own — etcd + kube-apiserver + "
         "kube-controller-manager, one OpenBao "
         "(raft storage, not dev mode), and the operator as one process (`vaultsync run`, not "
         "verbose, default `VAULTSYNC_WORKERS`; backoff 1-5 s as set by "
@@ -383,6 +503,7 @@ def report(
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `{command.strip()}` (wall time {wall_s / 60:.1f} min)",
+        f"- operator: {source(args.operator_source)}",
         *(f"- {key}: {value}" for key, value in facts.items()),
         "",
         "## Results",
@@ -413,13 +534,32 @@ def report(
     parts += [
         "## What is measured",
         "",
-        f"- *initial sync*: N VaultSecrets created through the API by {CREATORS} threads at "
+        f"- *floor*: the N VaultSecrets are created (by {CREATORS} threads) with the operator "
+        f"stopped; then {FLOOR_THREADS} bare Python threads do only what must be done, over "
+        "plain HTTP against the same API server and OpenBao: one TokenRequest and Vault "
+        "Kubernetes-auth login per identity (reused), and per object one KV v2 read, one "
+        "Secret create (`floor-<name>`, not managed by vaultsync) and one status patch "
+        "(Ready=True); timed from the first request until all are done. Its Secrets are then "
+        "deleted and every status put back to a new object's (`observedGeneration: 0`).",
+        "- *sync from start*: then the operator process is started on those objects; from its "
+        "start until every destination Secret exists and every VaultSecret has Ready=True for "
+        f"its generation (polled every {START_POLL} s). *x floor* is this time over the floor "
+        "of the same run; the CPU, peak RSS (VmHWM) and requests are the new process's.",
+        "- *API requests per object*: the kube-apiserver's `apiserver_request_total` before "
+        "and after, by verb and resource (subresource after a slash), divided by N (by N x "
+        "refresh intervals in the refresh window). The benchmark's own requests (its polls) "
+        "are subtracted; WATCH and non-resource requests (discovery, `/metrics`) are left "
+        f"out, and {', '.join(BACKGROUND)} (the control plane's own) are shown but not counted "
+        "in the total. The other servers' clients (kube-controller-manager) would count too.",
+        f"- *sync from the first create*: on a second fresh stack with the operator idle, N "
+        f"VaultSecrets created through the API by {CREATORS} threads at "
         "once; from the first create until every destination Secret exists and every "
         "VaultSecret has Ready=True for its generation (polled once a second, so per-object "
-        "times are +-1 s).",
+        "times are +-1 s). Skipped with `--no-from-create`.",
         "- *no-op refresh window*: 2 x refreshInterval + 2 s with nothing changing in Vault; "
-        "deltas of the operator's Prometheus counters, of resourceVersions of all VaultSecrets "
-        "and Secrets, and of utime+stime from `/proc/<pid>/stat`.",
+        "deltas of the operator's Prometheus counters (Vault requests by operation: "
+        f"`{VAULT_REQUESTS}`), of the API server's request counters, of resourceVersions of "
+        "all VaultSecrets and Secrets, and of utime+stime from `/proc/<pid>/stat`.",
         "- *change latency*: KV entries rewritten one after another; each is timed from its own "
         "write to the moment its Secret holds the new value (polled every 0.25 s). Bounded "
         "by the refreshInterval, since a refresh is what picks a change up.",

@@ -33,6 +33,7 @@ from e2e.harness.bench.measure import (
     Bench,
     Recorded,
     SizeResult,
+    Usage,
     percentile,
     say,
     timed,
@@ -57,7 +58,6 @@ COUNTED = {  # what the operator counts that must stay 0 in the quiet window
 }
 
 Key = tuple[str, str]  # (namespace, name) of a VaultSecret, its Secret and its Deployment
-Usage = tuple[float, dict[str, float], float]  # Sample.since: (seconds, CPU by process, other)
 
 
 @dataclass(frozen=True)
@@ -402,7 +402,7 @@ class RotationBench(Bench):
 
 def run_rotation(root: Path, args: argparse.Namespace) -> tuple[RotationResult, bool]:
     """(result, ok): ok unless a phase failed or a guarantee was broken."""
-    bench = RotationBench(root, args.rotations, args.namespaces, args.refresh)
+    bench = RotationBench(root, args.rotations, args.namespaces, args.refresh, args.operator_source)
     result = RotationResult(args.rotations, len(bench.tenants), args.refresh)
 
     def phases() -> None:
