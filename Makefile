@@ -49,7 +49,8 @@ dev: cluster-binaries
 bench: cluster-binaries
 	$(PY) -m e2e.harness.bench
 
-# long (about 10 min): 5000 VaultSecrets, floor and operator, into a file of its own
+# long, not part of `make bench`: 5000 VaultSecrets (floor, sync from start and from the first
+# create, refresh window, changes, outage) into a file of its own
 bench-5000: cluster-binaries
 	$(PY) -m e2e.harness.bench --sizes 5000 --only sizes --out docs/benchmarks-5000.md
 
