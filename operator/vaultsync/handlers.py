@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import random
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +83,22 @@ def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
 Build = Callable[[Kube, Sessions, Settings], Reconciler]
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's "last handled" state, kept nowhere: it serves create/update handlers, and we
+    have none (a loop reconciles, a trigger wakes it). Storing it cost a patch of every new
+    object and a deep copy of every event's body. Objects of older versions keep their
+    `vaultsync.io/last-handled-configuration` annotation; nothing reads it."""
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class Kind:
     """One row of the table: how the handlers drive a kind's reconciler."""
@@ -93,6 +110,9 @@ class Kind:
     trigger: Callable[[kopf.Body], object] = _generation
     namespaces: bool = False  # the reconciler reads the namespaces and their labels
     cleanup: bool = False  # deletion waits for the reconciler's cleanup (a finalizer)
+    # A kind whose Ready says whether Vault can be reached: retried at most this often while
+    # it fails, and its turning Ready retries at once every object waiting after a failure.
+    recovery_probe: float | None = None
 
 
 KINDS = [
@@ -112,7 +132,7 @@ KINDS = [
         cleanup=True,
     ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
-    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler),
+    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=5.0),
     Kind("vaultauth", "vaultauths", VaultAuthReconciler),
 ]
 
@@ -131,9 +151,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     config = Settings.from_env()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     # Only the Secrets we write are watched (server-side): a Secret whose label is removed
@@ -257,6 +275,8 @@ def _loop(kind: Kind) -> Handler:
         key = (namespace or "", name)
         wake = wakers.register(key)
         failures = 0
+        ready: bool | None = None
+        first = True
         try:
             while not stopped and not body.metadata.get("deletionTimestamp"):
                 memo.trigger = kind.trigger(body)
@@ -277,11 +297,20 @@ def _loop(kind: Kind) -> Handler:
                 )
                 failures = 0 if outcome.ready else failures + 1
                 retry_soon = not outcome.ready and outcome.retryable
-                wait: float | None = (
-                    ctx.settings.backoff(failures)
-                    if retry_soon
-                    else _sooner(kind.healthy_wait(snapshot, ctx.settings), outcome.wake_after)
-                )
+                wakers.failing(key, retry_soon)
+                if kind.recovery_probe is not None and outcome.ready and ready is False:
+                    for other in ctx.wakers.values():
+                        other.wake_failing()
+                ready = outcome.ready
+                wait: float | None
+                if retry_soon:
+                    wait = _sooner(ctx.settings.backoff(failures), kind.recovery_probe)
+                else:
+                    healthy = kind.healthy_wait(snapshot, ctx.settings)
+                    if first and healthy is not None:  # spread the refreshes of objects that
+                        healthy *= random.uniform(0.5, 1.0)  # started together (a restart)
+                    wait = _sooner(healthy, outcome.wake_after)
+                    first = False
                 await scheduling.wait(wake, stopped.wait(), wait)
         finally:
             wakers.forget(key)
@@ -333,8 +362,14 @@ for _kind in KINDS:
 async def managed_secret_changed(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A Secret we write was edited, deleted or unlabelled: its VaultSecret repairs it now."""
+    """A Secret we write was edited, deleted or unlabelled: its VaultSecret repairs it now.
+    Every version seen is kept (kube.secrets) for reconciles to compare with."""
     secret = copy.deepcopy(dict(body))
+    seen = memo.ctx.kube.secrets
+    if type == "DELETED":  # or no longer labelled as ours
+        seen.drop(namespace or "", body.metadata.name)
+    else:
+        seen.put(secret)
     owner = owner_name(secret)
     if owner and (type == "DELETED" or drifted(secret, key=memo.ctx.hmac_key)):
         memo.ctx.wakers["vaultsecrets"].wake((namespace or "", owner))

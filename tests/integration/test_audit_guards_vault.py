@@ -43,10 +43,10 @@ class FakeKubeApi:
     def read_namespaced_secret(self, name: str, namespace: str) -> k8s.V1Secret:
         return k8s.V1Secret(data={"token": base64.b64encode(self.token.encode()).decode()})
 
-    def patch_cluster_custom_object_status(self, *args: Any) -> None:
+    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> None:
         self.statuses.append(args[-1]["status"])
 
-    def create_namespaced_event(self, namespace: str, event: k8s.CoreV1Event) -> None:
+    def create_namespaced_event(self, namespace: str, event: k8s.CoreV1Event, **_: Any) -> None:
         self.events.append(event)
 
     def warnings(self) -> list[str]:

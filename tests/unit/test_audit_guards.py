@@ -237,10 +237,10 @@ class _Recorder:
         self.statuses: list[dict[str, Any]] = []
         self.events: list[Any] = []
 
-    def patch_cluster_custom_object_status(self, *args: Any) -> None:
+    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> None:
         self.statuses.append(args[-1]["status"])
 
-    def create_namespaced_event(self, _namespace: str, event: Any) -> None:
+    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> None:
         self.events.append(event)
 
 

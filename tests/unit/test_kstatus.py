@@ -244,16 +244,23 @@ def test_data_that_makes_no_secret(spec: dict[str, Any], data: dict[str, Any], r
 
 
 @pytest.mark.parametrize(
-    ("status", "reason", "retryable"),
-    [(422, "SecretInvalid", False), (409, "Conflict", True), (500, "KubernetesError", True)],
+    ("operation", "status", "reason", "retryable"),
+    [
+        ("create", 422, "SecretInvalid", False),
+        ("replace", 422, "SecretInvalid", False),
+        ("create", 409, "AlreadyExists", True),
+        ("replace", 409, "Conflict", True),
+        ("create", 500, "KubernetesError", True),
+    ],
 )
-def test_secret_writes(status: int, reason: str, retryable: bool) -> None:
+def test_secret_writes(operation: str, status: int, reason: str, retryable: bool) -> None:
     """The API server refusing the content refuses the same content again; a conflict or an
     error of the server may pass."""
 
-    def refuse(*_args: Any) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise ApiException(status=status, reason="refused")
 
-    kube = SimpleNamespace(core=SimpleNamespace(create_namespaced_secret=refuse))
-    error = _raises(lambda: secrets.create(kube, "t", {"metadata": {"name": "db"}}))  # type: ignore[arg-type]
+    core = SimpleNamespace(create_namespaced_secret=refuse, replace_namespaced_secret=refuse)
+    write = getattr(secrets, operation)
+    error = _raises(lambda: write(SimpleNamespace(core=core), "t", {"metadata": {"name": "db"}}))
     assert (error.reason, error.retryable) == (reason, retryable)

@@ -456,7 +456,7 @@ class FakeCore:
     def __init__(self) -> None:
         self.events: list[Any] = []
 
-    def create_namespaced_event(self, namespace: str, event: Any) -> None:
+    def create_namespaced_event(self, namespace: str, event: Any, **_: Any) -> None:
         self.events.append(event)
 
 

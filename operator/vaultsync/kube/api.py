@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -11,10 +12,41 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 
+class Seen:
+    """The objects of one kind as the operator's watch last delivered them, by (namespace,
+    name): what a reconcile can compare with instead of reading each object again. Fed by
+    the watch (in the event loop), read by worker threads: single dict operations, which
+    the GIL makes atomic. Kept as compact JSON, without managedFields."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], bytes] = {}
+
+    def put(self, body: Mapping[str, Any]) -> None:
+        meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+        compact = json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()
+        self._objects[(meta.get("namespace") or "", meta.get("name") or "")] = compact
+
+    def drop(self, namespace: str, name: str) -> None:
+        self._objects.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A fresh copy of the object as last seen, or None if the watch has not seen it."""
+        compact = self._objects.get((namespace, name))
+        if compact is None:
+            return None
+        found: dict[str, Any] = json.loads(compact)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+
 @dataclass(frozen=True)
 class Kube:
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
+    secrets: Seen = field(default_factory=Seen)
+    """The Secrets vaultsync writes (labelled `vaultsync.io/managed`), as watched."""
 
 
 def connect(pool_size: int = 16) -> Kube:

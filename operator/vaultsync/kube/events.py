@@ -42,6 +42,6 @@ def emit(kube: Kube, body: Mapping[str, Any], *, warning: bool, reason: str, mes
         count=1,
     )
     try:
-        kube.core.create_namespaced_event(namespace, event)
+        kube.core.create_namespaced_event(namespace, event, _preload_content=False)
     except ApiException as exc:
         log.warning("could not post event %s on %s: %s", reason, meta["name"], describe(exc))

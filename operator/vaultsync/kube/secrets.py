@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,42 +12,44 @@ from vaultsync.kube.api import Kube, describe
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 
-REASONS = {409: "Conflict", 422: "SecretInvalid"}
-"""409: changed meanwhile (read again and retry); 422: the API server refuses the content
-(the same content again would be refused again: not retryable)."""
+REASONS = {
+    ("create", 409): "AlreadyExists",
+    ("replace", 409): "Conflict",
+    ("create", 422): "SecretInvalid",
+    ("replace", 422): "SecretInvalid",
+}
+"""409: exists already, or changed meanwhile (read again and retry); 422: the API server
+refuses the content (the same content again would be refused again: not retryable)."""
+STALE = frozenset({"AlreadyExists", "Conflict"})
+"""Reasons that say the Secret a write was planned from is not the current one."""
 
 
 def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Secret as JSON (the client's models, never needed here, cost more to build than
+    the request: every call here skips them)."""
     try:
-        secret = kube.core.read_namespaced_secret(name, namespace)
+        response: Any = kube.core.read_namespaced_secret(name, namespace, _preload_content=False)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise SyncError(
             f"read Secret {name!r}: {describe(exc)}", reason="KubernetesError"
         ) from None
-    body: dict[str, Any] = kube.core.api_client.sanitize_for_serialization(secret)
+    body: dict[str, Any] = json.loads(response.data)
     body.setdefault("apiVersion", "v1")
     body.setdefault("kind", "Secret")
     return body
 
 
 def create(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
-    _write(
-        "create",
-        body,
-        lambda: kube.core.create_namespaced_secret(namespace, body),  # type: ignore[arg-type]
-    )
+    call = kube.core.create_namespaced_secret
+    _write("create", body, lambda: call(namespace, body, _preload_content=False))  # type: ignore[arg-type]
 
 
 def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
     """Replace at body's resourceVersion: a concurrent change is a Conflict, retried later."""
-    name = body["metadata"]["name"]
-    _write(
-        "replace",
-        body,
-        lambda: kube.core.replace_namespaced_secret(name, namespace, body),  # type: ignore[arg-type]
-    )
+    call, name = kube.core.replace_namespaced_secret, body["metadata"]["name"]
+    _write("replace", body, lambda: call(name, namespace, body, _preload_content=False))  # type: ignore[arg-type]
 
 
 def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> None:
@@ -55,7 +58,7 @@ def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> 
     except ApiException as exc:
         raise SyncError(
             f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",
-            reason=REASONS.get(exc.status or 0, "KubernetesError"),
+            reason=REASONS.get((operation, exc.status or 0), "KubernetesError"),
             retryable=exc.status != 422,
         ) from None
     metrics.SECRET_WRITES.labels(operation).inc()

@@ -21,10 +21,12 @@ def patch(
     try:
         if namespace:
             kube.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, body
+                GROUP, VERSION, namespace, plural, name, body, _preload_content=False
             )
         else:
-            kube.custom.patch_cluster_custom_object_status(GROUP, VERSION, plural, name, body)
+            kube.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, plural, name, body, _preload_content=False
+            )
     except ApiException as exc:
         if exc.status == 404:
             return  # deleted meanwhile

@@ -15,12 +15,26 @@ Key = tuple[str, str]
 class Wakers:
     def __init__(self) -> None:
         self._events: dict[Key, asyncio.Event] = {}
+        self._failing: set[Key] = set()  # waiting for a retry after a failure
 
     def register(self, key: Key) -> asyncio.Event:
         return self._events.setdefault(key, asyncio.Event())
 
     def forget(self, key: Key) -> None:
         self._events.pop(key, None)
+        self._failing.discard(key)
+
+    def failing(self, key: Key, failing: bool) -> None:
+        """Mark key as waiting for a retry after a failure (or not any more)."""
+        if failing:
+            self._failing.add(key)
+        else:
+            self._failing.discard(key)
+
+    def wake_failing(self) -> None:
+        """Retry now every object that waits after a failure (Vault is back, say)."""
+        for key in self._failing:
+            self.wake(key)
 
     def wake_all(self) -> None:
         for event in self._events.values():

@@ -116,10 +116,8 @@ class VaultSecretReconciler:
                     self._rotated(body, spec, rotation)
             data = render(spec, secret.data)
             owner = Owner(name, namespace, meta["uid"])
-            current = secrets.read(self.kube, namespace, spec.destination.name)
             key = hmackey.shared(self.kube, self.namespace)
-            step = plan(current, spec.destination, owner, data, key=key)
-            apply(self.kube, namespace, step)
+            current, step = self._write(namespace, spec.destination, owner, data, key)
             previous = (body.get("status") or {}).get("secretName")
             if previous and previous != spec.destination.name:
                 renamed = spec.destination.model_copy(update={"name": previous})
@@ -137,6 +135,34 @@ class VaultSecretReconciler:
             wake_after=sooner(_seconds_until(rotation), restarted.wake_after),
             conditions=(restarted.condition,),
         )
+
+    def _write(
+        self, namespace: str, dest: Destination, owner: Owner, data: dict[str, bytes], key: bytes
+    ) -> tuple[dict[str, Any] | None, Plan]:
+        """Bring the destination to data: (the Secret as it was, what was done).
+
+        Planned first from the watch's copy of our Secrets, so a refresh that changes
+        nothing costs no API request, and a new Secret is created without a read first.
+        When that copy is stale or missing (a Secret not yet seen, or not ours: the create
+        is refused; edited meanwhile: the replace at its resourceVersion is refused), or it
+        plans a failure, the Secret is read and planned again: every decision that fails or
+        writes over a Secret not known to be ours rests on a fresh read."""
+        seen = self.kube.secrets.get(namespace, dest.name)
+        try:
+            step: Plan | None = plan(seen, dest, owner, data, key=key)
+        except SyncError:
+            step = None
+        if step is not None and (seen is not None or step.action is Action.CREATE):
+            try:
+                apply(self.kube, namespace, step)
+                return seen, step
+            except SyncError as exc:  # a create checks the content before existence
+                if seen is not None and exc.reason not in secrets.STALE:
+                    raise
+        current = secrets.read(self.kube, namespace, dest.name)
+        step = plan(current, dest, owner, data, key=key)
+        apply(self.kube, namespace, step)
+        return current, step
 
     def _rotated(self, body: Mapping[str, Any], spec: VaultSecretSpec, rotation: Rotation) -> None:
         assert spec.rotation is not None
