@@ -73,7 +73,7 @@ def test_the_operator_runs_with_the_charts_args_and_env(stack: Stack) -> None:
     assert {name: environ.get(name) for name in env} == env
     assert env["POD_NAMESPACE"] == OPERATOR_NAMESPACE  # fieldRef metadata.namespace
     assert "VAULTSYNC_NAMESPACE" not in environ
-    assert env["VAULTSYNC_WORKERS"] == "16"  # a chart default
+    assert env["VAULTSYNC_WORKERS"] == "32"  # a chart default
 
 
 def test_liveness_and_readiness_over_http(stack: Stack, tenant: str) -> None:

@@ -239,7 +239,7 @@ def test_default_render(helm: Path) -> None:
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert {name: item.get("value") for name, item in env.items() if name != "POD_NAMESPACE"} == {
-        "VAULTSYNC_WORKERS": "16",
+        "VAULTSYNC_WORKERS": "32",
         "VAULTSYNC_MIN_BACKOFF": "5",
         "VAULTSYNC_MAX_BACKOFF": "300",
         "VAULTSYNC_METRICS_PORT": "8080",

@@ -9,6 +9,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hvac
@@ -43,11 +44,15 @@ class FakeKubeApi:
     def read_namespaced_secret(self, name: str, namespace: str) -> k8s.V1Secret:
         return k8s.V1Secret(data={"token": base64.b64encode(self.token.encode()).decode()})
 
-    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> None:
+    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> SimpleNamespace:
         self.statuses.append(args[-1]["status"])
+        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
-    def create_namespaced_event(self, namespace: str, event: k8s.CoreV1Event, **_: Any) -> None:
+    def create_namespaced_event(
+        self, namespace: str, event: k8s.CoreV1Event, **_: Any
+    ) -> SimpleNamespace:
         self.events.append(event)
+        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
     def warnings(self) -> list[str]:
         return [e.message for e in self.events if e.reason == INSECURE_EVENT]

@@ -3,6 +3,7 @@ Warning reminder, as pure functions (the CEL rules and the Python checks agree).
 
 import re
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -237,11 +238,13 @@ class _Recorder:
         self.statuses: list[dict[str, Any]] = []
         self.events: list[Any] = []
 
-    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> None:
+    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> SimpleNamespace:
         self.statuses.append(args[-1]["status"])
+        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
-    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> None:
+    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> SimpleNamespace:
         self.events.append(event)
+        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
 
 class _NoVault:

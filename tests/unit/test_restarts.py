@@ -11,6 +11,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -456,8 +457,9 @@ class FakeCore:
     def __init__(self) -> None:
         self.events: list[Any] = []
 
-    def create_namespaced_event(self, namespace: str, event: Any, **_: Any) -> None:
+    def create_namespaced_event(self, namespace: str, event: Any, **_: Any) -> SimpleNamespace:
         self.events.append(event)
+        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client, config
@@ -59,6 +59,13 @@ def connect(pool_size: int = 16) -> Kube:
     configuration.connection_pool_maxsize = pool_size
     api = client.ApiClient(configuration)
     return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
+
+
+def drain(response: object) -> bytes:
+    """The body of a `_preload_content=False` response, read to its end: only that gives the
+    connection back to the pool (left unread, every request opens a new TLS connection)."""
+    data: bytes = cast(Any, response).data
+    return data
 
 
 def describe(exc: ApiException) -> str:

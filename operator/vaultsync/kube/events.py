@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync.kube.api import Kube, describe
+from vaultsync.kube.api import Kube, describe, drain
 
 log = logging.getLogger(__name__)
 COMPONENT = "vaultsync"
@@ -42,6 +42,6 @@ def emit(kube: Kube, body: Mapping[str, Any], *, warning: bool, reason: str, mes
         count=1,
     )
     try:
-        kube.core.create_namespaced_event(namespace, event, _preload_content=False)
+        drain(kube.core.create_namespaced_event(namespace, event, _preload_content=False))
     except ApiException as exc:
         log.warning("could not post event %s on %s: %s", reason, meta["name"], describe(exc))

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync.kube.api import Kube, describe
+from vaultsync.kube.api import Kube, describe, drain
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 
@@ -35,7 +35,7 @@ def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
         raise SyncError(
             f"read Secret {name!r}: {describe(exc)}", reason="KubernetesError"
         ) from None
-    body: dict[str, Any] = json.loads(response.data)
+    body: dict[str, Any] = json.loads(drain(response))
     body.setdefault("apiVersion", "v1")
     body.setdefault("kind", "Secret")
     return body
@@ -54,7 +54,7 @@ def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
 
 def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> None:
     try:
-        call()
+        drain(call())
     except ApiException as exc:
         raise SyncError(
             f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",

@@ -7,7 +7,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from vaultsync import GROUP, VERSION
-from vaultsync.kube.api import Kube, describe
+from vaultsync.kube.api import Kube, describe, drain
 
 
 class StatusWriteFailed(Exception):
@@ -20,13 +20,14 @@ def patch(
     body = {"status": status}
     try:
         if namespace:
-            kube.custom.patch_namespaced_custom_object_status(
+            response = kube.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, plural, name, body, _preload_content=False
             )
         else:
-            kube.custom.patch_cluster_custom_object_status(
+            response = kube.custom.patch_cluster_custom_object_status(
                 GROUP, VERSION, plural, name, body, _preload_content=False
             )
+        drain(response)
     except ApiException as exc:
         if exc.status == 404:
             return  # deleted meanwhile

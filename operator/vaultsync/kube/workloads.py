@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync.kube.api import Kube, describe
+from vaultsync.kube.api import Kube, describe, drain
 from vaultsync.runtime.errors import SyncError
 
 FIELD_MANAGER = "vaultsync"
@@ -300,7 +300,7 @@ class Workloads:
                     _headers={"Accept": METADATA_LIST},
                     _preload_content=False,
                 )
-                listing = json.loads(cast(Any, response).data)
+                listing = json.loads(drain(response))
             except ApiException as exc:
                 if exc.status == 404 and kind is ROLLOUT:
                     return {}

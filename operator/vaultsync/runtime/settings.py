@@ -49,7 +49,7 @@ class Settings:
                 "VAULTSYNC_NAMESPACE", os.environ.get("POD_NAMESPACE", "vaultsync-system")
             ),
             metrics_port=int(os.environ.get("VAULTSYNC_METRICS_PORT", "8080")),
-            workers=int(os.environ.get("VAULTSYNC_WORKERS", "16")),
+            workers=int(os.environ.get("VAULTSYNC_WORKERS", "32")),
             min_backoff=_float("VAULTSYNC_MIN_BACKOFF", 5.0),
             max_backoff=_float("VAULTSYNC_MAX_BACKOFF", 300.0),
             resync_interval=_float("VAULTSYNC_RESYNC_INTERVAL", 60.0),
