@@ -162,12 +162,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.peering.lifetime = config.peering_lifetime  # a crashed active replica's takeover time
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
-    kube = connect(pool_size=config.workers)
+    kube = connect(pool_size=2 * config.workers)  # the workers, and probes besides
     try:  # created once in the operator's namespace, shared by replicas
         hmac_key = await asyncio.to_thread(hmackey.shared, kube, config.namespace)
     except SyncError as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from None
-    sessions = Sessions(KubeCredentials(kube), pool_size=config.workers)
+    sessions = Sessions(KubeCredentials(kube), pool_size=2 * config.workers)
     memo.ctx = Context(
         settings=config,
         kube=kube,
@@ -304,19 +304,23 @@ def _loop(kind: Kind) -> Handler:
         failures = 0
         ready: bool | None = None
         first = True
+        status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
         try:
             while not stopped and not body.metadata.get("deletionTimestamp"):
                 memo.trigger = kind.trigger(body)
                 snapshot = copy.deepcopy(dict(body))
+                if status is not None:
+                    snapshot["status"] = status
                 work = partial(reconcile, ctx.kube, reconciler, snapshot, _view(kind, kwargs))
                 try:
-                    outcome = await asyncio.to_thread(_guard(memo).run, work)
+                    done = await asyncio.to_thread(_guard(memo).run, work)
                 except StatusWriteFailed as exc:
                     failures += 1
                     delay = ctx.settings.backoff(failures)
                     raise kopf.TemporaryError(str(exc), delay=delay) from None
-                if outcome is None:
+                if done is None:
                     return
+                outcome, status = done.outcome, done.status
                 # Set here, in the event loop, not in the thread: a cancelled loop never sets
                 # it after its `finally` forgot the object.
                 metrics.OBJECTS.set(
@@ -338,6 +342,7 @@ def _loop(kind: Kind) -> Handler:
                         healthy *= random.uniform(0.5, 1.0)  # started together (a restart)
                     wait = _sooner(healthy, outcome.wake_after)
                     first = False
+                del snapshot, work, done  # not kept while waiting
                 await scheduling.wait(wake, stopped.wait(), wait)
         finally:
             wakers.forget(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vaultsync.kube import events
@@ -19,14 +20,24 @@ from vaultsync.runtime.view import View
 log = logging.getLogger(__name__)
 
 
-def reconcile(kube: Kube, reconciler: Reconciler, body: Mapping[str, Any], view: View) -> Outcome:
+@dataclass(frozen=True)
+class Reconciled:
+    outcome: Outcome
+    status: dict[str, Any]
+    """The object's status as recorded: what the next reconcile should start from, as the
+    watch may deliver the object's new version only later."""
+
+
+def reconcile(
+    kube: Kube, reconciler: Reconciler, body: Mapping[str, Any], view: View
+) -> Reconciled:
     """Sync, count and time it, then record the outcome in status (when it changed) and Events."""
     started = time.monotonic()
     result = reconciler.sync(body, view)
     metrics.SYNCS.labels(reconciler.kind, result.outcome.reason).inc()
     metrics.SYNC_SECONDS.labels(reconciler.kind).observe(time.monotonic() - started)
-    record(kube, reconciler.plural, body, result.outcome, result.fields)
-    return result.outcome
+    status = record(kube, reconciler.plural, body, result.outcome, result.fields)
+    return Reconciled(result.outcome, status)
 
 
 def clean_up(

@@ -87,7 +87,7 @@ class Operator:
             "spec": {"authRef": "admin", "type": "file", "path": name, **spec},
             "status": self.status,
         }
-        outcome = reconcile(self.kube, self.reconciler, body, self.view)
+        outcome = reconcile(self.kube, self.reconciler, body, self.view).outcome
         for patch in self.api.statuses:
             self.status = {k: v for k, v in {**self.status, **patch}.items() if v is not None}
         self.api.statuses.clear()

@@ -272,7 +272,7 @@ def test_a_refused_spec_never_reaches_vault(options: dict[str, str], reason: str
         "metadata": {"name": "a", "uid": "u1", "generation": 1},
         "spec": {"type": "file", "path": "a", "options": options},
     }
-    outcome = reconcile(kube, reconciler, body, View())
+    outcome = reconcile(kube, reconciler, body, View()).outcome
     assert (outcome.ready, outcome.reason) == (False, reason)
     [status] = recorder.statuses
     assert status["managed"] is False and "insecureOptions" not in status

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 def record(
     kube: Kube, plural: str, body: Mapping[str, Any], outcome: Outcome, fields: Mapping[str, Any]
-) -> None:
+) -> dict[str, Any]:
+    """Record outcome on body's object; its status now."""
     meta = body["metadata"]
     generation = int(meta.get("generation") or 0)
     current = dict(body.get("status") or {})
@@ -61,3 +62,4 @@ def record(
         events.emit(
             kube, body, warning=not outcome.ready, reason=outcome.reason, message=outcome.message
         )
+    return new
