@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .dev
 export PYTHONPATH := operator:.
 
-.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench bench-5000
+.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench bench-5000 bench-peers
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench: cluster-binaries
 # create, refresh window, changes, outage) into a file of its own
 bench-5000: cluster-binaries
 	$(PY) -m e2e.harness.bench --sizes 5000 --only sizes --out docs/benchmarks-5000.md
+
+# optional, in neither `make test` nor `make bench`: External Secrets Operator v0.16.2 (built
+# from the Go module proxy on first use, at the lowest CPU priority) beside the floor and
+# vaultsync on one stack, --concurrent 1 and 16, into docs/benchmarks-peers.md
+bench-peers: cluster-binaries
+	nice -n 19 $(PY) -m e2e.harness.bench.peers.eso
+	$(PY) -m e2e.harness.bench.peers
 
 down: $(VENV)/.installed
 	$(PY) -m e2e.harness.dev down --state-dir $(STATE)
