@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -29,10 +30,31 @@ HOST = "127.0.0.1"
 STOP_TIMEOUT = 20.0
 
 
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A port to listen on, below the kernel's ephemeral range: a port the kernel picks for
+    port 0 comes from the range that outgoing connections use, so between this check and
+    the server's bind a client connection (thousands in a benchmark) could take it. Never
+    the same port twice in this process."""
+    low = 32768
+    if _EPHEMERAL.exists():
+        low = int(_EPHEMERAL.read_text().split()[0])
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError("no free port below the ephemeral range")
 
 
 def tail(text: str, lines: int = 40) -> str:

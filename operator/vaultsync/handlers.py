@@ -1,11 +1,14 @@
 """kopf glue: the only module with decorators. Domain logic lives in the kind packages.
 
-Every object of ours runs as one daemon: a loop that reconciles, then waits (refresh or
-resync interval, or a backoff after a failure) unless a watch wakes it first. The kinds
-are one table (`KINDS`); each entry registers a daemon, an event handler that wakes the
-loop, and for kinds that undo something on deletion a delete handler (and so a
-finalizer). Handler ids are explicit so stored kopf state matches across upgrades.
-VaultAuths, VaultConnections and namespaces are also kept in memory by kopf indexes.
+Each kind has one scheduler (runtime/scheduling.py): every object is reconciled, then due
+again after its refresh or resync interval (or a backoff after a failure) unless a watch
+wakes it first, with a bounded number of reconciles at once. The kinds are one table
+(`KINDS`); each entry registers a daemon per object that only puts the object in its
+scheduler while kopf lets it run (not while the object is deleted, nor while this replica
+stands by), an event handler that wakes it, and for kinds that undo something on deletion a
+delete handler (and so a finalizer). Handler ids are explicit so stored kopf state matches
+across upgrades. VaultAuths, VaultConnections and namespaces are also kept in memory by
+kopf indexes.
 """
 
 from __future__ import annotations
@@ -145,7 +148,9 @@ class Context:
     kube: Kube
     reconcilers: dict[str, Reconciler]
     hmac_key: bytes  # keyed digests of Secret data (kube/hmackey.py)
-    wakers: dict[str, scheduling.Wakers] = field(default_factory=dict)
+    schedulers: dict[str, scheduling.Scheduler] = field(default_factory=dict)
+    indexes: dict[str, kopf.Index[Any, Any]] | None = None  # set by the first object seen
+    serving: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @kopf.on.startup()
@@ -168,13 +173,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     except SyncError as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from None
     sessions = Sessions(KubeCredentials(kube), pool_size=2 * config.workers)
-    memo.ctx = Context(
+    memo.ctx = ctx = Context(
         settings=config,
         kube=kube,
         reconcilers={kind.plural: kind.build(kube, sessions, config) for kind in KINDS},
         hmac_key=hmac_key,
-        wakers={kind.plural: scheduling.Wakers() for kind in KINDS},
     )
+    for kind in KINDS:
+        scheduler = scheduling.Scheduler(_runner(kind, ctx), concurrency=config.workers)
+        ctx.schedulers[kind.plural] = scheduler
+        ctx.serving.append(asyncio.create_task(scheduler.serve(), name=f"{kind.plural} scheduler"))
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     readiness: Readiness | None = getattr(memo, "readiness", None)
@@ -205,6 +213,18 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         priority=info.priority,
         expiration=info.expiration,
     )
+
+
+@kopf.on.cleanup()
+async def stop_schedulers(memo: Any, **_: Any) -> None:
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is None:
+        return
+    for task in ctx.serving:
+        task.cancel()
+    await asyncio.gather(*ctx.serving, return_exceptions=True)
+    for scheduler in ctx.schedulers.values():
+        await scheduler.stop()
 
 
 def _readiness_checks(
@@ -266,9 +286,14 @@ def _lookup(index: kopf.Index[Any, Any]) -> Any:
     return find
 
 
-def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
+INDEXES = ("vault_auths", "vault_connections", "namespace_labels")
+
+
+def _view(kind: Kind, kwargs: dict[str, Any] | None) -> View:
     """Built in the event loop: the namespace copy must not race the index's updates."""
     namespaces: Namespaces = {}
+    if kwargs is None:  # no object seen yet, so no index either
+        return View()
     if kind.namespaces:
         index = kwargs["namespace_labels"]
         namespaces = {name: next(iter(labels), {}) for name, labels in index.items()}
@@ -285,8 +310,73 @@ def _guard(memo: Any) -> Guard:
 Handler = Callable[..., Coroutine[Any, Any, None]]
 
 
-def _loop(kind: Kind) -> Handler:
-    async def loop(
+@dataclass(slots=True)
+class Tracked:
+    """What a kind's scheduler keeps of one object between its reconciles."""
+
+    body: kopf.Body  # kopf's live view: the version the watch delivered last
+    guard: Guard  # shared with the object's deletion handler
+    stopped: kopf.DaemonStopped
+    trigger: object = None  # kind.trigger() of the version last reconciled
+    status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
+    failures: int = 0
+    ready: bool | None = None
+    first: bool = True
+
+
+def _snapshot(body: kopf.Body) -> Snapshot:
+    """A copy of the object to reconcile, in a thread, while kopf updates the original;
+    without managedFields, which nothing reads and which are most of its size."""
+    meta = {k: v for k, v in body.metadata.items() if k != "managedFields"}
+    return copy.deepcopy({**body, "metadata": meta})
+
+
+def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
+    reconciler = ctx.reconcilers[kind.plural]
+
+    async def run(entry: scheduling.Entry) -> float | None:
+        """Reconcile entry's object once; when it is due next: its healthy wait after a
+        success, a backoff after a retryable failure, unless something wakes it first."""
+        tracked: Tracked = entry.context
+        body = tracked.body
+        if tracked.stopped or body.metadata.get("deletionTimestamp"):
+            return None
+        tracked.trigger = kind.trigger(body)
+        snapshot = _snapshot(body)
+        if tracked.status is not None:
+            snapshot["status"] = tracked.status
+        work = partial(reconcile, ctx.kube, reconciler, snapshot, _view(kind, ctx.indexes))
+        try:
+            done = await asyncio.to_thread(tracked.guard.run, work)
+        except StatusWriteFailed as exc:
+            tracked.failures += 1
+            tracked.status = None  # read again from the watched object
+            entry.failing = True
+            log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
+            return ctx.settings.backoff(tracked.failures)
+        if done is None or ctx.schedulers[kind.plural].get(entry.key) is not entry:
+            return None  # its cleanup began, or it was forgotten meanwhile
+        outcome, tracked.status = done.outcome, done.status
+        metrics.OBJECTS.set(reconciler.kind, *entry.key, ready=outcome.ready, reason=outcome.reason)
+        tracked.failures = 0 if outcome.ready else tracked.failures + 1
+        entry.failing = not outcome.ready and outcome.retryable
+        if kind.recovery_probe is not None and outcome.ready and tracked.ready is False:
+            for scheduler in ctx.schedulers.values():
+                scheduler.wake_failing()
+        tracked.ready = outcome.ready
+        if entry.failing:
+            return _sooner(ctx.settings.backoff(tracked.failures), kind.recovery_probe)
+        healthy = kind.healthy_wait(snapshot, ctx.settings)
+        if tracked.first and healthy is not None:  # spread the refreshes of objects that
+            healthy *= random.uniform(0.5, 1.0)  # started together (a restart)
+        tracked.first = False
+        return _sooner(healthy, outcome.wake_after)
+
+    return run
+
+
+def _present(kind: Kind) -> Handler:
+    async def present(
         body: kopf.Body,
         namespace: str | None,
         name: str,
@@ -294,61 +384,22 @@ def _loop(kind: Kind) -> Handler:
         memo: Any,
         **kwargs: Any,
     ) -> None:
-        """Reconcile, then wait: healthy_wait after success, a backoff after a retryable
-        failure, unless a watch wakes the object first (spec change, drift, namespaces)."""
+        """The object is reconciled by its kind's scheduler while this daemon runs. kopf
+        stops it when the object is being deleted and when this replica stands by (kopf
+        peering), so no reconcile starts then."""
         ctx: Context = memo.ctx
-        reconciler = ctx.reconcilers[kind.plural]
-        wakers = ctx.wakers[kind.plural]
+        if ctx.indexes is None:  # kopf's indexes: the same objects for every handler
+            ctx.indexes = {name: kwargs[name] for name in INDEXES}
+        scheduler = ctx.schedulers[kind.plural]
         key = (namespace or "", name)
-        wake = wakers.register(key)
-        failures = 0
-        ready: bool | None = None
-        first = True
-        status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
+        scheduler.add(key, Tracked(body, _guard(memo), stopped))
         try:
-            while not stopped and not body.metadata.get("deletionTimestamp"):
-                memo.trigger = kind.trigger(body)
-                snapshot = copy.deepcopy(dict(body))
-                if status is not None:
-                    snapshot["status"] = status
-                work = partial(reconcile, ctx.kube, reconciler, snapshot, _view(kind, kwargs))
-                try:
-                    done = await asyncio.to_thread(_guard(memo).run, work)
-                except StatusWriteFailed as exc:
-                    failures += 1
-                    delay = ctx.settings.backoff(failures)
-                    raise kopf.TemporaryError(str(exc), delay=delay) from None
-                if done is None:
-                    return
-                outcome, status = done.outcome, done.status
-                # Set here, in the event loop, not in the thread: a cancelled loop never sets
-                # it after its `finally` forgot the object.
-                metrics.OBJECTS.set(
-                    reconciler.kind, *key, ready=outcome.ready, reason=outcome.reason
-                )
-                failures = 0 if outcome.ready else failures + 1
-                retry_soon = not outcome.ready and outcome.retryable
-                wakers.failing(key, retry_soon)
-                if kind.recovery_probe is not None and outcome.ready and ready is False:
-                    for other in ctx.wakers.values():
-                        other.wake_failing()
-                ready = outcome.ready
-                wait: float | None
-                if retry_soon:
-                    wait = _sooner(ctx.settings.backoff(failures), kind.recovery_probe)
-                else:
-                    healthy = kind.healthy_wait(snapshot, ctx.settings)
-                    if first and healthy is not None:  # spread the refreshes of objects that
-                        healthy *= random.uniform(0.5, 1.0)  # started together (a restart)
-                    wait = _sooner(healthy, outcome.wake_after)
-                    first = False
-                del snapshot, work, done  # not kept while waiting
-                await scheduling.wait(wake, stopped.wait(), wait)
+            await stopped.wait()
         finally:
-            wakers.forget(key)
-            metrics.OBJECTS.forget(reconciler.kind, *key)  # deleted, or not reconciled here
+            scheduler.remove(key)
+            metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
 
-    return loop
+    return present
 
 
 def _deleted(kind: Kind) -> Handler:
@@ -373,17 +424,19 @@ def _changed(kind: Kind) -> Handler:
     async def changed(
         type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
     ) -> None:
-        """Wake the loop when what triggers a reconcile changed (not on our status writes)."""
-        seen = getattr(memo, "trigger", None)
+        """Reconcile now when what triggers a reconcile changed (not on our status writes)."""
+        scheduler = memo.ctx.schedulers[kind.plural]
+        entry = scheduler.get((namespace or "", name))
+        seen = None if entry is None else entry.context.trigger
         if type != "DELETED" and seen is not None and kind.trigger(body) != seen:
-            memo.ctx.wakers[kind.plural].wake((namespace or "", name))
+            scheduler.wake(entry.key)
 
     return changed
 
 
 for _kind in KINDS:
     kopf.daemon(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_loop", cancellation_timeout=10.0)(
-        _loop(_kind)
+        _present(_kind)
     )
     kopf.on.event(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_changed")(_changed(_kind))
     if _kind.cleanup:
@@ -404,7 +457,7 @@ async def managed_secret_changed(
         seen.put(secret)
     owner = owner_name(secret)
     if owner and (type == "DELETED" or drifted(secret, key=memo.ctx.hmac_key)):
-        memo.ctx.wakers["vaultsecrets"].wake((namespace or "", owner))
+        memo.ctx.schedulers["vaultsecrets"].wake((namespace or "", owner))
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -412,4 +465,4 @@ async def namespace_changed(memo: Any, **_: Any) -> None:
     """A namespace appeared, went or changed labels: fan-out policies recompute their set."""
     for kind in KINDS:
         if kind.namespaces:
-            memo.ctx.wakers[kind.plural].wake_all()
+            memo.ctx.schedulers[kind.plural].wake_all()

@@ -1,50 +1,120 @@
-"""Wake-ups of object loops, and the watch's copies of our Secrets."""
+"""The per-kind scheduler of reconciles, and the watch's copies of our Secrets."""
 
 from __future__ import annotations
 
 import asyncio
 
 from vaultsync.kube.api import Seen
-from vaultsync.runtime.scheduling import Wakers, wait
+from vaultsync.runtime.scheduling import Entry, Key, Scheduler
+
+
+class Recorder:
+    """A run that notes each reconcile and returns the delay it is told to."""
+
+    def __init__(self, delay: float | None = None, hold: float = 0.0) -> None:
+        self.delay = delay
+        self.hold = hold  # how long each reconcile takes
+        self.runs: list[Key] = []
+        self.at_once = 0
+        self.most_at_once = 0
+
+    async def __call__(self, entry: Entry) -> float | None:
+        self.runs.append(entry.key)
+        self.at_once += 1
+        self.most_at_once = max(self.most_at_once, self.at_once)
+        try:
+            await asyncio.sleep(self.hold)
+        finally:
+            self.at_once -= 1
+        if entry.context == "boom":
+            raise RuntimeError("unexpected")
+        return self.delay
+
+
+async def _serving(scheduler: Scheduler, seconds: float) -> None:
+    task = asyncio.create_task(scheduler.serve())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await scheduler.stop()
+
+
+def test_new_objects_run_at_once_but_never_more_than_the_concurrency() -> None:
+    async def run() -> Recorder:
+        recorder = Recorder(delay=None, hold=0.02)
+        scheduler = Scheduler(recorder, concurrency=3)
+        for i in range(10):
+            scheduler.add(("ns", f"o{i}"), None)
+        await _serving(scheduler, 0.3)
+        return recorder
+
+    recorder = asyncio.run(run())
+    assert sorted(recorder.runs) == sorted(("ns", f"o{i}") for i in range(10))
+    assert recorder.most_at_once == 3
+
+
+def test_an_object_runs_again_after_its_delay_and_not_after_removal() -> None:
+    async def run() -> tuple[int, int]:
+        recorder = Recorder(delay=0.05)
+        scheduler = Scheduler(recorder, concurrency=2)
+        scheduler.add(("ns", "a"), None)
+        await _serving(scheduler, 0.28)
+        before = len(recorder.runs)
+        scheduler.remove(("ns", "a"))
+        await _serving(scheduler, 0.15)
+        return before, len(recorder.runs)
+
+    before, after = asyncio.run(run())
+    assert 3 <= before <= 7 and after == before
+
+
+def test_a_wake_during_a_reconcile_runs_it_again_once_right_after() -> None:
+    async def run() -> list[Key]:
+        recorder = Recorder(delay=None, hold=0.05)
+        scheduler = Scheduler(recorder, concurrency=2)
+        scheduler.add(("ns", "a"), None)
+        task = asyncio.create_task(scheduler.serve())
+        await asyncio.sleep(0.01)  # running now
+        assert scheduler.wake(("ns", "a")) and scheduler.wake(("ns", "a"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return recorder.runs
+
+    assert asyncio.run(run()) == [("ns", "a"), ("ns", "a")]
 
 
 def test_wake_failing_wakes_only_objects_waiting_after_a_failure() -> None:
-    async def run() -> tuple[bool, bool, bool]:
-        wakers = Wakers()
-        ok, bad, healed = (wakers.register(("ns", n)) for n in ("ok", "bad", "healed"))
-        wakers.failing(("ns", "bad"), True)
-        wakers.failing(("ns", "healed"), True)
-        wakers.failing(("ns", "healed"), False)
-        wakers.wake_failing()
-        return ok.is_set(), bad.is_set(), healed.is_set()
+    async def run() -> list[Key]:
+        recorder = Recorder(delay=None)
+        scheduler = Scheduler(recorder, concurrency=2)
+        for name in ("ok", "bad"):
+            scheduler.add(("ns", name), None)
+        await _serving(scheduler, 0.05)
+        recorder.runs.clear()
+        entry = scheduler.get(("ns", "bad"))
+        assert entry is not None
+        entry.failing = True
+        scheduler.wake_failing()
+        await _serving(scheduler, 0.05)
+        return recorder.runs
 
-    assert asyncio.run(run()) == (False, True, False)
-
-
-def test_a_forgotten_object_is_no_longer_failing() -> None:
-    async def run() -> bool:
-        wakers = Wakers()
-        wakers.register(("ns", "a"))
-        wakers.failing(("ns", "a"), True)
-        wakers.forget(("ns", "a"))
-        again = wakers.register(("ns", "a"))  # re-created under the same name
-        wakers.wake_failing()
-        return again.is_set()
-
-    assert asyncio.run(run()) is False
+    assert asyncio.run(run()) == [("ns", "bad")]
 
 
-def test_wait_returns_when_woken_and_clears_the_signal() -> None:
-    async def run() -> tuple[float, bool]:
-        event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.05, event.set)
-        started = loop.time()
-        await wait(event, asyncio.sleep(30), 30)
-        return loop.time() - started, event.is_set()
+def test_an_unexpected_error_is_logged_and_retried_later() -> None:
+    async def run() -> tuple[list[Key], float | None]:
+        recorder = Recorder(delay=None)
+        scheduler = Scheduler(recorder, concurrency=2)
+        scheduler.add(("ns", "x"), "boom")
+        scheduler.add(("ns", "y"), None)
+        await _serving(scheduler, 0.05)
+        entry = scheduler.get(("ns", "x"))
+        assert entry is not None
+        return recorder.runs, entry.due
 
-    elapsed, still_set = asyncio.run(run())
-    assert elapsed < 5 and not still_set
+    runs, due = asyncio.run(run())
+    assert sorted(runs) == [("ns", "x"), ("ns", "y")] and due is not None
 
 
 def test_seen_keeps_a_compact_copy_without_managed_fields() -> None:

@@ -1,59 +1,147 @@
-"""Per-object wake-up signals, so watches can cut a refresh wait short.
+"""One scheduler per kind: every object known here, each due at a time, reconciled by a
+bounded number of workers.
 
-A VaultSecret's loop waits for its refresh interval or for a signal: a spec
-change, a refresh annotation, or its destination Secret being edited or deleted.
+An object's next reconcile is due after its refresh or resync interval, a backoff after a
+failure, or at once when something wakes it (a spec change, its Secret edited, Vault back).
+One task serves the whole kind: a heap of due times and at most `concurrency` reconciles at
+once. A loop per object (the design before it) kept several tasks and futures per object
+alive while it waited, and let thousands of due objects queue up for the worker threads at
+once: memory grew with the number of objects, not with the work in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import heapq
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Key = tuple[str, str]
+log = logging.getLogger(__name__)
 
 
-class Wakers:
-    def __init__(self) -> None:
-        self._events: dict[Key, asyncio.Event] = {}
-        self._failing: set[Key] = set()  # waiting for a retry after a failure
+class Entry:
+    """One object: when it is due, whether a reconcile runs, and the caller's own state."""
 
-    def register(self, key: Key) -> asyncio.Event:
-        return self._events.setdefault(key, asyncio.Event())
+    __slots__ = ("again", "context", "due", "failing", "key", "running")
 
-    def forget(self, key: Key) -> None:
-        self._events.pop(key, None)
-        self._failing.discard(key)
+    def __init__(self, key: Key, context: Any) -> None:
+        self.key = key
+        self.context = context
+        self.due: float | None = None  # loop time; None: only when woken
+        self.running = False
+        self.again = False  # woken while running: due again as soon as it ends
+        self.failing = False  # waits for a retry after a failure
 
-    def failing(self, key: Key, failing: bool) -> None:
-        """Mark key as waiting for a retry after a failure (or not any more)."""
-        if failing:
-            self._failing.add(key)
-        else:
-            self._failing.discard(key)
 
-    def wake_failing(self) -> None:
-        """Retry now every object that waits after a failure (Vault is back, say)."""
-        for key in self._failing:
-            self.wake(key)
+Run = Callable[[Entry], Awaitable[float | None]]
+"""Reconcile entry's object once; seconds until it is due again (None: only when woken)."""
 
-    def wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
+
+class Scheduler:
+    def __init__(self, run: Run, concurrency: int) -> None:
+        self._run = run
+        self._concurrency = concurrency
+        self._entries: dict[Key, Entry] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._order = 0  # ties in the heap go first come, first served
+        self._running = 0
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key) -> Entry | None:
+        return self._entries.get(key)
+
+    def add(self, key: Key, context: Any) -> Entry:
+        """Know key's object (due at once); an object known already keeps its entry."""
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = Entry(key, context)
+            self._at(entry, 0.0)
+        return entry
+
+    def remove(self, key: Key) -> None:
+        """Forget key's object: not reconciled again (a reconcile that runs ends as it is)."""
+        self._entries.pop(key, None)
 
     def wake(self, key: Key) -> bool:
-        event = self._events.get(key)
-        if event is None:
+        entry = self._entries.get(key)
+        if entry is None:
             return False
-        event.set()
+        if entry.running:
+            entry.again = True
+        else:
+            self._at(entry, 0.0)
         return True
 
+    def wake_all(self) -> None:
+        for key in list(self._entries):
+            self.wake(key)
 
-async def wait(event: asyncio.Event, stopped: Awaitable[object], timeout: float | None) -> None:
-    """Until event is set or stopped completes, or timeout seconds pass (None: no timeout)."""
-    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopped)]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    event.clear()
+    def wake_failing(self) -> None:
+        """Reconcile now every object that waits for a retry after a failure."""
+        for key in [k for k, e in self._entries.items() if e.failing]:
+            self.wake(key)
+
+    def _at(self, entry: Entry, delay: float | None) -> None:
+        now = asyncio.get_running_loop().time()
+        entry.due = None if delay is None else now + max(0.0, delay)
+        if entry.due is not None:
+            self._order += 1
+            heapq.heappush(self._heap, (entry.due, self._order, entry.key))
+            self._changed.set()
+
+    async def serve(self) -> None:
+        """Start due reconciles, at most `concurrency` at once, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._changed.clear()
+            while self._heap and self._running < self._concurrency:
+                due, _, key = self._heap[0]
+                if due > loop.time():
+                    break
+                heapq.heappop(self._heap)
+                entry = self._entries.get(key)
+                if entry is None or entry.due != due or entry.running:
+                    continue  # forgotten, rescheduled since, or running (it runs again after)
+                self._start(entry)
+            timeout = None
+            if self._heap and self._running < self._concurrency:
+                timeout = max(0.0, self._heap[0][0] - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _start(self, entry: Entry) -> None:
+        entry.running, entry.due = True, None
+        self._running += 1
+        task = asyncio.create_task(self._one(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _one(self, entry: Entry) -> None:
+        delay: float | None = None
+        try:
+            delay = await self._run(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never the end of the scheduler; the run says its own failures
+            log.exception("reconcile of %s/%s failed unexpectedly", *entry.key)
+            delay = 60.0
+        finally:
+            entry.running = False
+            self._running -= 1
+            self._changed.set()
+        if self._entries.get(entry.key) is entry:
+            self._at(entry, 0.0 if entry.again else delay)
+            entry.again = False
+
+    async def stop(self) -> None:
+        """Cancel the reconciles that run (their threads finish on their own)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
