@@ -52,12 +52,17 @@ from e2e.harness.bench.peers.eso import (
 )
 from e2e.harness.bench.procstats import Memory, cpu_seconds, memory
 from e2e.harness.conditions import condition
+from e2e.harness.controlplane import ControlPlane
+from e2e.harness.metrics import by_label, parse
 from e2e.harness.openbao import audit_entries
-from e2e.harness.polling import Pending, eventually
+from e2e.harness.polling import Pending, TimedOut, eventually
 
 ESO_GROUP, ESO_VERSION_NAME = API_VERSION.split("/")
 SETTLE = 3  # seconds between a sync and its steady-state window, as Bench's phases wait
 AUDIT_DEVICE = "bench-peers"
+QUIET = 3.0  # seconds without a request of anyone else: the API server has settled
+QUIET_TIMEOUT = 240.0
+FLOWS = "apiserver_flowcontrol_dispatched_requests_total"
 KV_READ = "read secret/data/*"
 
 
@@ -78,6 +83,26 @@ def vault_requests(entries: list[dict[str, Any]]) -> Counter[str]:
     return found
 
 
+def by_flow_schema(cp: ControlPlane) -> Counter[str]:
+    """Requests the API server dispatched by API Priority and Fairness flow schema: who sent
+    them (`kube-controller-manager`, `exempt` for the admin user: the benchmark and the
+    operators it runs)."""
+    text = cp.kubectl("get", "--raw", "/metrics").stdout
+    wanted = "\n".join(line for line in text.splitlines() if FLOWS in line)
+    return by_label(parse(wanted + "\n"), FLOWS, "flow_schema")
+
+
+@dataclass
+class Settled:
+    """What the API server served, and to whom, while the benchmark waited for it to settle
+    before a measured start (nothing of it is in any measurement)."""
+
+    seconds: float
+    quiet: bool
+    requests: apiserver.Requests
+    flows: Counter[str]
+
+
 @dataclass
 class PeerRun:
     """One ESO setting on the stack: sync from its start, then its steady-state window."""
@@ -95,6 +120,7 @@ class PeerRun:
     window_es_rv_changes: int | None = None
     window_secret_rv_changes: int | None = None
     log_errors: Counter[str] = field(default_factory=Counter)
+    settled: Settled | None = None
 
     @property
     def label(self) -> str:
@@ -108,6 +134,7 @@ class PeersResult:
     base: SizeResult
     vaultsync_vault: Counter[str] = field(default_factory=Counter)
     eso: list[PeerRun] = field(default_factory=list)
+    vaultsync_settled: Settled | None = None
 
 
 def error_lines(text: str) -> Counter[str]:
@@ -153,6 +180,41 @@ class PeerBench(Bench):
         if self.eso is None or self.eso.pid is None:
             return taken
         return replace(taken, cpu={**taken.cpu, "operator": cpu_seconds(self.eso.pid)})
+
+    def settle(self) -> Settled:
+        """Wait until the API server has served no request of anyone but the benchmark for
+        QUIET seconds (bounded by QUIET_TIMEOUT: then go on, saying so), so that what other
+        clients still do about earlier phases (the garbage collector checking owners, say)
+        does not land in the next measurement."""
+        started = time.monotonic()
+        first = last = self.api_requests()
+        flows = by_flow_schema(self.cp)
+        quiet_since = started
+
+        def quiet() -> bool | Pending:
+            nonlocal last, quiet_since
+            now = self.api_requests()
+            served = apiserver.counted(now.since(last))
+            last = now
+            if served:
+                quiet_since = time.monotonic()
+            waited = time.monotonic() - quiet_since
+            return waited >= QUIET or Pending(f"{served} requests in the last poll")
+
+        try:
+            eventually(quiet, QUIET_TIMEOUT, "the API server to settle", interval=1.0)
+            settled = True
+        except TimedOut:
+            say(f"the API server did not settle in {QUIET_TIMEOUT:.0f}s; measuring anyway")
+            settled = False
+        flows_after = by_flow_schema(self.cp)
+        flows_after.subtract(flows)
+        return Settled(
+            time.monotonic() - started,
+            settled,
+            last.since(first),
+            Counter({k: n for k, n in flows_after.items() if n > 0}),
+        )
 
     # ----------------------------------------------------------------- Vault audit
 
@@ -254,21 +316,20 @@ class PeerBench(Bench):
         )
 
     def remove_eso_objects(self) -> None:
-        """With ESO stopped: delete the ExternalSecrets, ESO's Secrets and the SecretStores;
-        wait until gone."""
-        for kind, selector in (
-            (f"externalsecrets.{ESO_GROUP}", f"{BENCH_LABEL}=true"),
-            ("secrets", MANAGED_LABEL),
-            (f"secretstores.{ESO_GROUP}", f"{BENCH_LABEL}=true"),
-        ):
-            self.cp.kubectl(
-                f"--request-timeout={REQUEST_TIMEOUT}s",
-                "delete",
-                kind,
-                "--all-namespaces",
-                f"--selector={selector}",
-                "--wait=true",
-                "--timeout=300s",
+        """With ESO stopped: delete the ExternalSecrets, ESO's Secrets and the SecretStores
+        (a deletecollection per namespace and kind); wait until gone."""
+        for tenant in self.tenants:
+            for plural in ("externalsecrets", "secretstores"):
+                self.custom.delete_collection_namespaced_custom_object(
+                    ESO_GROUP,
+                    ESO_VERSION_NAME,
+                    tenant.namespace,
+                    plural,
+                    label_selector=f"{BENCH_LABEL}=true",
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            self.core.delete_collection_namespaced_secret(
+                tenant.namespace, label_selector=MANAGED_LABEL, _request_timeout=REQUEST_TIMEOUT
             )
 
         def gone() -> bool | Pending:
@@ -284,6 +345,8 @@ class PeerBench(Bench):
     def vaultsync(self, result: PeersResult, timeout: float) -> None:
         """The floor and vaultsync's sync from start (Bench), its window audited, stopped."""
         self.precreated(result.base, timeout)
+        self.phase = "letting the API server settle"
+        result.vaultsync_settled = self.settle()
         self.start_sync(result.base, timeout)
         say(f"N={self.size}: vaultsync synced {result.base.start_s:.1f}s after its start")
         self.phase = "vaultsync steady state"
@@ -299,6 +362,8 @@ class PeerBench(Bench):
         self.phase = f"{run.label}: creating the SecretStores and ExternalSecrets, ESO stopped"
         self.prepare_stores()
         expected = self.create_externalsecrets(timeout)
+        self.phase = f"{run.label}: letting the API server settle"
+        run.settled = self.settle()
         eso = Eso(self.root / f"eso-{run.concurrent}", self.cp.kubeconfig, run.concurrent)
         self.eso = eso
         try:

@@ -13,7 +13,7 @@ from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted
 from e2e.harness.bench.floor import FLOOR_THREADS
 from e2e.harness.bench.measure import CREATORS, START_POLL, Usage
 from e2e.harness.bench.peers.eso import ESO_VERSION, UNUSED_RECONCILERS
-from e2e.harness.bench.peers.measure import KV_READ, PeersResult
+from e2e.harness.bench.peers.measure import KV_READ, QUIET, PeersResult, Settled
 from e2e.harness.bench.procstats import Memory, machine
 from e2e.harness.bench.report import _cpu, _requests, _s, source
 
@@ -127,6 +127,20 @@ def _vault_detail(found: Counter[str], intervals: float) -> str:
     return ", ".join(f"`{key}` {n / intervals:.2f}" for key, n in ranked) or "0"
 
 
+def _settled(found: Settled | None, size: int) -> tuple[str, str]:
+    """The wait for a quiet API server before a start, and what other clients did in it."""
+    label = "  before its start, waited for the API server to settle (not measured)"
+    if found is None:
+        return label, DASH
+    flows = ", ".join(f"{name} {n}" for name, n in found.flows.most_common())
+    return (
+        label,
+        f"{_s(found.seconds)}{'' if found.quiet else ' (did not settle: bound reached)'}; "
+        f"served meanwhile, per object: {_requests(found.requests, size)}; requests by flow "
+        f"schema: {flows or 'none'}",
+    )
+
+
 def _detail_rows(
     label: str,
     usage: Usage | None,
@@ -137,8 +151,10 @@ def _detail_rows(
     window_vault: Counter[str],
     intervals: float,
     changes: str,
+    settled: Settled | None,
 ) -> list[tuple[str, str]]:
     return [
+        _settled(settled, size),
         (f"**{label}**: sync from its process start", DASH if usage is None else _s(usage[0])),
         *_cpu(usage),
         ("  API requests per object", _requests(requests, size)),
@@ -183,6 +199,7 @@ def details(result: PeersResult) -> str:
             vs_intervals,
             f"{r.window_vs_rv_changes if r.window_vs_rv_changes is not None else DASH} / "
             f"{r.window_secret_rv_changes if r.window_secret_rv_changes is not None else DASH}",
+            result.vaultsync_settled,
         ),
     ]
     for run in result.eso:
@@ -197,6 +214,7 @@ def details(result: PeersResult) -> str:
             _intervals(n, run.window_s, r.refresh),
             f"{DASH if run.window_es_rv_changes is None else run.window_es_rv_changes} / "
             f"{DASH if run.window_secret_rv_changes is None else run.window_secret_rv_changes}",
+            run.settled,
         )
         rows.append(
             ("  ESO error log lines", str(sum(run.log_errors.values())) if run.usage else DASH)
@@ -233,6 +251,27 @@ def summary(result: PeersResult) -> str:
         if run.start_s is not None
     ]
     text = ", ".join(parts) + ", each timed from its process start."
+    steady = [
+        ("vaultsync", r.window_s, r.window_requests, result.vaultsync_vault),
+        *((run.label, run.window_s, run.window_requests, run.window_vault) for run in result.eso),
+    ]
+    refreshes = []
+    for label, window_s, requests, vault in steady:
+        intervals = _intervals(r.size, window_s, r.refresh)
+        reads = vault[KV_READ]
+        if not intervals or not reads:
+            continue
+        refreshes.append(
+            f"{label} {reads / intervals:.2f} with {counted(requests) / reads:.1f} Kubernetes "
+            f"and {sum(vault.values()) / reads:.1f} Vault requests per KV read"
+        )
+    if refreshes:
+        text += (
+            f" At steady state (refreshInterval {r.refresh} s), KV reads per object per "
+            "interval (1.00: every object refreshed once an interval): "
+            + "; ".join(refreshes)
+            + "."
+        )
     loads = [
         u[2] / u[0]
         for u in [r.floor_usage, r.start_usage, *(run.usage for run in result.eso)]
@@ -302,6 +341,12 @@ def report(result: PeersResult, args: argparse.Namespace, wall_s: float) -> str:
             "a TokenRequest), what the tenant's VaultAuth tells vaultsync. ESO is then "
             "stopped, its ExternalSecrets and Secrets are deleted, and the next setting starts "
             "on the same stack from the same state.",
+            "- Before each start (vaultsync's and each ESO setting's), the benchmark waits "
+            f"until the API server has served nobody else for {QUIET:.0f} s, so that what other "
+            "clients still do about an earlier phase (kube-controller-manager's garbage "
+            "collector, say) is not counted in the next; what was served meanwhile, and by "
+            "API Priority and Fairness flow schema (`exempt` is the admin user, i.e. the "
+            "benchmark and the operators), is in the details.",
             "- *CPU* (utime+stime of the process) and *peak RSS* (VmHWM) are the operator "
             "process's over its sync from start.",
             "- *API requests per object*: the kube-apiserver's `apiserver_request_total` "
