@@ -52,8 +52,6 @@ from e2e.harness.bench.peers.eso import (
 )
 from e2e.harness.bench.procstats import Memory, cpu_seconds, memory
 from e2e.harness.conditions import condition
-from e2e.harness.controlplane import ControlPlane
-from e2e.harness.metrics import by_label, parse
 from e2e.harness.openbao import audit_entries
 from e2e.harness.polling import Pending, TimedOut, eventually
 
@@ -62,7 +60,6 @@ SETTLE = 3  # seconds between a sync and its steady-state window, as Bench's pha
 AUDIT_DEVICE = "bench-peers"
 QUIET = 3.0  # seconds without a request of anyone else: the API server has settled
 QUIET_TIMEOUT = 240.0
-FLOWS = "apiserver_flowcontrol_dispatched_requests_total"
 KV_READ = "read secret/data/*"
 
 
@@ -83,24 +80,17 @@ def vault_requests(entries: list[dict[str, Any]]) -> Counter[str]:
     return found
 
 
-def by_flow_schema(cp: ControlPlane) -> Counter[str]:
-    """Requests the API server dispatched by API Priority and Fairness flow schema: who sent
-    them (`kube-controller-manager`, `exempt` for the admin user: the benchmark and the
-    operators it runs)."""
-    text = cp.kubectl("get", "--raw", "/metrics").stdout
-    wanted = "\n".join(line for line in text.splitlines() if FLOWS in line)
-    return by_label(parse(wanted + "\n"), FLOWS, "flow_schema")
-
-
 @dataclass
 class Settled:
-    """What the API server served, and to whom, while the benchmark waited for it to settle
-    before a measured start (nothing of it is in any measurement)."""
+    """What the API server served while the benchmark waited for it to settle before a
+    measured start (nothing of it is in any measurement). No operator runs then and the
+    benchmark's own requests are taken out: these are the control plane's own clients'
+    (kube-controller-manager runs with the same admin kubeconfig, so the API server's metrics
+    cannot tell them apart by user)."""
 
     seconds: float
     quiet: bool
     requests: apiserver.Requests
-    flows: Counter[str]
 
 
 @dataclass
@@ -188,7 +178,6 @@ class PeerBench(Bench):
         does not land in the next measurement."""
         started = time.monotonic()
         first = last = self.api_requests()
-        flows = by_flow_schema(self.cp)
         quiet_since = started
 
         def quiet() -> bool | Pending:
@@ -207,14 +196,7 @@ class PeerBench(Bench):
         except TimedOut:
             say(f"the API server did not settle in {QUIET_TIMEOUT:.0f}s; measuring anyway")
             settled = False
-        flows_after = by_flow_schema(self.cp)
-        flows_after.subtract(flows)
-        return Settled(
-            time.monotonic() - started,
-            settled,
-            last.since(first),
-            Counter({k: n for k, n in flows_after.items() if n > 0}),
-        )
+        return Settled(time.monotonic() - started, settled, last.since(first))
 
     # ----------------------------------------------------------------- Vault audit
 

@@ -128,16 +128,14 @@ def _vault_detail(found: Counter[str], intervals: float) -> str:
 
 
 def _settled(found: Settled | None, size: int) -> tuple[str, str]:
-    """The wait for a quiet API server before a start, and what other clients did in it."""
+    """The wait for a quiet API server before a start, and what was served meanwhile."""
     label = "  before its start, waited for the API server to settle (not measured)"
     if found is None:
         return label, DASH
-    flows = ", ".join(f"{name} {n}" for name, n in found.flows.most_common())
     return (
         label,
         f"{_s(found.seconds)}{'' if found.quiet else ' (did not settle: bound reached)'}; "
-        f"served meanwhile, per object: {_requests(found.requests, size)}; requests by flow "
-        f"schema: {flows or 'none'}",
+        f"served meanwhile, per object: {_requests(found.requests, size)}",
     )
 
 
@@ -272,6 +270,18 @@ def summary(result: PeersResult) -> str:
             + "; ".join(refreshes)
             + "."
         )
+    idle = [(run.label, run.settled) for run in result.eso if run.settled and run.settled.requests]
+    if idle:
+        text += (
+            " With no operator running (waiting for the API server to settle before each ESO "
+            "start), the control plane's own clients still made "
+            + "; ".join(
+                f"{_requests(found.requests, r.size, least=0.01)} requests per object (before "
+                f"{label})"
+                for label, found in idle
+            )
+            + ": requests of those kinds in a measured row are not necessarily the operator's."
+        )
     loads = [
         u[2] / u[0]
         for u in [r.floor_usage, r.start_usage, *(run.usage for run in result.eso)]
@@ -343,10 +353,13 @@ def report(result: PeersResult, args: argparse.Namespace, wall_s: float) -> str:
             "on the same stack from the same state.",
             "- Before each start (vaultsync's and each ESO setting's), the benchmark waits "
             f"until the API server has served nobody else for {QUIET:.0f} s, so that what other "
-            "clients still do about an earlier phase (kube-controller-manager's garbage "
-            "collector, say) is not counted in the next; what was served meanwhile, and by "
-            "API Priority and Fairness flow schema (`exempt` is the admin user, i.e. the "
-            "benchmark and the operators), is in the details.",
+            "clients still do about an earlier phase is not counted in the next. No operator "
+            "runs then and the benchmark's own requests are taken out, so what was served "
+            "meanwhile (in the details) is the control plane's own clients' work: "
+            "kube-controller-manager, whose garbage collector checks the owners of new owned "
+            "Secrets and the dependents of deleted owners. It uses the same admin kubeconfig, "
+            "so the API server's metrics cannot tell its requests from an operator's by user: "
+            "the same kinds in a measured row may be partly its.",
             "- *CPU* (utime+stime of the process) and *peak RSS* (VmHWM) are the operator "
             "process's over its sync from start.",
             "- *API requests per object*: the kube-apiserver's `apiserver_request_total` "
