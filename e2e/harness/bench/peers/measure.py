@@ -378,10 +378,13 @@ class PeerBench(Bench):
             run.window_secret_rv_changes = sum(
                 1 for k, v in secrets_after.items() if secrets_before.get(k) != v
             )
+            # read before the stop: requests queued in its client's rate limiter end in errors
+            run.log_errors = error_lines(eso.log_text())
         finally:
             with suppress(HarnessError):
                 eso.stop()
-            run.log_errors = error_lines(eso.log_text())
+            if run.window_s is None:
+                run.log_errors = error_lines(eso.log_text())
             self.eso = None
         self.phase = f"{run.label}: deleting its objects"
         self.remove_eso_objects()

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 
-from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted
+from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted, resource_of
 from e2e.harness.bench.floor import FLOOR_THREADS
 from e2e.harness.bench.measure import CREATORS, START_POLL, Usage
 from e2e.harness.bench.peers.eso import ESO_VERSION, UNUSED_RECONCILERS
@@ -215,7 +215,10 @@ def details(result: PeersResult) -> str:
             run.settled,
         )
         rows.append(
-            ("  ESO error log lines", str(sum(run.log_errors.values())) if run.usage else DASH)
+            (
+                "  ESO error log lines, its start to the end of its window",
+                str(sum(run.log_errors.values())) if run.usage else DASH,
+            )
         )
     rows.append(("load average (1/5/15 min) before the stack started", r.load_before))
     lines = ["| measurement | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
@@ -276,8 +279,12 @@ def summary(result: PeersResult) -> str:
             " With no operator running (waiting for the API server to settle before each ESO "
             "start), the control plane's own clients still made "
             + "; ".join(
-                f"{_requests(found.requests, r.size, least=0.01)} requests per object (before "
-                f"{label})"
+                ", ".join(
+                    f"{key} {n / r.size:.2f}"
+                    for key, n in found.requests.most_common()
+                    if resource_of(key) not in BACKGROUND
+                )
+                + f" per object before {label}"
                 for label, found in idle
             )
             + ": requests of those kinds in a measured row are not necessarily the operator's."
