@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import time
 import uuid
 from collections import Counter
@@ -84,7 +85,7 @@ class State:
     replicasets: Counter[Key]  # per Deployment
     secrets: dict[Key, str]  # resourceVersions
     vaultsecrets: dict[Key, str]
-    deployments: dict[Key, str]
+    deployments: dict[Key, str]  # what vaultsync may have written (ours_in)
 
     def changes(self, later: State) -> dict[str, int]:
         def changed(a: dict[Key, str], b: dict[Key, str]) -> int:
@@ -96,7 +97,7 @@ class State:
             - sum(self.replicasets.values()),
             "Secret resourceVersion changes": changed(self.secrets, later.secrets),
             "VaultSecret resourceVersion changes": changed(self.vaultsecrets, later.vaultsecrets),
-            "Deployment resourceVersion changes": changed(self.deployments, later.deployments),
+            "Deployment writes by vaultsync": changed(self.deployments, later.deployments),
         }
 
 
@@ -174,6 +175,17 @@ def violations(r: RotationResult) -> list[str]:
     return found
 
 
+def ours_in(deployment: dict[str, Any]) -> str:
+    """A Deployment's generation (its spec) and the fields vaultsync's field manager holds,
+    with their times: these change when vaultsync writes the Deployment, and not when
+    kube-controller-manager updates its status (a resourceVersion change), which it may still
+    do long after a rollout on a loaded machine."""
+    ours = [
+        m for m in deployment["metadata"].get("managedFields") or [] if m["manager"] == "vaultsync"
+    ]
+    return json.dumps([deployment["metadata"].get("generation"), ours], sort_keys=True)
+
+
 def kv_versions(vault: hvac.Client, path: str) -> dict[int, float]:
     """Creation time (epoch seconds) of each version of a KV entry, from its metadata."""
     meta = vault.secrets.kv.v2.read_secret_metadata(path, mount_point="secret")["data"]
@@ -249,7 +261,10 @@ class RotationBench(Bench):
             replicasets=self.replicasets(),
             secrets=versions(self.secrets()),
             vaultsecrets=versions(self.vaultsecrets()),
-            deployments=versions(self.listed("apps", "deployments")),
+            deployments={
+                (d["metadata"]["namespace"], d["metadata"]["name"]): ours_in(d)
+                for d in self.listed("apps", "deployments")
+            },
         )
 
     def annotate(self, value: str, key: Key) -> tuple[Key, float]:
