@@ -137,7 +137,7 @@ KINDS = [
         cleanup=True,
     ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
-    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=5.0),
+    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=1.0),
     Kind("vaultauth", "vaultauths", VaultAuthReconciler),
 ]
 
