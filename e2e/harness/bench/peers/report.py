@@ -273,7 +273,11 @@ def summary(result: PeersResult) -> str:
             + "; ".join(refreshes)
             + "."
         )
-    idle = [(run.label, run.settled) for run in result.eso if run.settled and run.settled.requests]
+    idle = [
+        (run.label, run.settled)
+        for run in result.eso
+        if run.settled and counted(run.settled.requests)
+    ]
     if idle:
         text += (
             " With no operator running (waiting for the API server to settle before each ESO "
