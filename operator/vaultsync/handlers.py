@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import random
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,10 +74,6 @@ def _refresh_interval(snapshot: Snapshot, _settings: Settings) -> float | None:
     except ValueError:
         return None
     return interval or None
-
-
-def _sooner(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
@@ -319,9 +314,7 @@ class Tracked:
     stopped: kopf.DaemonStopped
     trigger: object = None  # kind.trigger() of the version last reconciled
     status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
-    failures: int = 0
-    ready: bool | None = None
-    first: bool = True
+    pacing: scheduling.Pacing = field(default_factory=scheduling.Pacing)
 
 
 def _snapshot(body: kopf.Body) -> Snapshot:
@@ -349,28 +342,27 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         try:
             done = await asyncio.to_thread(tracked.guard.run, work)
         except StatusWriteFailed as exc:
-            tracked.failures += 1
             tracked.status = None  # read again from the watched object
             entry.failing = True
             log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
-            return ctx.settings.backoff(tracked.failures)
+            return tracked.pacing.failed(ctx.settings.backoff)
         if done is None or ctx.schedulers[kind.plural].get(entry.key) is not entry:
             return None  # its cleanup began, or it was forgotten meanwhile
         outcome, tracked.status = done.outcome, done.status
         metrics.OBJECTS.set(reconciler.kind, *entry.key, ready=outcome.ready, reason=outcome.reason)
-        tracked.failures = 0 if outcome.ready else tracked.failures + 1
         entry.failing = not outcome.ready and outcome.retryable
-        if kind.recovery_probe is not None and outcome.ready and tracked.ready is False:
+        wait, recovered = tracked.pacing.after(
+            ready=outcome.ready,
+            retryable=outcome.retryable,
+            healthy=kind.healthy_wait(snapshot, ctx.settings),
+            wake_after=outcome.wake_after,
+            backoff=ctx.settings.backoff,
+            probe=kind.recovery_probe,
+        )
+        if recovered and kind.recovery_probe is not None:  # Vault is back: retry the others
             for scheduler in ctx.schedulers.values():
                 scheduler.wake_failing()
-        tracked.ready = outcome.ready
-        if entry.failing:
-            return _sooner(ctx.settings.backoff(tracked.failures), kind.recovery_probe)
-        healthy = kind.healthy_wait(snapshot, ctx.settings)
-        if tracked.first and healthy is not None:  # spread the refreshes of objects that
-            healthy *= random.uniform(0.5, 1.0)  # started together (a restart)
-        tracked.first = False
-        return _sooner(healthy, outcome.wake_after)
+        return wait
 
     return run
 

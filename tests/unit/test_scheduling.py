@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from vaultsync.kube.api import Seen
-from vaultsync.runtime.scheduling import Entry, Key, Scheduler
+from vaultsync.runtime.scheduling import Entry, Key, Pacing, Scheduler, sooner
 
 
 class Recorder:
@@ -140,3 +140,63 @@ def test_seen_keeps_a_compact_copy_without_managed_fields() -> None:
     assert seen.get("other", "db") is None and len(seen) == 1
     seen.drop("team", "db")
     assert seen.get("team", "db") is None and len(seen) == 0
+
+
+def _backoff(failures: int) -> float:
+    return min(300.0, 5.0 * 2 ** (failures - 1))
+
+
+def test_pacing_backs_off_on_retryable_failures_and_resets_on_success() -> None:
+    pacing = Pacing()
+    waits = [
+        pacing.after(ready=False, retryable=True, healthy=60, wake_after=None, backoff=_backoff)
+        for _ in range(4)
+    ]
+    assert waits == [(5.0, False), (10.0, False), (20.0, False), (40.0, False)]
+    wait, recovered = pacing.after(
+        ready=True, retryable=True, healthy=60, wake_after=None, backoff=_backoff
+    )
+    assert recovered and 30 <= (wait or 0) <= 60 and pacing.failures == 0
+
+
+def test_pacing_of_a_recovery_probe_never_waits_longer_than_the_probe() -> None:
+    pacing = Pacing()
+    for _ in range(8):
+        wait, recovered = pacing.after(
+            ready=False, retryable=True, healthy=60, wake_after=None, backoff=_backoff, probe=1.0
+        )
+        assert wait == 1.0 and not recovered
+
+
+def test_only_the_first_healthy_wait_is_spread_and_wake_after_can_cut_it() -> None:
+    pacing = Pacing()
+    first = [
+        Pacing().after(ready=True, retryable=True, healthy=60, wake_after=None, backoff=_backoff)[0]
+        for _ in range(200)
+    ]
+    assert all(30 <= (w or 0) <= 60 for w in first) and len(set(first)) > 100
+    pacing.after(ready=True, retryable=True, healthy=60, wake_after=None, backoff=_backoff)
+    assert pacing.after(
+        ready=True, retryable=True, healthy=60, wake_after=None, backoff=_backoff
+    ) == (60, False)
+    assert pacing.after(ready=True, retryable=True, healthy=60, wake_after=7, backoff=_backoff) == (
+        7,
+        False,
+    )
+    # a failure a person must fix waits like a success: no backoff, no recovery said
+    assert pacing.after(
+        ready=False, retryable=False, healthy=60, wake_after=None, backoff=_backoff
+    ) == (60, False)
+    assert pacing.after(
+        ready=True, retryable=True, healthy=None, wake_after=None, backoff=_backoff
+    ) == (None, True)
+
+
+def test_a_first_ready_outcome_is_no_recovery_and_a_failed_record_backs_off() -> None:
+    pacing = Pacing()
+    assert pacing.after(
+        ready=True, retryable=True, healthy=None, wake_after=None, backoff=_backoff
+    ) == (None, False)
+    assert (pacing.failed(_backoff), pacing.failed(_backoff)) == (5.0, 10.0)
+    assert sooner(None, None) is None and sooner(3, None) == 3 and sooner(None, 2) == 2
+    assert sooner(3, 2) == 2

@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[str, str]
@@ -34,6 +36,51 @@ class Entry:
         self.running = False
         self.again = False  # woken while running: due again as soon as it ends
         self.failing = False  # waits for a retry after a failure
+
+
+def sooner(a: float | None, b: float | None) -> float | None:
+    """The shorter of two waits, None meaning none."""
+    return b if a is None else a if b is None else min(a, b)
+
+
+@dataclass(slots=True)
+class Pacing:
+    """When one object is due again, from the outcomes of its reconciles."""
+
+    failures: int = 0
+    ready: bool | None = None
+    first: bool = True
+
+    def after(
+        self,
+        *,
+        ready: bool,
+        retryable: bool,
+        healthy: float | None,
+        wake_after: float | None,
+        backoff: Callable[[int], float],
+        probe: float | None = None,
+    ) -> tuple[float | None, bool]:
+        """(seconds until due, whether the object just turned Ready after a failure).
+
+        A retryable failure waits its backoff (at most `probe` seconds, for an object whose
+        recovery others wait for); a success or a failure a person must fix waits `healthy`
+        or `wake_after`, whichever is sooner. The first healthy wait is a random 50-100 % of
+        it, so that objects that started together do not keep refreshing together."""
+        recovered = ready and self.ready is False
+        self.ready = ready
+        self.failures = 0 if ready else self.failures + 1
+        if not ready and retryable:
+            return sooner(backoff(self.failures), probe), recovered
+        if self.first and healthy is not None:
+            healthy *= random.uniform(0.5, 1.0)
+        self.first = False
+        return sooner(healthy, wake_after), recovered
+
+    def failed(self, backoff: Callable[[int], float]) -> float:
+        """A reconcile that could not even record its outcome: retried after a backoff."""
+        self.failures += 1
+        return backoff(self.failures)
 
 
 Run = Callable[[Entry], Awaitable[float | None]]

@@ -23,11 +23,12 @@ from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.scheduling import sooner
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.render import render
-from vaultsync.secrets.restarts import Restarts, sooner
+from vaultsync.secrets.restarts import Restarts
 from vaultsync.secrets.rotation.protocol import Rotation, create, rotate
 from vaultsync.vault import kv
 from vaultsync.vault.authenticated import with_client

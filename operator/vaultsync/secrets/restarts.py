@@ -235,10 +235,6 @@ class Report:
 NO_TARGETS = Report(ConditionUpdate(CONDITION, None))
 
 
-def sooner(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
 class Restarts:
     """Restarts for every VaultSecret; one instance per operator."""
 
