@@ -284,11 +284,9 @@ def _lookup(index: kopf.Index[Any, Any]) -> Any:
 INDEXES = ("vault_auths", "vault_connections", "namespace_labels")
 
 
-def _view(kind: Kind, kwargs: dict[str, Any] | None) -> View:
+def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
     """Built in the event loop: the namespace copy must not race the index's updates."""
     namespaces: Namespaces = {}
-    if kwargs is None:  # no object seen yet, so no index either
-        return View()
     if kind.namespaces:
         index = kwargs["namespace_labels"]
         namespaces = {name: next(iter(labels), {}) for name, labels in index.items()}
@@ -338,19 +336,20 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         snapshot = _snapshot(body)
         if tracked.status is not None:
             snapshot["status"] = tracked.status
+        assert ctx.indexes is not None  # set by present() before it adds an object
         work = partial(reconcile, ctx.kube, reconciler, snapshot, _view(kind, ctx.indexes))
         try:
             done = await asyncio.to_thread(tracked.guard.run, work)
         except StatusWriteFailed as exc:
             tracked.status = None  # read again from the watched object
-            entry.failing = True
             log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
-            return tracked.pacing.failed(ctx.settings.backoff)
+            backoff = tracked.pacing.failed(ctx.settings.backoff)
+            entry.failing = tracked.pacing.retrying
+            return backoff
         if done is None or ctx.schedulers[kind.plural].get(entry.key) is not entry:
             return None  # its cleanup began, or it was forgotten meanwhile
         outcome, tracked.status = done.outcome, done.status
         metrics.OBJECTS.set(reconciler.kind, *entry.key, ready=outcome.ready, reason=outcome.reason)
-        entry.failing = not outcome.ready and outcome.retryable
         wait, recovered = tracked.pacing.after(
             ready=outcome.ready,
             retryable=outcome.retryable,
@@ -359,6 +358,7 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
             backoff=ctx.settings.backoff,
             probe=kind.recovery_probe,
         )
+        entry.failing = tracked.pacing.retrying
         if recovered and kind.recovery_probe is not None:  # Vault is back: retry the others
             for scheduler in ctx.schedulers.values():
                 scheduler.wake_failing()

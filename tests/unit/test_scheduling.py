@@ -153,10 +153,12 @@ def test_pacing_backs_off_on_retryable_failures_and_resets_on_success() -> None:
         for _ in range(4)
     ]
     assert waits == [(5.0, False), (10.0, False), (20.0, False), (40.0, False)]
+    assert pacing.retrying
     wait, recovered = pacing.after(
         ready=True, retryable=True, healthy=60, wake_after=None, backoff=_backoff
     )
     assert recovered and 30 <= (wait or 0) <= 60 and pacing.failures == 0
+    assert not pacing.retrying
 
 
 def test_pacing_of_a_recovery_probe_never_waits_longer_than_the_probe() -> None:
@@ -187,6 +189,7 @@ def test_only_the_first_healthy_wait_is_spread_and_wake_after_can_cut_it() -> No
     assert pacing.after(
         ready=False, retryable=False, healthy=60, wake_after=None, backoff=_backoff
     ) == (60, False)
+    assert not pacing.retrying
     assert pacing.after(
         ready=True, retryable=True, healthy=None, wake_after=None, backoff=_backoff
     ) == (None, True)
@@ -198,5 +201,6 @@ def test_a_first_ready_outcome_is_no_recovery_and_a_failed_record_backs_off() ->
         ready=True, retryable=True, healthy=None, wake_after=None, backoff=_backoff
     ) == (None, False)
     assert (pacing.failed(_backoff), pacing.failed(_backoff)) == (5.0, 10.0)
+    assert pacing.retrying
     assert sooner(None, None) is None and sooner(3, None) == 3 and sooner(None, 2) == 2
     assert sooner(3, 2) == 2

@@ -227,22 +227,27 @@ class Bench:
             input=json.dumps(manifest),
         )
 
-    def vaultsecrets(self) -> list[dict[str, Any]]:
-        self.own[apiserver.request_key("LIST", "vaultsecrets")] += 1
+    def listed(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+        """The benchmark's objects (labelled BENCH_LABEL) of a kind, counted as our own."""
+        self.own[apiserver.request_key("LIST", plural)] += 1
         listed: Any = self.custom.list_cluster_custom_object(
-            GROUP,
-            VERSION,
-            "vaultsecrets",
+            group,
+            version,
+            plural,
             label_selector=f"{BENCH_LABEL}=true",
             _request_timeout=REQUEST_TIMEOUT,
         )
         items: list[dict[str, Any]] = listed["items"]
         return items
 
-    def secrets(self) -> list[dict[str, Any]]:
+    def vaultsecrets(self) -> list[dict[str, Any]]:
+        return self.listed(GROUP, VERSION, "vaultsecrets")
+
+    def secrets(self, selector: str = MANAGED) -> list[dict[str, Any]]:
+        """The Secrets with a label selector: by default those vaultsync manages."""
         self.own[apiserver.request_key("LIST", "secrets")] += 1
         response: Any = self.core.list_secret_for_all_namespaces(
-            label_selector=MANAGED, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            label_selector=selector, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
         )
         items: list[dict[str, Any]] = json.loads(response.data)["items"]
         return items

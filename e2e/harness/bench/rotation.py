@@ -215,22 +215,10 @@ class RotationBench(Bench):
             obj["spec"]["rolloutRestartTargets"] = [target]
         return objects
 
-    def listed(self, group: str, plural: str) -> list[dict[str, Any]]:
-        """The benchmark's objects of a built-in kind (apps/v1), as JSON."""
-        found: Any = self.custom.list_cluster_custom_object(
-            group,
-            "v1",
-            plural,
-            label_selector=f"{BENCH_LABEL}=true",
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        items: list[dict[str, Any]] = found["items"]
-        return items
-
     def replicasets(self) -> Counter[Key]:
         """ReplicaSets per Deployment: 1 after its creation, one more for each rollout."""
         found: Counter[Key] = Counter()
-        for rs in self.listed("apps", "replicasets"):
+        for rs in self.listed("apps", "v1", "replicasets"):
             for ref in rs["metadata"].get("ownerReferences") or []:
                 if ref["kind"] == "Deployment":
                     found[(rs["metadata"]["namespace"], ref["name"])] += 1
@@ -239,7 +227,7 @@ class RotationBench(Bench):
     def templates(self) -> dict[Key, dict[str, str]]:
         """The pod-template annotations of the Deployments (where vaultsync's triggers are)."""
         found: dict[Key, dict[str, str]] = {}
-        for d in self.listed("apps", "deployments"):
+        for d in self.listed("apps", "v1", "deployments"):
             template = d["spec"]["template"].get("metadata") or {}
             found[(d["metadata"]["namespace"], d["metadata"]["name"])] = (
                 template.get("annotations") or {}
@@ -263,7 +251,7 @@ class RotationBench(Bench):
             vaultsecrets=versions(self.vaultsecrets()),
             deployments={
                 (d["metadata"]["namespace"], d["metadata"]["name"]): ours_in(d)
-                for d in self.listed("apps", "deployments")
+                for d in self.listed("apps", "v1", "deployments")
             },
         )
 

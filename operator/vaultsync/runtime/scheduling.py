@@ -50,6 +50,7 @@ class Pacing:
     failures: int = 0
     ready: bool | None = None
     first: bool = True
+    retrying: bool = False  # the last wait is a retry after a failure
 
     def after(
         self,
@@ -70,7 +71,8 @@ class Pacing:
         recovered = ready and self.ready is False
         self.ready = ready
         self.failures = 0 if ready else self.failures + 1
-        if not ready and retryable:
+        self.retrying = not ready and retryable
+        if self.retrying:
             return sooner(backoff(self.failures), probe), recovered
         if self.first and healthy is not None:
             healthy *= random.uniform(0.5, 1.0)
@@ -80,6 +82,7 @@ class Pacing:
     def failed(self, backoff: Callable[[int], float]) -> float:
         """A reconcile that could not even record its outcome: retried after a backoff."""
         self.failures += 1
+        self.retrying = True
         return backoff(self.failures)
 
 

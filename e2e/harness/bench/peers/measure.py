@@ -17,7 +17,6 @@ file audit device is enabled for the window only (requests under `sys/` left out
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -221,32 +220,13 @@ class PeerBench(Bench):
         self.kubectl_apply(stores)
 
     def stores(self) -> list[dict[str, Any]]:
-        self.own[apiserver.request_key("LIST", "secretstores")] += 1
-        listed: Any = self.custom.list_cluster_custom_object(
-            ESO_GROUP, ESO_VERSION_NAME, "secretstores", _request_timeout=REQUEST_TIMEOUT
-        )
-        items: list[dict[str, Any]] = listed["items"]
-        return items
+        return self.listed(ESO_GROUP, ESO_VERSION_NAME, "secretstores")
 
     def externalsecrets(self) -> list[dict[str, Any]]:
-        self.own[apiserver.request_key("LIST", "externalsecrets")] += 1
-        listed: Any = self.custom.list_cluster_custom_object(
-            ESO_GROUP,
-            ESO_VERSION_NAME,
-            "externalsecrets",
-            label_selector=f"{BENCH_LABEL}=true",
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        items: list[dict[str, Any]] = listed["items"]
-        return items
+        return self.listed(ESO_GROUP, ESO_VERSION_NAME, "externalsecrets")
 
     def eso_secrets(self) -> list[dict[str, Any]]:
-        self.own[apiserver.request_key("LIST", "secrets")] += 1
-        response: Any = self.core.list_secret_for_all_namespaces(
-            label_selector=MANAGED_LABEL, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-        )
-        items: list[dict[str, Any]] = json.loads(response.data)["items"]
-        return items
+        return self.secrets(MANAGED_LABEL)
 
     def create_externalsecret(self, obj: dict[str, Any]) -> tuple[str, str]:
         meta = obj["metadata"]
