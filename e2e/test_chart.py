@@ -180,6 +180,7 @@ def test_helm_lint(helm: Path) -> None:
         "--set",
         "serviceMonitor.enabled=true",
     )
+    run_helm(helm, "lint", "--strict", str(CHART), "--set", "sharding.replicas=3")
 
 
 @pytest.mark.parametrize(
@@ -201,6 +202,11 @@ def test_helm_lint(helm: Path) -> None:
         ("extraVolumeMounts[0].name=x", "mountPath"),
         ("extraEnv[0].name=X,extraEnv[0].value=3", "value"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("sharding.replicas=-1", "/sharding/replicas"),
+        ("sharding.shards=0", "shards"),
+        ("sharding.leaseDuration=2", "leaseDuration"),
+        ("sharding.leaseDuration=2.5", "leaseDuration"),
+        ("sharding.peering=true", "peering"),
         ("typo=1", "typo"),
     ],
 )
@@ -383,6 +389,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "VAULTSYNC_PEERING_LIFETIME": ("config.peeringLifetime=15", "env:15"),
     "VAULTSYNC_NAMESPACE": ("config.namespace=vault-admin", "env:vault-admin"),
     "VAULTSYNC_LOG_FORMAT": ("config.logFormat=json", "arg:--log-format=json"),
+    "VAULTSYNC_LEASE_DURATION": ("sharding.replicas=2,sharding.leaseDuration=20", "env:20"),
 }
 
 
@@ -460,6 +467,84 @@ def test_disruption_budget_and_spread_for_replicas(helm: Path) -> None:
     assert spread[1]["labelSelector"] == {"matchLabels": {"team": "x"}}  # given: kept
     off = by_kind(render(helm, "ops", "replicas=3", "podDisruptionBudget.enabled=false"))
     assert "PodDisruptionBudget" not in off
+
+
+LEASES: dict[str, Any] = {
+    "apiGroups": ["coordination.k8s.io"],
+    "resources": ["leases"],
+    "verbs": ["get", "list", "watch", "create", "update", "delete"],
+}
+
+
+def test_sharded_replicas_share_the_work_through_leases(helm: Path) -> None:
+    objects = by_kind(render(helm, "ops", "sharding.replicas=3", "replicas=2"))
+    assert "ClusterKopfPeering" not in objects
+    # the ClusterRole as without replicas: no clusterkopfpeerings rule
+    assert _granted(objects["ClusterRole"]) == _expected(NEEDED)
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["replicas"] == 3  # sharding.replicas; `replicas` is ignored
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    container = container_of(list(objects.values()))
+    assert container["args"][:2] == ["--shards=16", "--lease-group=vaultsync"]
+    assert not [arg for arg in container["args"] if arg.startswith(("--standalone", "--peer"))]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["VAULTSYNC_LEASE_DURATION"]["value"] == "15"
+    # Leases in the operator's namespace, for the chart's ServiceAccount and no one else
+    role, binding = objects["Role"], objects["RoleBinding"]
+    assert role["metadata"]["name"] == binding["metadata"]["name"] == "vaultsync-leases"
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [LEASES]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "vaultsync-leases",
+    }
+    account = objects["ServiceAccount"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}]
+    budget = objects["PodDisruptionBudget"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_sharding_values(helm: Path) -> None:
+    objects = by_kind(
+        render(
+            helm,
+            "ops",
+            "sharding.replicas=1",
+            "sharding.shards=64",
+            "sharding.leaseDuration=7.5",
+            "config.namespace=vault-admin",
+            "fullnameOverride=sync",
+        )
+    )
+    assert objects["Deployment"]["spec"]["replicas"] == 1
+    assert objects["Deployment"]["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert "PodDisruptionBudget" not in objects  # a single replica: no budget
+    container = container_of(list(objects.values()))
+    assert container["args"][:2] == ["--shards=64", "--lease-group=sync"]
+    assert env_of(container)["VAULTSYNC_LEASE_DURATION"] == "7.5"
+    # the Leases live where the operator does: config.namespace
+    role, binding = objects["Role"], objects["RoleBinding"]
+    assert role["metadata"]["name"] == "sync-leases"
+    assert role["metadata"]["namespace"] == "vault-admin"
+    assert binding["metadata"]["namespace"] == "vault-admin"
+    assert binding["subjects"][0]["namespace"] == "ops"  # the ServiceAccount stays
+    # no RBAC without rbac.create; no PDB when it is off
+    kinds = by_kind(render(helm, "ops", "sharding.replicas=3", "rbac.create=false"))
+    assert not {"Role", "RoleBinding", "ClusterRole"} & set(kinds)
+    off = by_kind(render(helm, "ops", "sharding.replicas=3", "podDisruptionBudget.enabled=false"))
+    assert "PodDisruptionBudget" not in off
+
+
+def test_no_sharding_by_default(helm: Path) -> None:
+    for sets in ((), ("replicas=2",), ("sharding.replicas=0", "replicas=3")):
+        objects = render(helm, "ops", *sets)
+        assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding"}], sets
+        container = container_of(objects)
+        assert not [arg for arg in container["args"] if arg.startswith(("--shards", "--lease"))]
+        assert not {"POD_NAME", "VAULTSYNC_LEASE_DURATION"} & set(env_of(container))
 
 
 def test_network_policy(helm: Path) -> None:
@@ -597,6 +682,14 @@ def dry_run(stack: Stack, objects: list[dict[str, Any]]) -> list[dict[str, Any]]
                 "extraVolumeMounts[0].mountPath=/etc/vault-ca",
             ),
             id="everything",
+        ),
+        pytest.param(
+            (
+                f"defaultConnection.address={ADDRESS}",
+                "sharding.replicas=3",
+                "config.logFormat=json",
+            ),
+            id="sharded",
         ),
     ],
 )

@@ -64,3 +64,33 @@ Plural names of the vaultsync.io custom resources, read from the chart's own crd
 {{- end }}
 {{- $plurals | sortAlpha | toJson }}
 {{- end }}
+
+{{/*
+Sharding (`vaultsync run --shards`): "true" when sharding.replicas > 0, else empty. The
+sharded replicas share the work through Leases; kopf peering and `replicas` are then unused.
+*/}}
+{{- define "vaultsync.sharded" -}}
+{{- if gt (int .Values.sharding.replicas) 0 }}true{{ end }}
+{{- end }}
+
+{{/* kopf peering (active/standby): "true" with replicas > 1 and no sharding, else empty. */}}
+{{- define "vaultsync.peered" -}}
+{{- if and (not (include "vaultsync.sharded" .)) (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- end }}
+
+{{/* The operator's pods: sharding.replicas when sharding is on, else replicas. */}}
+{{- define "vaultsync.replicas" -}}
+{{- if include "vaultsync.sharded" . }}
+{{- int .Values.sharding.replicas }}
+{{- else }}
+{{- int .Values.replicas }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's namespace: its HMAC key Secret, its own VaultAuths and, with sharding, its
+Leases live there (VAULTSYNC_NAMESPACE, else the release namespace).
+*/}}
+{{- define "vaultsync.operatorNamespace" -}}
+{{- default .Release.Namespace .Values.config.namespace }}
+{{- end }}
