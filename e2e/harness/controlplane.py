@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import subprocess
 import time
 from collections.abc import Sequence
@@ -177,6 +178,10 @@ class ControlPlane(Server):
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
             ],
         )
         context = pki.admin_context()
@@ -187,6 +192,40 @@ class ControlPlane(Server):
             interval=0.2,
             watch=process,
         )
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): every completed write to a Secret (who,
+        with which User-Agent, when, its status code) and to a Lease (with the Lease sent)."""
+        return self.workdir / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [
+                {  # the control plane's own leader elections and node heartbeats
+                    "level": "None",
+                    "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+                    "namespaces": ["kube-system", "kube-node-lease"],
+                },
+                {
+                    "level": "Request",
+                    "verbs": ["create", "update", "patch", "delete"],
+                    "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+                },
+                {
+                    "level": "Metadata",
+                    "verbs": ["create", "update", "patch", "delete"],
+                    "resources": [{"group": "", "resources": ["secrets"]}],
+                },
+                {"level": "None"},
+            ],
+        }
+        path = self.workdir / "audit-policy.json"
+        path.write_text(json.dumps(policy))
+        return path
 
     def _write_kubeconfig(self) -> None:
         """Admin kubeconfig with everything embedded (JSON is valid kubeconfig YAML)."""

@@ -130,6 +130,7 @@ class Operator(OneProcessServer):
         peering: tuple[str, int] | None = None,
         priority: int | None = None,
         source: Path | None = None,
+        args: tuple[str, ...] = (),
         **env: str,
     ) -> None:
         """verbose runs the operator at DEBUG, so that log scans see everything it says.
@@ -137,7 +138,8 @@ class Operator(OneProcessServer):
         standalone; with a ChartRelease the chart decides (replicas > 1) and priority, if
         given, is added to its args. source: the `operator/` directory the `vaultsync` package
         is imported from (another checkout's, to compare commits); this one's by default.
-        env: more variables (with a chart: as its extraEnv)."""
+        args: more arguments of `vaultsync run` (with a kubeconfig, `--shards=N` replaces
+        `--standalone`). env: more variables (with a chart: as its extraEnv)."""
         if isinstance(credentials, ChartRelease) and peering is not None:
             raise HarnessError("with a ChartRelease the chart's replicas decide peering")
         self.workdir = workdir
@@ -148,6 +150,7 @@ class Operator(OneProcessServer):
         self.source = source or ROOT / "operator"
         self.ports = {name: free_port() for name in ("metrics", "liveness", "readiness")}
         self.env = env
+        self.args = args
         self.process: Process | None = None
         state = workdir / "operator.json"
         if state.exists():
@@ -190,10 +193,12 @@ class Operator(OneProcessServer):
             }
             container = release.container(values, pod=self.workdir.name)
             priority = [] if self.priority is None else [f"--priority={self.priority}"]
-            return [*container.args, *priority], container.env
+            return [*container.args, *priority, *self.args], container.env
         mode = (
             [f"--peering={self.peering[0]}", f"--priority={self.peering[1]}"]
             if self.peering
+            else []
+            if any(a.startswith("--shards") for a in self.args)
             else ["--standalone"]
         )
         args = [
@@ -201,6 +206,7 @@ class Operator(OneProcessServer):
             f"--liveness=http://{HOST}:{self.ports['liveness']}/healthz",
             f"--readiness=http://{HOST}:{self.ports['readiness']}/readyz",
             *(["--verbose"] if self.verbose else []),
+            *self.args,
         ]
         env = {
             "VAULTSYNC_NAMESPACE": OPERATOR_NAMESPACE,

@@ -7,12 +7,14 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import threading
 from pathlib import Path
 
 import kopf
 
 from vaultsync.runtime.readiness import Readiness
+from vaultsync.runtime.sharding import Sharding
 
 LOG_FORMATS = ("plain", "json")
 
@@ -55,15 +57,26 @@ def _run(args: argparse.Namespace) -> None:
     if args.readiness:
         readiness.add("startup", lambda: None if started.is_set() else "starting")
         readiness.serve(args.readiness)
+    sharding = None
+    if args.shards is not None:
+        try:
+            sharding = Sharding(
+                identity=args.identity or socket.gethostname().lower(),
+                shards=args.shards,
+                group=args.lease_group,
+                duration=args.lease_duration,
+            )
+        except ValueError as exc:
+            raise SystemExit(f"vaultsync run: {exc}") from None
     asyncio.run(
         kopf.operator(
             clusterwide=True,
-            standalone=args.standalone,
+            standalone=args.standalone or sharding is not None,
             peering_name=args.peering,
             priority=priority,
             liveness_endpoint=args.liveness,
             ready_flag=started,
-            memo=kopf.Memo(readiness=readiness if args.readiness else None),
+            memo=kopf.Memo(readiness=readiness if args.readiness else None, sharding=sharding),
         )
     )
 
@@ -96,8 +109,33 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="ClusterKopfPeering to join: replicas elect one active, the others stand by",
     )
+    mode.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="share the work with other replicas: namespaces hashed into N shards, each held "
+        "by one replica through a Lease; cluster-scoped kinds on one of them (the leader)",
+    )
     run.add_argument(
         "--priority", type=int, help="with --peering: the highest live priority is active"
+    )
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME"),
+        help="with --shards: this replica's name, unique among them (default: $POD_NAME, "
+        "else the host name)",
+    )
+    run.add_argument(
+        "--lease-group",
+        default="vaultsync",
+        help="with --shards: the prefix of the Leases, in the operator's namespace",
+    )
+    run.add_argument(
+        "--lease-duration",
+        type=float,
+        default=float(os.environ.get("VAULTSYNC_LEASE_DURATION", "15")),
+        help="with --shards: seconds after which a dead replica's shards are taken over "
+        "(default: $VAULTSYNC_LEASE_DURATION or 15)",
     )
     run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
     run.add_argument(

@@ -31,8 +31,9 @@ from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
 from vaultsync.connections.health import VaultConnectionReconciler, default_connection_problem
 from vaultsync.kube import hmackey
-from vaultsync.kube.api import Kube, connect, watchable
+from vaultsync.kube.api import Kube, connect, finalized, watchable
 from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.kube.leases import Coordinator, Hooks
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policies.reconciler import VaultPolicyReconciler
 from vaultsync.reconcile import clean_up, reconcile
@@ -42,6 +43,7 @@ from vaultsync.runtime.guard import Guard
 from vaultsync.runtime.readiness import Readiness
 from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
+from vaultsync.runtime.sharding import Sharding, shard_of
 from vaultsync.runtime.view import Namespaces, View
 from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_name
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION, VaultSecretReconciler
@@ -146,6 +148,12 @@ class Context:
     schedulers: dict[str, scheduling.Scheduler] = field(default_factory=dict)
     indexes: dict[str, kopf.Index[Any, Any]] | None = None  # set by the first object seen
     serving: list[asyncio.Task[None]] = field(default_factory=list)
+    coordinator: Coordinator | None = None  # with --shards: what this replica works on
+    coordinating: asyncio.Task[None] | None = None
+    ready: dict[tuple[str, str], bool] = field(default_factory=dict)  # VaultConnections seen
+
+    def owns(self, namespace: str) -> bool:
+        return self.coordinator is None or self.coordinator.owns(namespace)
 
 
 @kopf.on.startup()
@@ -162,7 +170,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.peering.lifetime = config.peering_lifetime  # a crashed active replica's takeover time
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
-    kube = connect(pool_size=2 * config.workers)  # the workers, and probes besides
+    sharding: Sharding | None = getattr(memo, "sharding", None)
+    manager = "vaultsync" if sharding is None else f"vaultsync-{sharding.identity}"
+    agent = f"vaultsync/{metrics.version()}" + (
+        "" if sharding is None else f" ({sharding.identity})"
+    )
+    kube = connect(pool_size=2 * config.workers, field_manager=manager, agent=agent)
     try:  # created once in the operator's namespace, shared by replicas
         hmac_key = await asyncio.to_thread(hmackey.shared, kube, config.namespace)
     except SyncError as exc:
@@ -178,6 +191,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         scheduler = scheduling.Scheduler(_runner(kind, ctx), concurrency=config.workers)
         ctx.schedulers[kind.plural] = scheduler
         ctx.serving.append(asyncio.create_task(scheduler.serve(), name=f"{kind.plural} scheduler"))
+    if sharding is not None:
+        ctx.coordinator = Coordinator(
+            kube,
+            namespace=config.namespace,
+            group=sharding.group,
+            identity=sharding.identity,
+            shards=sharding.shards,
+            duration=sharding.duration,
+            hooks=_shard_hooks(ctx, sharding.shards),
+        )
+        ctx.coordinating = asyncio.create_task(ctx.coordinator.run(), name="shard leases")
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     readiness: Readiness | None = getattr(memo, "readiness", None)
@@ -215,11 +239,41 @@ async def stop_schedulers(memo: Any, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is None:
         return
+    if ctx.coordinating is not None and ctx.coordinator is not None:  # hand the shards over
+        ctx.coordinating.cancel()
+        await asyncio.gather(ctx.coordinating, return_exceptions=True)
+        await ctx.coordinator.stop(timeout=ctx.coordinator.period)
     for task in ctx.serving:
         task.cancel()
     await asyncio.gather(*ctx.serving, return_exceptions=True)
     for scheduler in ctx.schedulers.values():
         await scheduler.stop()
+
+
+def _shard_hooks(ctx: Context, shards: int) -> Hooks:
+    """Objects of a shard this replica takes are due at once; those of a shard it no longer
+    holds leave its metrics and forget the status it recorded (the next holder writes)."""
+
+    def of(item: str) -> Callable[[scheduling.Key], bool]:
+        return lambda key: shard_of(key[0], shards) == item
+
+    def gained(item: str) -> None:
+        for scheduler in ctx.schedulers.values():
+            scheduler.wake_where(of(item))
+
+    def lost(item: str) -> None:
+        for kind in KINDS:
+            scheduler = ctx.schedulers[kind.plural]
+            for key in filter(of(item), scheduler.keys()):
+                metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
+                entry = scheduler.get(key)
+                if entry is not None:
+                    entry.context.status = None
+
+    def busy(item: str) -> bool:
+        return any(s.running_where(of(item)) for s in ctx.schedulers.values())
+
+    return Hooks(gained=gained, lost=lost, busy=busy)
 
 
 def _readiness_checks(
@@ -332,6 +386,8 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         body = tracked.body
         if tracked.stopped or body.metadata.get("deletionTimestamp"):
             return None
+        if not ctx.owns(entry.key[0]):
+            return None  # another replica's: due again when this one takes its shard
         tracked.trigger = kind.trigger(body)
         snapshot = _snapshot(body)
         if tracked.status is not None:
@@ -394,10 +450,24 @@ def _present(kind: Kind) -> Handler:
     return present
 
 
+def _is_ready(body: kopf.Body) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _deleted(kind: Kind) -> Handler:
     async def deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
-        """Run cleanup once no reconcile runs (and none after): see runtime/guard.py."""
+        """Run cleanup once no reconcile runs (and none after): see runtime/guard.py. With
+        shards, every replica's kopf sees the deletion, and only the replica that holds the
+        object's shard cleans up; the others wait until it is finalized (or their turn)."""
         ctx: Context = memo.ctx
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        while ctx.coordinator is not None and not ctx.owns(namespace):
+            if await asyncio.to_thread(
+                finalized, ctx.kube, kind.plural, namespace, name, body.metadata.uid or ""
+            ):
+                return
+            await asyncio.sleep(ctx.coordinator.period)
         reconciler = cast(CleaningReconciler, ctx.reconcilers[kind.plural])
         snapshot = copy.deepcopy(dict(body))
         view = _view(kind, kwargs)
@@ -416,12 +486,21 @@ def _changed(kind: Kind) -> Handler:
     async def changed(
         type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
     ) -> None:
-        """Reconcile now when what triggers a reconcile changed (not on our status writes)."""
-        scheduler = memo.ctx.schedulers[kind.plural]
+        """Reconcile now when what triggers a reconcile changed (not on our status writes).
+        With shards, a VaultConnection turning Ready (on whichever replica reconciles it)
+        retries at once every object here that waits after a failure."""
+        ctx: Context = memo.ctx
+        if kind.recovery_probe is not None and ctx.coordinator is not None:
+            ready = _is_ready(body) if type != "DELETED" else False
+            if ready and ctx.ready.get((namespace or "", name)) is False:
+                for each in ctx.schedulers.values():
+                    each.wake_failing()
+            ctx.ready[(namespace or "", name)] = ready
+        scheduler = ctx.schedulers[kind.plural]
         entry = scheduler.get((namespace or "", name))
         seen = None if entry is None else entry.context.trigger
         if type != "DELETED" and seen is not None and kind.trigger(body) != seen:
-            scheduler.wake(entry.key)
+            scheduler.wake((namespace or "", name))
 
     return changed
 

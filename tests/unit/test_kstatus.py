@@ -262,5 +262,6 @@ def test_secret_writes(operation: str, status: int, reason: str, retryable: bool
 
     core = SimpleNamespace(create_namespaced_secret=refuse, replace_namespaced_secret=refuse)
     write = getattr(secrets, operation)
-    error = _raises(lambda: write(SimpleNamespace(core=core), "t", {"metadata": {"name": "db"}}))
+    kube = SimpleNamespace(core=core, field_manager="vaultsync")
+    error = _raises(lambda: write(kube, "t", {"metadata": {"name": "db"}}))
     assert (error.reason, error.retryable) == (reason, retryable)

@@ -11,6 +11,8 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from vaultsync import GROUP, VERSION
+
 
 class Seen:
     """The objects of one kind as the operator's watch last delivered them, by (namespace,
@@ -47,9 +49,12 @@ class Kube:
     custom: client.CustomObjectsApi
     secrets: Seen = field(default_factory=Seen)
     """The Secrets vaultsync writes (labelled `vaultsync.io/managed`), as watched."""
+    field_manager: str = "vaultsync"
+    """Who writes our Secrets, in their managedFields: `vaultsync`, or with shards
+    `vaultsync-<replica>`, which says which replica wrote a Secret last."""
 
 
-def connect(pool_size: int = 16) -> Kube:
+def connect(pool_size: int = 16, field_manager: str = "vaultsync", agent: str = "") -> Kube:
     """Clients from the in-cluster config, or from KUBECONFIG when run outside a cluster."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -58,7 +63,9 @@ def connect(pool_size: int = 16) -> Kube:
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = pool_size
     api = client.ApiClient(configuration)
-    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
+    if agent:  # who sent a request, in the API server's audit log
+        api.user_agent = agent
+    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api), field_manager=field_manager)
 
 
 def drain(response: object) -> bytes:
@@ -77,6 +84,25 @@ def describe(exc: ApiException) -> str:
     except (ValueError, TypeError):
         pass
     return f"{exc.status} {message}".strip()
+
+
+def finalized(kube: Kube, plural: str, namespace: str, name: str, uid: str) -> bool:
+    """Whether one of our objects no longer waits for our cleanup: gone, replaced by another
+    of the same name, or without our finalizer."""
+    try:
+        if namespace:
+            found = kube.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        else:
+            found = kube.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    meta = cast(dict[str, Any], found).get("metadata") or {}
+    ours = f"{GROUP}/finalizer" in (meta.get("finalizers") or [])
+    return bool(meta.get("uid") != uid or not ours)
 
 
 def watchable(

@@ -43,13 +43,23 @@ def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
 
 def create(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
     call = kube.core.create_namespaced_secret
-    _write("create", body, lambda: call(namespace, body, _preload_content=False))  # type: ignore[arg-type]
+    manager = kube.field_manager
+    _write(
+        "create",
+        body,
+        lambda: call(namespace, body, field_manager=manager, _preload_content=False),  # type: ignore[arg-type]
+    )
 
 
 def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
     """Replace at body's resourceVersion: a concurrent change is a Conflict, retried later."""
     call, name = kube.core.replace_namespaced_secret, body["metadata"]["name"]
-    _write("replace", body, lambda: call(name, namespace, body, _preload_content=False))  # type: ignore[arg-type]
+    manager = kube.field_manager
+    _write(
+        "replace",
+        body,
+        lambda: call(name, namespace, body, field_manager=manager, _preload_content=False),  # type: ignore[arg-type]
+    )
 
 
 def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> None:

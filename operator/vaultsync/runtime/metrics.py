@@ -61,6 +61,17 @@ VAULT_REQUEST_ERRORS = Counter(
     "Vault operations that failed, by operation and reason.",
     ["operation", "reason"],
 )
+SHARDS_HELD = Gauge(
+    "vaultsync_shard_held",
+    "With --shards: 1 for each shard (or the leader) this replica holds and works on, else 0.",
+    ["shard"],
+)
+SHARD_CHANGES = Counter(
+    "vaultsync_shard_changes",
+    "With --shards: shards this replica took (acquired), handed over (released) or lost "
+    "(taken over by another replica, or not renewed in time).",
+    ["shard", "change"],
+)
 BUILD_INFO = Gauge("vaultsync_build_info", "Always 1; the running vaultsync version.", ["version"])
 
 

@@ -133,6 +133,17 @@ class Scheduler:
         for key in list(self._entries):
             self.wake(key)
 
+    def wake_where(self, wanted: Callable[[Key], bool]) -> None:
+        for key in [k for k in self._entries if wanted(k)]:
+            self.wake(key)
+
+    def running_where(self, wanted: Callable[[Key], bool]) -> bool:
+        """Whether a reconcile of one of these objects runs."""
+        return any(e.running and wanted(k) for k, e in self._entries.items())
+
+    def keys(self) -> list[Key]:
+        return list(self._entries)
+
     def wake_failing(self) -> None:
         """Reconcile now every object that waits for a retry after a failure."""
         for key in [k for k, e in self._entries.items() if e.failing]:
