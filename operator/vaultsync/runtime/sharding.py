@@ -4,8 +4,9 @@ Namespaced objects belong to one of N shards by a stable hash of their namespace
 scoped objects (VaultPolicy, VaultAuditDevice, VaultConnection) belong to the `leader`. Each
 shard and the leader is a Lease that one replica holds (kube/leases.py); the replicas alive
 (a Lease each, renewed) split them evenly by rendezvous hashing, so that every replica
-computes the same assignment from the same view and hands over what is no longer its own. This module is the arithmetic, with no I/O: who should hold what, and for how long a
-holder may start work on what it holds.
+computes the same assignment from the same view and hands over what is no longer its own.
+This module is the arithmetic, with no I/O: who should hold what, and for how long a holder
+may start work on what it holds.
 """
 
 from __future__ import annotations
