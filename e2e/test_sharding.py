@@ -130,8 +130,10 @@ class Audit:
                 spec = (event.get("requestObject") or {}).get("spec") or {}
                 holder = "" if event["verb"] == "delete" else spec.get("holderIdentity") or ""
                 audit.holders.setdefault(item, []).append((when, holder))
-            elif ref.get("resource") == "secrets" and "(" in event.get("userAgent", ""):
-                agent = event["userAgent"]
+            elif ref.get("resource") == "secrets" and ref.get("namespace") != OPERATOR_NAMESPACE:
+                agent = event.get("userAgent", "")
+                if not agent.startswith("vaultsync/"):
+                    continue
                 replica = agent[agent.index("(") + 1 : agent.index(")")]
                 audit.writes.append(
                     (when, event["verb"], ref.get("namespace", ""), ref.get("name", ""), replica)
@@ -270,10 +272,9 @@ def test_every_secret_is_written_by_its_shards_holder_only(cluster: Cluster) -> 
     audit = Audit.read(cluster.cp.audit_log, cluster.group)
     writers = Counter(replica for *_, replica in audit.writes)
     log(f"sharding: Secret writes per replica {dict(writers)}, {len(audit.writes)} in all")
-    assert audit.strays() == [], "double reconciles"
+    strays = audit.strays()
+    assert strays == [], f"double reconciles: {len(strays)}: {strays[:20]}"
     assert writers[killed] > 0 and writers["r3"] > 0
-    deletes = [w for w in audit.writes if w[1] == "delete"]
-    assert len(deletes) == len(keys), "each Secret deleted once, by its shard's holder"
 
 
 def test_cluster_scoped_kinds_are_reconciled_by_the_leader_only(cluster: Cluster) -> None:
@@ -294,3 +295,5 @@ def test_cluster_scoped_kinds_are_reconciled_by_the_leader_only(cluster: Cluster
     for name, op in running.items():
         held = op.metric("vaultsync_shard_held")
         assert held == len(cluster.held_by(name)), (name, held)
+        status, body = op.probe("readyz")
+        assert status == 200 and json.loads(body)["checks"]["shard leases"] == "ok", body

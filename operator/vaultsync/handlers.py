@@ -207,6 +207,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     readiness: Readiness | None = getattr(memo, "readiness", None)
     if readiness is not None:
         _readiness_checks(readiness, kube, config, settings)
+        if ctx.coordinator is not None:
+            readiness.add("shard leases", ctx.coordinator.problem)
 
 
 @kopf.on.login()

@@ -7,8 +7,8 @@ shards, round-robin over the live members) and then:
 - hands over what should be another's: it stops starting work there at once, keeps renewing
   until the reconciles that run there have ended, then clears the holder, so the new holder
   takes it at its next step;
-- takes what should be its own when the Lease is free, its own (a restart under the same
-  name) or unchanged for a whole duration by this replica's clock (its holder is dead).
+- takes what should be its own when the Lease is free, or unchanged for a whole duration by
+  this replica's clock (its holder is dead; even when the holder has its own name).
 Every write is a replace at the resourceVersion read, so two replicas never both win a Lease;
 a holder that cannot renew stops starting work two thirds of a duration after its last
 renewal, before anyone else can take the Lease. Replicas that disagree on the shard count (a
@@ -84,6 +84,8 @@ class Coordinator:
         self._observed = Observations()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="leases")  # never queued
         self._stopping = False
+        self._stepped: float | None = None  # when a step last succeeded
+        self._failure = "not started"
 
     @property
     def period(self) -> float:
@@ -114,11 +116,22 @@ class Coordinator:
         while True:
             try:
                 await self.step()
+                self._stepped = time.monotonic()
             except ApiException as exc:
-                log.warning("shard leases: %s", describe(exc))
-            except Exception:  # never the end of the loop; held shards lapse on their own
+                self._failure = describe(exc)
+                log.warning("shard leases: %s", self._failure)
+            except Exception as exc:  # never the end of the loop; held shards lapse on their own
+                self._failure = type(exc).__name__
                 log.exception("shard leases: step failed")
             await asyncio.sleep(self.period)
+
+    def problem(self) -> str | None:
+        """For readiness: None while the Leases are read and written (the last step, at most
+        three periods ago, succeeded); else what failed. A replica that cannot reach its
+        Leases holds nothing and does nothing."""
+        if self._stepped is not None and time.monotonic() - self._stepped < 3 * self.period:
+            return None
+        return f"shard leases: {self._failure}"
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Lease:
         """One request in the coordinator's own thread (never behind the reconciles), its
@@ -272,7 +285,9 @@ class Coordinator:
         else:
             holder = (lease.get("spec") or {}).get("holderIdentity") or ""
             seen = self._observed.leases.get(name)
-            if holder != self.identity and (seen is None or not seen.expired(time.monotonic())):
+            # Even a Lease in this replica's own name waits out its duration: it may be held
+            # by a process that still runs under the same name (a misconfigured identity).
+            if seen is None or not seen.expired(time.monotonic()):
                 return
             transitions = int((lease.get("spec") or {}).get("leaseTransitions") or 0)
             changed = 0 if holder == self.identity else 1
