@@ -13,8 +13,9 @@ from pathlib import Path
 from e2e.harness import ROOT
 from e2e.harness.bench import __doc__ as bench_doc
 from e2e.harness.bench.measure import SizeResult, run_size, say
-from e2e.harness.bench.report import report, rotation_table, table
+from e2e.harness.bench.report import report, rotation_table, sharding_table, table
 from e2e.harness.bench.rotation import RotationResult, run_rotation
+from e2e.harness.bench.sharding import ShardingResult, run_sharding
 from e2e.harness.binaries import build
 
 
@@ -49,13 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         help="VaultSecrets rotated at once, each restarting a Deployment of its own",
     )
     parser.add_argument(
+        "--sharding-size",
+        type=int,
+        default=1000,
+        help="VaultSecrets of the sharding scenario (3 sharded replicas against 1)",
+    )
+    parser.add_argument(
+        "--no-sharding",
+        dest="sharding",
+        action="store_false",
+        help="skip the sharding scenario (a stack of its own)",
+    )
+    parser.add_argument(
         "--only",
-        choices=("sizes", "rotation"),
-        help="run only the sizes or only the rotation scenario (the report holds only it)",
+        choices=("sizes", "rotation", "sharding"),
+        help="run only the sizes, the rotation or the sharding scenario (the report holds only it)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args(argv)
-    sizes = [] if args.only == "rotation" else [int(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.only not in (None, "sizes"):
+        sizes = []
 
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, through every teardown below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vaultsync-bench-"))
     results: list[SizeResult] = []
     rotation: RotationResult | None = None
+    sharding: ShardingResult | None = None
     ok = True
     try:
         for size in sizes:
@@ -73,16 +89,20 @@ def main(argv: list[str] | None = None) -> int:
             if size_ok and not args.keep:
                 shutil.rmtree(tmp / f"n{size}", ignore_errors=True)
             print(f"\n### N = {size}\n\n{table(result)}\n", flush=True)
-        if args.rotations > 0 and args.only != "sizes":
+        if args.rotations > 0 and args.only in (None, "rotation"):
             rotation, rotation_ok = run_rotation(tmp / "rotation", args)
             ok = ok and rotation_ok
             print(f"\n### Rotation, N = {args.rotations}\n\n{rotation_table(rotation)}\n")
+        if args.sharding and args.only in (None, "sharding"):
+            sharding, sharding_ok = run_sharding(tmp / "sharding", args)
+            ok = ok and sharding_ok
+            print(f"\n### Sharding, N = {sharding.size}\n\n{sharding_table(sharding)}\n")
     finally:
         if ok and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             say(f"stack files (logs) kept in {tmp}")
-    text = report(results, rotation, args, time.monotonic() - started)
+    text = report(results, rotation, args, time.monotonic() - started, sharding)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     say(f"wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from e2e.harness import ROOT
 from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted, resource_of
 from e2e.harness.bench.floor import FLOOR_THREADS
 from e2e.harness.bench.measure import CREATORS, START_POLL, VAULT_REQUESTS, SizeResult, Usage
-from e2e.harness.bench.procstats import machine
+from e2e.harness.bench.procstats import Memory, machine
 from e2e.harness.bench.rotation import (
     NEVER,
     POLL,
@@ -25,6 +26,17 @@ from e2e.harness.bench.rotation import (
     RotationResult,
     Spread,
     per_object,
+)
+from e2e.harness.bench.sharding import (
+    DURATION,
+    HOLDERS_POLL,
+    REPLICAS,
+    SECRETS_POLL,
+    SHARDS,
+    Load,
+    Move,
+    ShardingResult,
+    Share,
 )
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION
 
@@ -46,12 +58,16 @@ def _cpu(usage: Usage | None, operator: bool = True) -> list[tuple[str, str]]:
     if usage is None:
         return []
     seconds, cpu, other = usage
-    own = (
-        "  operator CPU (utime+stime)",
-        f"{cpu['operator']:.1f} s = {100 * cpu['operator'] / seconds:.0f}% of a core",
-    )
+    own = []
+    if operator:  # absent when the operator did not run, or ran as several replicas
+        own.append(
+            (
+                "  operator CPU (utime+stime)",
+                f"{cpu['operator']:.1f} s = {100 * cpu['operator'] / seconds:.0f}% of a core",
+            )
+        )
     return [
-        *([own] if operator else []),
+        *own,
         (
             "  kube-apiserver / etcd / OpenBao / this benchmark CPU",
             " / ".join(f"{cpu[n]:.1f}" for n in ("kube-apiserver", "etcd", "OpenBao", "bench"))
@@ -347,6 +363,372 @@ def rotation_table(r: RotationResult) -> str:
     return text
 
 
+def _share(share: Share | None) -> str:
+    if share is None:
+        return "—"
+    return f"{share.shards}" + (" + leader" if share.leader else "")
+
+
+def _objects(share: Share | None) -> str:
+    """VaultSecrets a replica reconciles / those of the namespaces whose shards it holds."""
+    if share is None:
+        return "—"
+    text = f"{share.objects} / {share.expected}"
+    return text if share.objects == share.expected else f"**{text}**"
+
+
+def _load_cpu(load: Load | None, seconds: float | None = None) -> str:
+    if load is None:
+        return "—"
+    share = "" if not seconds else f" = {100 * load.cpu_s / seconds:.0f}% of a core"
+    return f"{load.cpu_s:.1f} s{share}"
+
+
+def _changes(load: Load | None) -> str:
+    if load is None:
+        return "—"
+    return " / ".join(str(load.changes.get(c, 0)) for c in ("acquired", "released", "lost"))
+
+
+def _peak(found: Memory | None) -> str:
+    return "—" if found is None else f"{found.hwm_mib:.0f} MiB"
+
+
+def _summed(loads: dict[str, Load]) -> Load | None:
+    if not loads:
+        return None
+    changes: Counter[str] = Counter()
+    for load in loads.values():
+        changes.update(load.changes)
+    return Load(
+        cpu_s=sum(load.cpu_s for load in loads.values()),
+        syncs=sum(load.syncs for load in loads.values()),
+        writes=sum(load.writes for load in loads.values()),
+        changes=dict(changes),
+    )
+
+
+def _together(shares: dict[str, Share]) -> Share | None:
+    if not shares:
+        return None
+    return Share(
+        sum(s.shards for s in shares.values()),
+        any(s.leader for s in shares.values()),
+        sum(s.objects for s in shares.values()),
+        sum(s.expected for s in shares.values()),
+    )
+
+
+def _replicas_table(r: ShardingResult) -> str:
+    """One replica against each of the three and their sum, per figure."""
+    one = r.one
+    one_load = (
+        None
+        if one is None or one.start_usage is None
+        else Load(one.start_usage[1]["operator"], r.one_syncs or 0.0, 0.0, {})
+    )
+    one_window = (
+        None
+        if one is None or one.window_usage is None
+        else Load(
+            one.window_usage[1]["operator"], one.window_syncs or 0.0, one.window_writes or 0.0, {}
+        )
+    )
+    whole = Share(SHARDS, True, r.size, r.size)
+    three, window = _summed(r.three_load), _summed(r.window_load)
+    together = _together(r.window_shares)
+
+    def row(label: str, alone: str, each: Callable[[str], str], both: str) -> str:
+        return f"| {label} | {alone} | " + " | ".join(each(n) for n in REPLICAS) + f" | {both} |"
+
+    lines = [
+        "| | one replica | " + " | ".join(REPLICAS) + " | the three |",
+        "|---|---|" + "---|" * len(REPLICAS) + "---|",
+        row(
+            "shard Leases held when every object was synced",
+            _share(whole),
+            lambda n: _share(r.three_shares.get(n)),
+            _share(_together(r.three_shares)),
+        ),
+        row(
+            "shard Leases held after the refresh window",
+            _share(whole),
+            lambda n: _share(r.window_shares.get(n)),
+            _share(together),
+        ),
+        row(
+            "VaultSecrets it reconciles (`vaultsync_objects`) / those of its shards' "
+            "namespaces, after the refresh window",
+            _objects(whole),
+            lambda n: _objects(r.window_shares.get(n)),
+            _objects(together),
+        ),
+        row(
+            "start → every object synced: CPU (utime+stime)",
+            _load_cpu(one_load),
+            lambda n: _load_cpu(r.three_load.get(n)),
+            _load_cpu(three),
+        ),
+        row(
+            "start → every object synced: syncs (`vaultsync_syncs_total`)",
+            _n(None if one_load is None else one_load.syncs),
+            lambda n: _n(r.three_load[n].syncs if n in r.three_load else None),
+            _n(None if three is None else three.syncs),
+        ),
+        row(
+            "start → every object synced: shard changes (acquired / released / lost)",
+            "—",
+            lambda n: _changes(r.three_load.get(n)),
+            _changes(three),
+        ),
+        row(
+            "peak RSS (VmHWM) when every object was synced",
+            _peak(None if one is None else one.start_memory),
+            lambda n: _peak(r.three_memory.get(n)),
+            "—"
+            if not r.three_memory
+            else f"{sum(m.hwm_mib for m in r.three_memory.values()):.0f} MiB",
+        ),
+        row(
+            "refresh window: CPU",
+            _load_cpu(one_window, None if one is None else one.window_s),
+            lambda n: _load_cpu(r.window_load.get(n), r.window_s),
+            _load_cpu(window, r.window_s),
+        ),
+        row(
+            "refresh window: syncs",
+            _n(None if one_window is None else one_window.syncs),
+            lambda n: _n(r.window_load[n].syncs if n in r.window_load else None),
+            _n(None if window is None else window.syncs),
+        ),
+        row(
+            "refresh window: Secret writes (`vaultsync_secret_writes_total`)",
+            _n(None if one_window is None else one_window.writes),
+            lambda n: _n(r.window_load[n].writes if n in r.window_load else None),
+            _n(None if window is None else window.writes),
+        ),
+        row(
+            "refresh window: peak RSS (VmHWM)",
+            _peak(None if one is None else one.memory.get("after refresh window")),
+            lambda n: _peak(r.window_memory.get(n)),
+            "—"
+            if not r.window_memory
+            else f"{sum(m.hwm_mib for m in r.window_memory.values()):.0f} MiB",
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _move_rows(move: Move | None, what: str) -> list[tuple[str, str]]:
+    if move is None:
+        return []
+    held = f"{move.shards} shards" + (" and the leader" if move.leader else "")
+    which = "the replica holding the most shards" if what == "takeover" else "another replica"
+    rows = [
+        (
+            f"**{what}**: `{move.how}` to {which}; the KV entries of its VaultSecrets "
+            "rewritten right after",
+            f"{move.replica}: {held}, {move.objects} VaultSecrets in {move.namespaces} "
+            f"namespaces (KV rewritten in {move.rewrite_s:.1f} s)",
+        ),
+    ]
+    if move.exit_s is not None:
+        rows.append((f"  `{move.how}` → its process exited", _s(move.exit_s)))
+    rows += [
+        (
+            f"  `{move.how}` → every shard Lease and the leader held by a live replica",
+            _s(move.held_s),
+        ),
+        (f"  `{move.how}` → every one of its Secrets holds the new KV value", _s(move.synced_s)),
+        (
+            "  then: shards held / VaultSecrets reconciled / those of its shards' namespaces",
+            ", ".join(
+                f"{name} {_share(share)} / {share.objects} / {share.expected}"
+                for name, share in move.shares.items()
+            ),
+        ),
+    ]
+    return rows
+
+
+def sharding_table(r: ShardingResult) -> str:
+    one = r.one
+    spread = ", ".join(
+        f"{shards} with {n}" if n else f"{shards} with none"
+        for n, shards in sorted(r.namespaces_per_shard.items(), reverse=True)
+    )
+    strays = r.strays()
+    rows: list[tuple[str, str]] = [
+        (
+            "VaultSecrets / namespaces = Vault identities / shards",
+            f"{r.size} / {r.identities} / {r.shards}",
+        ),
+        ("  shards by the number of namespaces that hash into them", spread),
+        (
+            "**one replica** (`--shards`, alone): its start → every Secret exists and every "
+            "VaultSecret Ready=True",
+            _s(None if one is None else one.start_s),
+        ),
+        *_cpu(None if one is None else one.start_usage),
+        (
+            "  API requests per object (the benchmark's own polls taken out)",
+            "—" if one is None else _requests(one.start_requests, r.size),
+        ),
+        (
+            "**three replicas** started together on the same objects (Secrets deleted, "
+            "statuses new): their start → every Secret exists and every VaultSecret Ready=True",
+            _s(r.three_s),
+        ),
+        (
+            "  their start → every replica holds its share (5 or 6 shards)",
+            _s(r.settled_s),
+        ),
+        *_cpu(r.three_usage, operator=False),
+        (
+            "  API requests per object (the benchmark's own polls taken out)",
+            _requests(r.three_requests, r.size),
+        ),
+        (
+            f"**no-op refresh window**, one replica (refreshInterval {r.refresh}s)",
+            _s(None if one is None else one.window_s),
+        ),
+        *_cpu(None if one is None else one.window_usage),
+        (
+            "  Kubernetes API requests per object per refresh interval",
+            "—"
+            if one is None or not one.window_s
+            else _requests(one.window_requests, r.size * one.window_s / r.refresh),
+        ),
+        ("**no-op refresh window**, three replicas", _s(r.window_s)),
+        *_cpu(r.window_usage, operator=False),
+        (
+            "  Kubernetes API requests per object per refresh interval",
+            "—"
+            if not r.window_s
+            else _requests(r.window_requests, r.size * r.window_s / r.refresh),
+        ),
+        *_move_rows(r.takeover, "takeover"),
+        *_move_rows(r.handover, "handover"),
+        (
+            "replicas reconciling other VaultSecrets than those of the shards they hold",
+            "0" if not strays else f"**{len(strays)}**: " + "; ".join(strays),
+        ),
+    ]
+    return _replicas_table(r) + "\n\n" + _markdown(rows, r.log_warnings, r.load_before, r.error)
+
+
+def _sharding_findings(r: ShardingResult) -> str:
+    """Plain statements of what was measured, as in interpretation()."""
+    one, three, window = r.one, _summed(r.three_load), _summed(r.window_load)
+    found: list[str] = []
+    if one is not None and one.start_s and one.start_usage and three and r.three_s:
+        acquired = three.changes.get("acquired", 0)
+        found.append(
+            f"Here three replicas had every object synced {r.three_s:.1f} s after their start "
+            f"against {one.start_s:.1f} s for one, with {three.cpu_s:.1f} s of CPU between "
+            f"them against {one.start_usage[1]['operator']:.1f} s and {three.syncs:.0f} syncs "
+            f"against {r.one_syncs or 0:.0f} (the replicas took {acquired} Leases for "
+            f"{r.shards} shards and the leader while they settled, and a replica that takes a "
+            "shard reconciles its objects again)"
+        )
+    if one is not None and one.start_requests and r.three_requests:
+        patches = "PATCH vaultsecrets"
+        found.append(
+            f"they made {counted(r.three_requests) / r.size:.2f} API requests per object "
+            f"against {counted(one.start_requests) / r.size:.2f}, {patches} "
+            f"{r.three_requests[patches] / r.size:.2f} against "
+            f"{one.start_requests[patches] / r.size:.2f} (kopf in every replica adds its "
+            "finalizer to every VaultSecret, whichever shard it is in)"
+        )
+    if one is not None and one.window_usage and window:
+        found.append(
+            f"over a no-op refresh window they used {window.cpu_s:.1f} s of CPU against "
+            f"{one.window_usage[1]['operator']:.1f} s"
+        )
+    if one is not None and one.start_memory and r.three_memory:
+        peaks = [m.hwm_mib for m in r.three_memory.values()]
+        found.append(
+            f"each replica's peak RSS ({min(peaks):.0f}-{max(peaks):.0f} MiB) is close to the "
+            f"single replica's ({one.start_memory.hwm_mib:.0f} MiB), so memory is not split"
+        )
+    shares = r.window_shares
+    if shares:
+        empty = r.namespaces_per_shard.get(0, 0)
+        most = max(r.namespaces_per_shard)
+        found.append(
+            "the shards split "
+            + " / ".join(str(share.shards) for share in shares.values())
+            + " but the objects "
+            + " / ".join(str(share.objects) for share in shares.values())
+            + f" ({', '.join(shares)}): {r.identities} namespaces hashed into {r.shards} shards "
+            f"leave {empty} shards empty and one with {most} namespaces, so a replica's share "
+            "of the objects is that of the namespaces its shards happen to hold"
+        )
+    for move, what in ((r.takeover, "killed"), (r.handover, "stopped")):
+        if move is not None:
+            found.append(
+                f"the shards of a {what} replica were held again {move.held_s:.1f} s after "
+                f"its {move.how} and its {move.objects} Secrets had the new KV values "
+                f"{move.synced_s:.1f} s after it"
+            )
+    if not found:
+        return ""
+    text = "; ".join(found)
+    return text[0].upper() + text[1:] + f" (lease duration {r.duration:g} s)."
+
+
+def sharding_section(r: ShardingResult) -> list[str]:
+    """The section's heading, its paragraph, its tables and how it was measured."""
+    cores = len(os.sched_getaffinity(0))
+    return [
+        f"## Sharding: 3 replicas against 1 (N = {r.size})",
+        "",
+        f"On the machine above ({cores} cores), on a stack of its own: {r.size} VaultSecrets "
+        f"over {r.identities} namespaces (each a Vault identity), refreshInterval "
+        f"{r.refresh}s; the operator runs as `vaultsync run --shards {r.shards} "
+        f"--identity rN --lease-duration {r.duration:g}`, the namespaces hashed into "
+        f"{r.shards} shards, each a Lease. All the replicas share those {cores} cores with "
+        "the control plane, OpenBao and the benchmark, so three replicas cannot sync faster "
+        "than one here: no speed-up is expected and none is measured. What is measured is how "
+        "the work splits between the replicas (shards, objects, CPU and syncs of each), what "
+        "three cost against one, and how long the shards and Secrets of a replica that dies "
+        "(SIGKILL) or stops (SIGTERM) take to move to the others. " + _sharding_findings(r),
+        "",
+        sharding_table(r),
+        "",
+        f"- *one replica*: the N VaultSecrets are created with the operator stopped; one "
+        f"replica (`--shards {r.shards}`, identity r0) is started on them and timed as *sync "
+        "from start*, then watched over a no-op refresh window (2 x refreshInterval + 2 s), "
+        "as in the sizes scenario. It is stopped (SIGTERM), the Secrets are deleted, every "
+        "status is put back to a new object's and kopf's finalizer is taken off, so that the "
+        "three replicas start on the objects as they were created. In the API requests, "
+        "those on Leases (the replicas' own now, and the control plane's) are shown but not "
+        "counted in the totals, as elsewhere in this report; the benchmark's own listings of "
+        "the Leases are taken out.",
+        f"- *three replicas*: {', '.join(REPLICAS)} are started at once on those objects and "
+        f"timed the same way (polled every {START_POLL} s). Per replica, from its metrics: "
+        "the shards it holds (`vaultsync_shard_held`), the VaultSecrets it reconciles "
+        "(`vaultsync_objects`), set against those of the namespaces whose shard it holds by "
+        "the Leases (a mismatch after the window or a move is shown in bold and counted as "
+        "reconciling other VaultSecrets), its syncs, Secret writes and shard changes "
+        "(`vaultsync_shard_changes_total`); its CPU (utime+stime) and peak RSS from /proc. "
+        "The Leases are listed every "
+        f"{HOLDERS_POLL} s all along; *holds its share* is the first listing in which every "
+        f"replica holds {r.shards // len(REPLICAS)} or {r.shards // len(REPLICAS) + 1} shards.",
+        "- *takeover*: the replica holding the most shards is killed (SIGKILL) and the KV "
+        "entries of every VaultSecret in its namespaces are given a new password at once "
+        f"({CREATORS} threads); timed from the kill to the first listing in which every "
+        "shard Lease and the leader name a live replica, and to the moment every one of its "
+        f"Secrets holds the new value (polled every {SECRETS_POLL} s). A dead replica's "
+        "Leases are taken over once they stayed unchanged for a lease duration "
+        f"({DURATION} s) by the others' clocks, seen at their steps every third of it.",
+        "- *handover*: then the first live replica by name is stopped (SIGTERM) and timed the "
+        "same way; it hands its shards over as it stops, and the one replica left takes them "
+        "all. The figures of a replica that is gone are not in the table.",
+        "",
+    ]
+
+
 def interpretation(results: list[SizeResult], rotation: RotationResult | None = None) -> str:
     """Plain statements of what was measured; nothing extrapolated."""
     sentences: list[str] = []
@@ -481,6 +863,7 @@ def report(
     rotation: RotationResult | None,
     args: argparse.Namespace,
     wall_s: float,
+    sharding: ShardingResult | None = None,
 ) -> str:
     facts = machine()
     command = "python -m e2e.harness.bench " + " ".join(
@@ -531,6 +914,8 @@ def report(
             rotation_table(rotation),
             "",
         ]
+    if sharding is not None:
+        parts += sharding_section(sharding)
     parts += [
         "## What is measured",
         "",
