@@ -94,7 +94,7 @@ def test_liveness_and_readiness_over_http(stack: Stack, tenant: str) -> None:
         "customresourcedefinitions.apiextensions.k8s.io",
     ):
         assert checks[f"watch {watched}"] == "ok", checks
-    assert "watch clusterkopfpeerings.kopf.dev" not in checks  # standalone: no peering
+    assert "leases" not in checks  # standalone: no Leases
     assert body["informational"] == [VAULT_CHECK]
     eventually(lambda: vault_ok(stack.operator), 30, "Vault reported reachable")
 

@@ -97,7 +97,6 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("delete", f"vaultsecrets.{GROUP}", ""),
     ("delete", f"vaultpolicies.{GROUP}", ""),
     ("update", f"vaultsecrets.{GROUP}", "status"),
-    ("create", "clusterkopfpeerings.kopf.dev", ""),
     # Unused, so not granted (the e2e suite runs the operator with exactly this role).
     ("patch", "secrets", ""),
     ("patch", "events", ""),
@@ -301,20 +300,20 @@ def test_argo_rollouts_are_granted_only_when_asked(helm: Path) -> None:
     assert _granted(role) == _expected(NEEDED + ROLLOUTS)
 
 
-def test_replicas_join_a_kopf_peering(helm: Path) -> None:
+def test_replicas_meet_in_leases_one_works_the_others_stand_by(helm: Path) -> None:
     objects = by_kind(render(helm, "vaultsync-system", "replicas=2"))
-    peering = objects["ClusterKopfPeering"]
     deployment = objects["Deployment"]
     assert deployment["spec"]["replicas"] == 2
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert f"--peering={peering['metadata']['name']}" in container["args"]
+    assert "--peering=vaultsync" in container["args"]
     assert "--standalone" not in container["args"]
-    rules = objects["ClusterRole"]["rules"]
-    assert {
-        "apiGroups": ["kopf.dev"],
-        "resources": ["clusterkopfpeerings"],
-        "verbs": ["get", "list", "watch", "patch"],
-    } in rules
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["VAULTSYNC_PEERING_LIFETIME"]["value"] == "60"
+    assert _granted(objects["ClusterRole"]) == _expected(NEEDED)  # Leases: a Role of their own
+    role, binding = objects["Role"], objects["RoleBinding"]
+    assert role["rules"] == [LEASES]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "vaultsync-system"
 
 
 def test_service_monitor_is_optional(helm: Path) -> None:
@@ -472,14 +471,12 @@ def test_disruption_budget_and_spread_for_replicas(helm: Path) -> None:
 LEASES: dict[str, Any] = {
     "apiGroups": ["coordination.k8s.io"],
     "resources": ["leases"],
-    "verbs": ["get", "list", "watch", "create", "update", "delete"],
+    "verbs": ["get", "list", "create", "update", "delete"],
 }
 
 
 def test_sharded_replicas_share_the_work_through_leases(helm: Path) -> None:
     objects = by_kind(render(helm, "ops", "sharding.replicas=3", "replicas=2"))
-    assert "ClusterKopfPeering" not in objects
-    # the ClusterRole as without replicas: no clusterkopfpeerings rule
     assert _granted(objects["ClusterRole"]) == _expected(NEEDED)
     deployment = objects["Deployment"]
     assert deployment["spec"]["replicas"] == 3  # sharding.replicas; `replicas` is ignored
@@ -539,12 +536,15 @@ def test_sharding_values(helm: Path) -> None:
 
 
 def test_no_sharding_by_default(helm: Path) -> None:
-    for sets in ((), ("replicas=2",), ("sharding.replicas=0", "replicas=3")):
+    objects = render(helm, "ops")
+    assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding"}]
+    assert "--standalone" in container_of(objects)["args"]
+    assert not {"POD_NAME", "VAULTSYNC_LEASE_DURATION"} & set(env_of(container_of(objects)))
+    for sets in (("replicas=2",), ("sharding.replicas=0", "replicas=3")):
         objects = render(helm, "ops", *sets)
-        assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding"}], sets
         container = container_of(objects)
         assert not [arg for arg in container["args"] if arg.startswith(("--shards", "--lease"))]
-        assert not {"POD_NAME", "VAULTSYNC_LEASE_DURATION"} & set(env_of(container))
+        assert "VAULTSYNC_LEASE_DURATION" not in env_of(container)
 
 
 def test_network_policy(helm: Path) -> None:
@@ -698,6 +698,8 @@ def test_rendered_objects_pass_server_side_dry_run(
 ) -> None:
     release = f"vs-{uuid.uuid4().hex[:6]}"  # cluster-scoped names must not collide
     objects = render(helm, namespace, *sets, release=release, crds=True)
+    for operator_namespace in {o["metadata"].get("namespace") for o in objects} - {None}:
+        stack.cp.kubectl("create", "namespace", operator_namespace, check=False)  # must exist
     accepted = dry_run(stack, objects)
     assert [(o["kind"], o["metadata"]["name"]) for o in accepted] == [
         (o["kind"], o["metadata"]["name"]) for o in objects

@@ -1,4 +1,4 @@
-"""Two replicas in one kopf peering: one works, the other stands by and takes over."""
+"""Two replicas meeting in Leases (`--peering`): one works, the other stands by and takes over."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from e2e.harness.stack import Operator, add_tenant, apply, rotating_tenant_polic
 
 pytestmark = pytest.mark.e2e
 PEERING = "vaultsync-ha"
+TOOK, HANDED = "leases: took leader", "leases: handed over leader"
 
 
 @dataclass
@@ -45,8 +46,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    """Two replicas as the chart runs them with replicas=2: its ServiceAccount and RBAC, its
-    ClusterKopfPeering and --peering args; the test picks their priorities."""
+    """Two replicas as the chart runs them with replicas=2: its ServiceAccount and RBAC (a Role
+    for the Leases), its --peering args; the test picks their priorities."""
     root = Path(tmp_path_factory.mktemp("ha"))
     cp, bao = ControlPlane(root / "cluster"), OpenBao(root / "openbao")
     values = {**e2e_values(peeringLifetime=10), "replicas": 2}
@@ -56,8 +57,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         start_stack(cp, bao)
         release.install()
-        peering = next(o for o in release.applied() if o["kind"] == "ClusterKopfPeering")
-        assert peering["metadata"]["name"] == PEERING
+        assert f"--peering={PEERING}" in release.container().args
         active.start()
         standby.start()
         api = config.new_client_from_config(str(cp.kubeconfig))
@@ -97,27 +97,25 @@ def test_only_the_active_replica_works_and_the_standby_takes_over(pair: Pair) ->
     eventually(lambda: pair.synced(first, "app"), 60, "the Secret, synced by the active one")
     eventually(lambda: syncs(pair.active) >= 3, 30, "refreshes by the active replica")
     assert syncs(pair.standby) == 0, "the standby must not reconcile while the active one lives"
-    assert "Resuming operations" not in pair.standby.log_text()  # it starts paused
+    assert TOOK not in pair.standby.log_text()  # it stands by
     for operator in (pair.active, pair.standby):  # both Ready: the standby can take over
         body = eventually(lambda op=operator: ready(op), 30, f"{operator.workdir.name} Ready")
-        assert body["checks"]["watch clusterkopfpeerings.kopf.dev"] == "ok"
+        assert body["checks"]["leases"] == "ok"
         assert operator.probe("healthz")[0] == 200
 
-    pair.active.stop()  # a clean shutdown leaves the peering at once
+    pair.active.stop()  # a clean shutdown hands over at once
     second = tenant(pair)
     apply(pair.cp, [vault_secret(second, "app", f"{second}/app")])
     eventually(lambda: pair.synced(second, "app"), 90, "the Secret, synced by the standby")
     assert syncs(pair.standby) > 0
-    assert "Resuming operations" in pair.standby.log_text()
+    assert TOOK in pair.standby.log_text()
 
 
 def test_a_crashed_active_replica_is_replaced_after_the_peering_lifetime(pair: Pair) -> None:
     pair.active.start()  # the higher priority comes back and takes over again
-    eventually(
-        lambda: "Pausing operations in favour of" in pair.standby.log_text(), 30, "standby paused"
-    )
+    eventually(lambda: HANDED in pair.standby.log_text(), 30, "the standby stands by again")
     before = syncs(pair.standby)
-    pair.active.kill()  # no clean exit: its peering record stays until it expires
+    pair.active.kill()  # no clean exit: its Lease stays until it expires
     namespace = tenant(pair)
     apply(pair.cp, [vault_secret(namespace, "app", f"{namespace}/app")])
     eventually(lambda: pair.synced(namespace, "app"), 90, "the Secret, synced by the standby")

@@ -296,4 +296,4 @@ def test_cluster_scoped_kinds_are_reconciled_by_the_leader_only(cluster: Cluster
         held = op.metric("vaultsync_shard_held")
         assert held == len(cluster.held_by(name)), (name, held)
         status, body = op.probe("readyz")
-        assert status == 200 and json.loads(body)["checks"]["shard leases"] == "ok", body
+        assert status == 200 and json.loads(body)["checks"]["leases"] == "ok", body

@@ -13,6 +13,7 @@ from e2e.harness.openbao import audit_entries
 from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack, examples
 from e2e.harness.vaultadmin import grant_operator
+from vaultsync import GROUP, VERSION
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +103,43 @@ def test_deleting_the_vaultsecret_garbage_collects_the_secret(stack: Stack, tena
     eventually(lambda: stack.secret_data(tenant, "gone"), 60, "the Secret")
     stack.cp.kubectl("delete", "vaultsecret", "gone", "-n", tenant, "--timeout=60s")
     eventually(lambda: stack.secret_data(tenant, "gone") is None, 60, "garbage collection")
+
+
+def test_our_finalizer_leaves_the_finalizers_of_others_alone(stack: Stack, tenant: str) -> None:
+    """Ours is added beside a user's finalizer and removed alone; the object then waits for
+    the user's, and its Secret for the object (garbage collection, as an Owner)."""
+    stack.put(f"{tenant}/kept", {"k": "v"})
+    theirs = "example.com/keep"
+    manifest = vault_secret(tenant, "kept", f"{tenant}/kept")
+    manifest["metadata"]["finalizers"] = [theirs]
+    stack.apply(manifest)
+    eventually(lambda: stack.secret_data(tenant, "kept"), 60, "the Secret")
+
+    def finalizers() -> list[str] | None:
+        try:
+            found = stack.get("vaultsecrets", "kept", tenant)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return list(found["metadata"].get("finalizers") or [])
+
+    assert finalizers() == [theirs, "vaultsync.io/finalizer"]
+    stack.custom.delete_namespaced_custom_object(GROUP, VERSION, tenant, "vaultsecrets", "kept")
+    eventually(lambda: finalizers() == [theirs], 60, "only our finalizer removed")
+    assert stack.secret_data(tenant, "kept") == {"k": "v"}  # its owner still exists
+    patch = [{"op": "remove", "path": "/metadata/finalizers/0"}]
+    stack.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        tenant,
+        "vaultsecrets",
+        "kept",
+        patch,
+        _content_type="application/json-patch+json",
+    )
+    eventually(lambda: finalizers() is None, 60, "the VaultSecret gone")
+    eventually(lambda: stack.secret_data(tenant, "kept") is None, 60, "the Secret collected")
 
 
 def test_login_is_the_namespaces_service_account(stack: Stack, tenant: str) -> None:

@@ -3,8 +3,8 @@ chart's RBAC, env and args.
 
 `helm template` (helm built by e2e/harness/helm.py) renders charts/vaultsync with the values a
 test chooses. Everything it renders except the Deployment is applied for real (ServiceAccount,
-ClusterRole, ClusterRoleBinding, the ClusterKopfPeering with replicas > 1, and whatever else the
-chart grows); the Deployment's only container becomes a local process instead of a pod: its
+ClusterRole, ClusterRoleBinding, the Role for the Leases with several replicas, and whatever
+else the chart grows); the Deployment's only container becomes a local process instead of a pod: its
 args and env as rendered, with `fieldRef`s resolved as the kubelet would and listen addresses
 moved from 0.0.0.0 to 127.0.0.1 (a process has no pod IP). It authenticates with a kubeconfig
 that holds only the ServiceAccount's token from the TokenRequest API (no client certificate),

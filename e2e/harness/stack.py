@@ -134,7 +134,7 @@ class Operator(OneProcessServer):
         **env: str,
     ) -> None:
         """verbose runs the operator at DEBUG, so that log scans see everything it says.
-        With a kubeconfig, peering (name, priority) joins a kopf peering instead of running
+        With a kubeconfig, peering (name, priority) runs active/standby (`--peering`) instead of
         standalone; with a ChartRelease the chart decides (replicas > 1) and priority, if
         given, is added to its args. source: the `operator/` directory the `vaultsync` package
         is imported from (another checkout's, to compare commits); this one's by default.
@@ -201,6 +201,8 @@ class Operator(OneProcessServer):
             if any(a.startswith("--shards") for a in self.args)
             else ["--standalone"]
         )
+        if mode != ["--standalone"] and not any(a.startswith("--identity") for a in self.args):
+            mode.append(f"--identity={self.workdir.name}")  # processes share the host's name
         args = [
             *mode,
             f"--liveness=http://{HOST}:{self.ports['liveness']}/healthz",

@@ -46,39 +46,43 @@ def _run(args: argparse.Namespace) -> None:
     if not args.verbose:
         # kopf says "Handler ... succeeded" for every watch event; keep its warnings only
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    priority = None
-    if args.peering:
-        # kopf peering pauses every replica but the live one of highest priority:
-        # active/standby. Equal priorities would pause them all, hence a random default.
-        priority = args.priority if args.priority is not None else random.randint(1, 2**30)
     # Readiness (runtime/readiness.py): kopf raises `started` once the startup handlers are
     # done; handlers.configure adds the watch checks and the Vault report to memo.readiness.
     readiness, started = Readiness(), threading.Event()
     if args.readiness:
         readiness.add("startup", lambda: None if started.is_set() else "starting")
         readiness.serve(args.readiness)
-    sharding = None
-    if args.shards is not None:
-        try:
-            sharding = Sharding(
-                identity=args.identity or socket.gethostname().lower(),
-                shards=args.shards,
-                group=args.lease_group,
-                duration=args.lease_duration,
-            )
-        except ValueError as exc:
-            raise SystemExit(f"vaultsync run: {exc}") from None
+    try:
+        sharding = _sharding(args)
+    except ValueError as exc:
+        raise SystemExit(f"vaultsync run: {exc}") from None
     asyncio.run(
         kopf.operator(
             clusterwide=True,
-            standalone=args.standalone or sharding is not None,
-            peering_name=args.peering,
-            priority=priority,
+            standalone=True,  # replicas meet through Leases of their own (kube/leases.py)
             liveness_endpoint=args.liveness,
             ready_flag=started,
             memo=kopf.Memo(readiness=readiness if args.readiness else None, sharding=sharding),
         )
     )
+
+
+def _positive(text: str) -> int:
+    raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+
+
+def _sharding(args: argparse.Namespace) -> Sharding | None:
+    """--shards N: the namespaces shared out in N shards. --peering NAME: the live replica of
+    highest priority does everything, the others stand by; equal priorities would be decided
+    by name, hence a random default."""
+    identity = args.identity or socket.gethostname().lower()
+    if args.shards is not None:
+        return Sharding(identity, args.shards, args.lease_group, args.lease_duration)
+    if args.peering:
+        priority = args.priority if args.priority is not None else random.randint(1, 2**30)
+        lifetime = float(os.environ.get("VAULTSYNC_PEERING_LIFETIME", "60"))
+        return Sharding(identity, 0, args.peering, lifetime, priority)
+    return None
 
 
 def _crds(args: argparse.Namespace) -> None:
@@ -107,11 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument(
         "--peering",
         metavar="NAME",
-        help="ClusterKopfPeering to join: replicas elect one active, the others stand by",
+        help="active/standby: replicas meet in Leases named NAME-* in the operator's namespace; "
+        "the live one of highest priority works, the others stand by and take over within "
+        "$VAULTSYNC_PEERING_LIFETIME seconds (default 60) when it dies",
     )
     mode.add_argument(
         "--shards",
-        type=int,
+        type=lambda text: int(text) if int(text) > 0 else _positive(text),
         metavar="N",
         help="share the work with other replicas: namespaces hashed into N shards, each held "
         "by one replica through a Lease; cluster-scoped kinds on one of them (the leader)",
@@ -122,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME"),
-        help="with --shards: this replica's name, unique among them (default: $POD_NAME, "
-        "else the host name)",
+        help="with --shards or --peering: this replica's name, unique among them (default: "
+        "$POD_NAME, else the host name)",
     )
     run.add_argument(
         "--lease-group",

@@ -1,20 +1,22 @@
 """kopf glue: the only module with decorators. Domain logic lives in the kind packages.
 
-Each kind has one scheduler (runtime/scheduling.py): every object is reconciled, then due
-again after its refresh or resync interval (or a backoff after a failure) unless a watch
-wakes it first, with a bounded number of reconciles at once. The kinds are one table
-(`KINDS`); each entry registers a daemon per object that only puts the object in its
-scheduler while kopf lets it run (not while the object is deleted, nor while this replica
-stands by), an event handler that wakes it, and for kinds that undo something on deletion a
-delete handler (and so a finalizer). Handler ids are explicit so stored kopf state matches
-across upgrades. VaultAuths, VaultConnections and namespaces are also kept in memory by
-kopf indexes.
+kopf watches; everything else is ours. Each kind has one scheduler (runtime/scheduling.py):
+every object the watch delivers is reconciled, then due again after its refresh or resync
+interval (or a backoff after a failure) unless an event wakes it first (a spec change, its
+Secret edited, its deletion, Vault back), with a bounded number of reconciles at once. For
+kinds that undo something on deletion (`Kind.cleanup`) the first reconcile adds our
+finalizer, and the deletion is one more turn of the same scheduler: the cleanup, then the
+finalizer's removal, never beside a reconcile of the same object. With several replicas
+(`--shards`, `--peering`), a replica runs only the objects it holds the Lease for
+(kube/leases.py). The kinds are one table (`KINDS`). VaultAuths, VaultConnections and
+namespaces are also kept in memory by kopf indexes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +32,8 @@ from vaultsync.api.base import parse_duration
 from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
 from vaultsync.connections.health import VaultConnectionReconciler, default_connection_problem
-from vaultsync.kube import hmackey
-from vaultsync.kube.api import Kube, connect, finalized, watchable
+from vaultsync.kube import finalizers, hmackey
+from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.leases import Coordinator, Hooks
 from vaultsync.kube.status import StatusWriteFailed
@@ -39,7 +41,6 @@ from vaultsync.policies.reconciler import VaultPolicyReconciler
 from vaultsync.reconcile import clean_up, reconcile
 from vaultsync.runtime import metrics, scheduling
 from vaultsync.runtime.errors import SyncError
-from vaultsync.runtime.guard import Guard
 from vaultsync.runtime.readiness import Readiness
 from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
@@ -55,16 +56,16 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 
 
-def _generation(body: kopf.Body) -> object:
-    return body.metadata.get("generation")
+def _generation(body: Snapshot) -> object:
+    return body["metadata"].get("generation")
 
 
-def _vaultsecret_trigger(body: kopf.Body) -> object:
+def _vaultsecret_trigger(body: Snapshot) -> object:
     """What makes a VaultSecret sync out of schedule: its generation, the refresh or the
     rotate annotation."""
-    annotations = body.metadata.annotations
+    annotations = body["metadata"].get("annotations") or {}
     return (
-        body.metadata.get("generation"),
+        body["metadata"].get("generation"),
         annotations.get(REFRESH_ANNOTATION),
         annotations.get(ROTATE_ANNOTATION),
     )
@@ -87,7 +88,7 @@ Build = Callable[[Kube, Sessions, Settings], Reconciler]
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf's "last handled" state, kept nowhere: it serves create/update handlers, and we
-    have none (a loop reconciles, a trigger wakes it). Storing it cost a patch of every new
+    have none (a scheduler reconciles, an event wakes it). Storing it cost a patch of every new
     object and a deep copy of every event's body. Objects of older versions keep their
     `vaultsync.io/last-handled-configuration` annotation; nothing reads it."""
 
@@ -109,7 +110,7 @@ class Kind:
     plural: str
     build: Build  # (kube, sessions, the operator's settings)
     healthy_wait: Callable[[Snapshot, Settings], float | None] = _resync_interval
-    trigger: Callable[[kopf.Body], object] = _generation
+    trigger: Callable[[Snapshot], object] = _generation
     namespaces: bool = False  # the reconciler reads the namespaces and their labels
     cleanup: bool = False  # deletion waits for the reconciler's cleanup (a finalizer)
     # A kind whose Ready says whether Vault can be reached: retried at most this often while
@@ -148,7 +149,7 @@ class Context:
     schedulers: dict[str, scheduling.Scheduler] = field(default_factory=dict)
     indexes: dict[str, kopf.Index[Any, Any]] | None = None  # set by the first object seen
     serving: list[asyncio.Task[None]] = field(default_factory=list)
-    coordinator: Coordinator | None = None  # with --shards: what this replica works on
+    coordinator: Coordinator | None = None  # with several replicas: what this one works on
     coordinating: asyncio.Task[None] | None = None
     ready: dict[tuple[str, str], bool] = field(default_factory=dict)  # VaultConnections seen
 
@@ -159,7 +160,9 @@ class Context:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config = Settings.from_env()
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Our finalizer is ours (kube/finalizers.py); kopf's, never set, is a name of its own, so
+    # that kopf (which removes its finalizer where no handler needs one) leaves ours alone.
+    settings.persistence.finalizer = f"kopf.{GROUP}/unused"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
@@ -167,7 +170,6 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # Only the Secrets we write are watched (server-side): a Secret whose label is removed
     # leaves the selection, which the API server reports as DELETED, so it is repaired too.
     settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_LABEL
-    settings.peering.lifetime = config.peering_lifetime  # a crashed active replica's takeover time
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     sharding: Sharding | None = getattr(memo, "sharding", None)
@@ -200,15 +202,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
             shards=sharding.shards,
             duration=sharding.duration,
             hooks=_shard_hooks(ctx, sharding.shards),
+            priority=sharding.priority,
         )
-        ctx.coordinating = asyncio.create_task(ctx.coordinator.run(), name="shard leases")
+        ctx.coordinating = asyncio.create_task(ctx.coordinator.run(), name="leases")
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     readiness: Readiness | None = getattr(memo, "readiness", None)
     if readiness is not None:
-        _readiness_checks(readiness, kube, config, settings)
+        _readiness_checks(readiness, kube, config)
         if ctx.coordinator is not None:
-            readiness.add("shard leases", ctx.coordinator.problem)
+            readiness.add("leases", ctx.coordinator.problem)
 
 
 @kopf.on.login()
@@ -278,17 +281,15 @@ def _shard_hooks(ctx: Context, shards: int) -> Hooks:
     return Hooks(gained=gained, lost=lost, busy=busy)
 
 
-def _readiness_checks(
-    readiness: Readiness, kube: Kube, config: Settings, settings: kopf.OperatorSettings
-) -> None:
+def _readiness_checks(readiness: Readiness, kube: Kube, config: Settings) -> None:
     """`vaultsync run --readiness`: ready once started (cli.py) and a watch can be established
     now, with the operator's own credentials, on everything it watches (our kinds, the Secrets
-    it writes, namespaces, CRDs, and the peering when it has one): the API server answers, the
-    CRDs are served and RBAC grants list and watch. This is the same for the active replica
-    and a paused standby of a kopf peering, whose watches kopf stops while it stands by: a
-    standby is Ready because it can take over at once; an unready standby would stall every
-    rolling update (the new pod never counts as available) and make a PodDisruptionBudget
-    count it as already disrupted.
+    it writes, namespaces, CRDs): the API server answers, the CRDs are served and RBAC grants
+    list and watch; with several replicas, also while its Leases can be read and written
+    (configure() adds that check). This is the same for the replica that works and for one
+    that stands by, which watches everything too: a standby is Ready because it can take over
+    at once; an unready standby would stall every rolling update (the new pod never counts as
+    available) and make a PodDisruptionBudget count it as already disrupted.
 
     Vault, for the VaultConnection `default`, is reported in the body and never gates: an
     unready operator changes nothing for Vault (Kubernetes does not restart it for that, and
@@ -302,8 +303,6 @@ def _readiness_checks(
         ("", "v1", "namespaces", None),
         ("apiextensions.k8s.io", "v1", "customresourcedefinitions", None),
     ]
-    if settings.peering.mandatory:
-        watched.append(("kopf.dev", "v1", "clusterkopfpeerings", None))
     for group, version, plural, selector in watched:
         name = f"watch {plural}.{group}" if group else f"watch {plural}"
         readiness.add(name, partial(watchable, kube, group, version, plural, selector))
@@ -349,13 +348,6 @@ def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
     return View(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]), namespaces)
 
 
-def _guard(memo: Any) -> Guard:
-    guard: Guard | None = getattr(memo, "guard", None)
-    if guard is None:
-        guard = memo.guard = Guard()
-    return guard
-
-
 Handler = Callable[..., Coroutine[Any, Any, None]]
 
 
@@ -363,49 +355,54 @@ Handler = Callable[..., Coroutine[Any, Any, None]]
 class Tracked:
     """What a kind's scheduler keeps of one object between its reconciles."""
 
-    body: kopf.Body  # kopf's live view: the version the watch delivered last
-    guard: Guard  # shared with the object's deletion handler
-    stopped: kopf.DaemonStopped
+    body: bytes  # the version the watch delivered last, as compact JSON without managedFields
     trigger: object = None  # kind.trigger() of the version last reconciled
     status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
     pacing: scheduling.Pacing = field(default_factory=scheduling.Pacing)
 
+    def snapshot(self) -> Snapshot:
+        """A copy of the object to reconcile, in a thread."""
+        found: Snapshot = json.loads(self.body)
+        return found
 
-def _snapshot(body: kopf.Body) -> Snapshot:
-    """A copy of the object to reconcile, in a thread, while kopf updates the original;
-    without managedFields, which nothing reads and which are most of its size."""
+
+def _compact(body: kopf.Body) -> bytes:
+    """The object as kept between reconciles: without managedFields, which nothing reads and
+    which are most of its size, and as bytes, a fraction of the memory of its dicts."""
     meta = {k: v for k, v in body.metadata.items() if k != "managedFields"}
-    return copy.deepcopy({**body, "metadata": meta})
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()
 
 
 def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
     reconciler = ctx.reconcilers[kind.plural]
 
     async def run(entry: scheduling.Entry) -> float | None:
-        """Reconcile entry's object once; when it is due next: its healthy wait after a
-        success, a backoff after a retryable failure, unless something wakes it first."""
+        """Reconcile entry's object once (or finish its deletion); when it is due next: its
+        healthy wait after a success, a backoff after a retryable failure, unless something
+        wakes it first."""
         tracked: Tracked = entry.context
-        body = tracked.body
-        if tracked.stopped or body.metadata.get("deletionTimestamp"):
-            return None
         if not ctx.owns(entry.key[0]):
             return None  # another replica's: due again when this one takes its shard
-        tracked.trigger = kind.trigger(body)
-        snapshot = _snapshot(body)
+        snapshot = tracked.snapshot()
+        if snapshot["metadata"].get("deletionTimestamp"):
+            return await _finish(kind, ctx, entry, snapshot)
+        assert ctx.indexes is not None  # set by the event that added the object
+        view = _view(kind, ctx.indexes)
+        tracked.trigger = kind.trigger(snapshot)
         if tracked.status is not None:
             snapshot["status"] = tracked.status
-        assert ctx.indexes is not None  # set by present() before it adds an object
-        work = partial(reconcile, ctx.kube, reconciler, snapshot, _view(kind, ctx.indexes))
         try:
-            done = await asyncio.to_thread(tracked.guard.run, work)
-        except StatusWriteFailed as exc:
+            if kind.cleanup and not finalizers.has(snapshot):
+                await asyncio.to_thread(finalizers.add, ctx.kube, kind.plural, snapshot)
+            done = await asyncio.to_thread(reconcile, ctx.kube, reconciler, snapshot, view)
+        except (StatusWriteFailed, SyncError) as exc:
             tracked.status = None  # read again from the watched object
             log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
             backoff = tracked.pacing.failed(ctx.settings.backoff)
             entry.failing = tracked.pacing.retrying
             return backoff
-        if done is None or ctx.schedulers[kind.plural].get(entry.key) is not entry:
-            return None  # its cleanup began, or it was forgotten meanwhile
+        if ctx.schedulers[kind.plural].get(entry.key) is not entry:
+            return None  # forgotten meanwhile (deleted)
         outcome, tracked.status = done.outcome, done.status
         metrics.OBJECTS.set(reconciler.kind, *entry.key, ready=outcome.ready, reason=outcome.reason)
         wait, recovered = tracked.pacing.after(
@@ -425,31 +422,33 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
     return run
 
 
-def _present(kind: Kind) -> Handler:
-    async def present(
-        body: kopf.Body,
-        namespace: str | None,
-        name: str,
-        stopped: kopf.DaemonStopped,
-        memo: Any,
-        **kwargs: Any,
-    ) -> None:
-        """The object is reconciled by its kind's scheduler while this daemon runs. kopf
-        stops it when the object is being deleted and when this replica stands by (kopf
-        peering), so no reconcile starts then."""
-        ctx: Context = memo.ctx
-        if ctx.indexes is None:  # kopf's indexes: the same objects for every handler
-            ctx.indexes = {name: kwargs[name] for name in INDEXES}
-        scheduler = ctx.schedulers[kind.plural]
-        key = (namespace or "", name)
-        scheduler.add(key, Tracked(body, _guard(memo), stopped))
-        try:
-            await stopped.wait()
-        finally:
-            scheduler.remove(key)
-            metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
+async def _finish(
+    kind: Kind, ctx: Context, entry: scheduling.Entry, snapshot: Snapshot
+) -> float | None:
+    """A deleted object: its cleanup, then our finalizer's removal. It runs as one of the
+    object's turns in the scheduler, so never beside a reconcile of it, and nothing starts a
+    reconcile of it after. A failed cleanup is retried after a backoff (and said in a
+    Warning Event by clean_up)."""
+    if not kind.cleanup or not finalizers.has(snapshot):
+        return None
+    reconciler = cast(CleaningReconciler, ctx.reconcilers[kind.plural])
+    assert ctx.indexes is not None
+    view = _view(kind, ctx.indexes)
 
-    return present
+    def finish() -> str:
+        message = clean_up(ctx.kube, reconciler, snapshot, view)
+        finalizers.remove(ctx.kube, kind.plural, snapshot)
+        return message
+
+    tracked: Tracked = entry.context
+    try:
+        message = await asyncio.to_thread(finish)
+    except SyncError as exc:
+        log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
+        entry.failing = True
+        return tracked.pacing.failed(ctx.settings.backoff)
+    log.info("%s", message)
+    return None
 
 
 def _is_ready(body: kopf.Body) -> bool:
@@ -457,63 +456,51 @@ def _is_ready(body: kopf.Body) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _deleted(kind: Kind) -> Handler:
-    async def deleted(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
-        """Run cleanup once no reconcile runs (and none after): see runtime/guard.py. With
-        shards, every replica's kopf sees the deletion, and only the replica that holds the
-        object's shard cleans up; the others wait until it is finalized (or their turn)."""
-        ctx: Context = memo.ctx
-        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        while ctx.coordinator is not None and not ctx.owns(namespace):
-            if await asyncio.to_thread(
-                finalized, ctx.kube, kind.plural, namespace, name, body.metadata.uid or ""
-            ):
-                return
-            await asyncio.sleep(ctx.coordinator.period)
-        reconciler = cast(CleaningReconciler, ctx.reconcilers[kind.plural])
-        snapshot = copy.deepcopy(dict(body))
-        view = _view(kind, kwargs)
-        work = partial(clean_up, ctx.kube, reconciler, snapshot, view)
-        try:
-            message = await asyncio.to_thread(_guard(memo).finish, work)
-        except SyncError as exc:
-            delay = ctx.settings.backoff(retry + 1)
-            raise kopf.TemporaryError(str(exc), delay=delay) from None
-        log.info("%s", message)
-
-    return deleted
-
-
-def _changed(kind: Kind) -> Handler:
-    async def changed(
-        type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+def _watched(kind: Kind) -> Handler:
+    async def watched(
+        type: str | None,
+        body: kopf.Body,
+        namespace: str | None,
+        name: str,
+        memo: Any,
+        **kwargs: Any,
     ) -> None:
-        """Reconcile now when what triggers a reconcile changed (not on our status writes).
-        With shards, a VaultConnection turning Ready (on whichever replica reconciles it)
-        retries at once every object here that waits after a failure."""
+        """Every version of every object of the kind, from the watch: a new object is due at
+        once, a deleted one forgotten, and one whose trigger changed (not on our status
+        writes) or that is being deleted is due now. With several replicas, a VaultConnection
+        turning Ready (on whichever replica reconciles it) retries at once every object here
+        that waits after a failure."""
         ctx: Context = memo.ctx
+        if ctx.indexes is None:  # kopf's indexes: the same objects for every handler
+            ctx.indexes = {index: kwargs[index] for index in INDEXES}
+        key = (namespace or "", name)
+        scheduler = ctx.schedulers[kind.plural]
         if kind.recovery_probe is not None and ctx.coordinator is not None:
-            ready = _is_ready(body) if type != "DELETED" else False
-            if ready and ctx.ready.get((namespace or "", name)) is False:
+            ready = type != "DELETED" and _is_ready(body)
+            if ready and ctx.ready.get(key) is False:
                 for each in ctx.schedulers.values():
                     each.wake_failing()
-            ctx.ready[(namespace or "", name)] = ready
-        scheduler = ctx.schedulers[kind.plural]
-        entry = scheduler.get((namespace or "", name))
-        seen = None if entry is None else entry.context.trigger
-        if type != "DELETED" and seen is not None and kind.trigger(body) != seen:
-            scheduler.wake((namespace or "", name))
+            ctx.ready[key] = ready
+        if type == "DELETED":
+            scheduler.remove(key)
+            metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
+            return
+        entry = scheduler.get(key)
+        if entry is None:
+            scheduler.add(key, Tracked(_compact(body)))
+            return
+        tracked: Tracked = entry.context
+        tracked.body = _compact(body)
+        if body.metadata.get("deletionTimestamp") or (
+            tracked.trigger is not None and kind.trigger(tracked.snapshot()) != tracked.trigger
+        ):
+            scheduler.wake(key)
 
-    return changed
+    return watched
 
 
 for _kind in KINDS:
-    kopf.daemon(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_loop", cancellation_timeout=10.0)(
-        _present(_kind)
-    )
-    kopf.on.event(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_changed")(_changed(_kind))
-    if _kind.cleanup:
-        kopf.on.delete(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_deleted")(_deleted(_kind))
+    kopf.on.event(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_changed")(_watched(_kind))
 
 
 @kopf.on.event("", "v1", "secrets")

@@ -35,9 +35,9 @@ def test_namespaces_spread_over_the_shards() -> None:
 @pytest.mark.parametrize("shards", [1, 3, 16])
 def test_every_replica_computes_the_same_balanced_assignment(members: int, shards: int) -> None:
     names = [f"r{i}" for i in range(members)]
-    wanted = assign(names, shards)
+    wanted = assign(dict.fromkeys(names, 0), shards)
     for order in itertools.islice(itertools.permutations(names), 6):
-        assert assign(order, shards) == wanted
+        assert assign(dict.fromkeys(order, 0), shards) == wanted
     assert set(wanted) == {LEADER, *shard_names(shards)}
     per = Counter(wanted[s] for s in shard_names(shards))
     if shards >= members:
@@ -48,19 +48,27 @@ def test_every_replica_computes_the_same_balanced_assignment(members: int, shard
 
 def test_a_replica_leaving_or_joining_moves_few_shards_besides_its_own() -> None:
     names = ["vaultsync-0", "vaultsync-1", "vaultsync-2", "vaultsync-3"]
-    before = assign(names, 16)
-    after = assign(names[:-1], 16)  # vaultsync-3 died
+    before = assign(dict.fromkeys(names, 0), 16)
+    after = assign(dict.fromkeys(names[:-1], 0), 16)  # vaultsync-3 died
     moved = [s for s in shard_names(16) if before[s] != after[s]]
     own = [s for s in shard_names(16) if before[s] == "vaultsync-3"]
     assert set(own) <= set(moved) and len(moved) <= len(own) + 3, (own, moved)
-    joined = assign([*names, "vaultsync-4"], 16)
+    joined = assign(dict.fromkeys([*names, "vaultsync-4"], 0), 16)
     moved = [s for s in shard_names(16) if before[s] != joined[s]]
     assert len([s for s in moved if joined[s] == "vaultsync-4"]) >= 3
     assert len(moved) <= 3 + 3, moved
 
 
 def test_no_members_no_assignment() -> None:
-    assert assign([], 4) == {}
+    assert assign({}, 4) == {}
+
+
+def test_without_shards_the_live_replica_of_highest_priority_leads() -> None:
+    assert assign({"a": 100, "b": 200}, 0) == {LEADER: "b"}
+    assert assign({"a": 100}, 0) == {LEADER: "a"}
+    tie = assign({"a": 5, "b": 5}, 0)[LEADER]
+    assert tie == assign({"b": 5, "a": 5}, 0)[LEADER]
+    assert shard_of("team-a", 0) == LEADER
 
 
 def test_a_lease_is_abandoned_only_after_a_whole_duration_without_change() -> None:
@@ -87,7 +95,7 @@ def test_a_holder_stops_starting_work_a_third_of_a_duration_before_others_may_ta
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"identity": "r0", "shards": 0}, "--shards"),
+        ({"identity": "r0", "shards": -1}, "--shards"),
         ({"identity": "r0", "shards": 2, "duration": 1}, "--lease-duration"),
         ({"identity": "R0_", "shards": 2}, "--identity"),
         ({"identity": "r0", "shards": 2, "group": "-x"}, "--lease-group"),

@@ -67,13 +67,13 @@ Plural names of the vaultsync.io custom resources, read from the chart's own crd
 
 {{/*
 Sharding (`vaultsync run --shards`): "true" when sharding.replicas > 0, else empty. The
-sharded replicas share the work through Leases; kopf peering and `replicas` are then unused.
+sharded replicas share the work through Leases; `replicas` is then unused.
 */}}
 {{- define "vaultsync.sharded" -}}
 {{- if gt (int .Values.sharding.replicas) 0 }}true{{ end }}
 {{- end }}
 
-{{/* kopf peering (active/standby): "true" with replicas > 1 and no sharding, else empty. */}}
+{{/* Active/standby (`--peering`): "true" with replicas > 1 and no sharding, else empty. */}}
 {{- define "vaultsync.peered" -}}
 {{- if and (not (include "vaultsync.sharded" .)) (gt (int .Values.replicas) 1) }}true{{ end }}
 {{- end }}

@@ -11,8 +11,6 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync import GROUP, VERSION
-
 
 class Seen:
     """The objects of one kind as the operator's watch last delivered them, by (namespace,
@@ -84,25 +82,6 @@ def describe(exc: ApiException) -> str:
     except (ValueError, TypeError):
         pass
     return f"{exc.status} {message}".strip()
-
-
-def finalized(kube: Kube, plural: str, namespace: str, name: str, uid: str) -> bool:
-    """Whether one of our objects no longer waits for our cleanup: gone, replaced by another
-    of the same name, or without our finalizer."""
-    try:
-        if namespace:
-            found = kube.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name
-            )
-        else:
-            found = kube.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    meta = cast(dict[str, Any], found).get("metadata") or {}
-    ours = f"{GROUP}/finalizer" in (meta.get("finalizers") or [])
-    return bool(meta.get("uid") != uid or not ours)
 
 
 def watchable(

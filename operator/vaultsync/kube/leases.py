@@ -1,4 +1,5 @@
-"""Shards held through coordination.k8s.io Leases in the operator's namespace.
+"""Shards (or, without shards, the leadership) held through coordination.k8s.io Leases in
+the operator's namespace.
 
 Every replica keeps a member Lease of its own (`<group>-member-<identity>`) renewed, reads
 the group's Leases, works out who should hold what (runtime/sharding.py: the leader and N
@@ -37,6 +38,7 @@ from vaultsync.runtime.sharding import LEADER, Held, Observations, assign, shard
 GROUP_LABEL = "vaultsync.io/lease-group"
 ROLE_LABEL = "vaultsync.io/lease-role"
 SHARDS_ANNOTATION = "vaultsync.io/shards"
+PRIORITY_ANNOTATION = "vaultsync.io/priority"
 log = logging.getLogger(__name__)
 Lease = dict[str, Any]
 
@@ -70,9 +72,11 @@ class Coordinator:
         shards: int,
         duration: float,
         hooks: Hooks,
+        priority: int = 0,
     ) -> None:
         self.identity = identity
         self.shards = shards
+        self.priority = priority
         self.duration = duration
         self._api = client.CoordinationV1Api(kube.core.api_client)
         self._namespace = namespace
@@ -119,10 +123,10 @@ class Coordinator:
                 self._stepped = time.monotonic()
             except ApiException as exc:
                 self._failure = describe(exc)
-                log.warning("shard leases: %s", self._failure)
+                log.warning("leases: %s", self._failure)
             except Exception as exc:  # never the end of the loop; held shards lapse on their own
                 self._failure = type(exc).__name__
-                log.exception("shard leases: step failed")
+                log.exception("leases: step failed")
             await asyncio.sleep(self.period)
 
     def problem(self) -> str | None:
@@ -131,7 +135,7 @@ class Coordinator:
         Leases holds nothing and does nothing."""
         if self._stepped is not None and time.monotonic() - self._stepped < 3 * self.period:
             return None
-        return f"shard leases: {self._failure}"
+        return f"leases: {self._failure}"
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Lease:
         """One request in the coordinator's own thread (never behind the reconciles), its
@@ -151,7 +155,7 @@ class Coordinator:
             label_selector=f"{GROUP_LABEL}={self._group}",
         )
         now = time.monotonic()
-        members, counts, by_name = {self.identity}, {self.shards}, {}
+        members, counts, by_name = {self.identity: self.priority}, {self.shards}, {}
         for lease in listing.get("items") or []:
             meta, spec = lease["metadata"], lease.get("spec") or {}
             by_name[meta["name"]] = lease
@@ -163,14 +167,14 @@ class Coordinator:
                 now,
             )
             if (meta.get("labels") or {}).get(ROLE_LABEL) == "member" and not seen.expired(now):
-                members.add(seen.holder)
-                counts.add(int((meta.get("annotations") or {}).get(SHARDS_ANNOTATION, 0)))
+                annotations = meta.get("annotations") or {}
+                members[seen.holder] = int(annotations.get(PRIORITY_ANNOTATION) or 0)
+                counts.add(int(annotations.get(SHARDS_ANNOTATION) or 0))
         self._observed.forget_except(by_name)
-        counts.discard(0)
         wanted: dict[str, str] = {}
         if len(counts) > 1:
             log.warning(
-                "shard leases: live replicas disagree on the shard count (%s); holding none "
+                "leases: live replicas disagree on the shard count (%s); holding none "
                 "until one count is left",
                 sorted(counts),
             )
@@ -229,7 +233,10 @@ class Coordinator:
         lease = self._leases.get(self.member)
         if lease is None:
             labels = {GROUP_LABEL: self._group, ROLE_LABEL: "member"}
-            annotations = {SHARDS_ANNOTATION: str(self.shards)}
+            annotations = {
+                SHARDS_ANNOTATION: str(self.shards),
+                PRIORITY_ANNOTATION: str(self.priority),
+            }
             lease = _lease(self.member, labels, {}, annotations=annotations)
             try:  # this replica's own, from before a restart under the same name
                 found = await self._call(
@@ -257,7 +264,7 @@ class Coordinator:
             if exc.status not in (404, 409):
                 raise  # held until it lapses, renewed at the next step if it can be
             self._drop(item, "lost")
-            log.warning("shard leases: %s was taken over (%s)", item, describe(exc))
+            log.warning("leases: %s was taken over (%s)", item, describe(exc))
             return
         self._leases[name] = written
         lapsed = sent >= self._held[item].work_until
@@ -274,7 +281,7 @@ class Coordinator:
             if exc.status not in (404, 409):
                 raise
         self._drop(item, "released")
-        log.info("shard leases: handed over %s", item)
+        log.info("leases: handed over %s", item)
 
     async def _acquire(self, item: str, lease: Lease | None) -> None:
         name = self.lease_name(item)
@@ -306,7 +313,7 @@ class Coordinator:
         self._held[item] = Held.renewed(written["metadata"]["resourceVersion"], sent, self.duration)
         metrics.SHARDS_HELD.labels(item).set(1)
         metrics.SHARD_CHANGES.labels(item, "acquired").inc()
-        log.info("shard leases: took %s", item)
+        log.info("leases: took %s", item)
         self._hooks.gained(item)
 
     def _drop(self, item: str, change: str) -> None:
@@ -332,9 +339,9 @@ class Coordinator:
             try:
                 await self._release(item)
             except ApiException as exc:
-                log.warning("shard leases: could not hand over %s: %s", item, describe(exc))
+                log.warning("leases: could not hand over %s: %s", item, describe(exc))
         try:
             await self._call(self._api.delete_namespaced_lease, self.member, self._namespace)
         except ApiException as exc:
-            log.warning("shard leases: could not leave the group: %s", describe(exc))
+            log.warning("leases: could not leave the group: %s", describe(exc))
         self._thread.shutdown(wait=False)

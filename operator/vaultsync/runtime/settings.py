@@ -39,7 +39,6 @@ class Settings:
     min_backoff: float
     max_backoff: float
     resync_interval: float = 60.0
-    peering_lifetime: int = 60
     audit_file_dirs: tuple[str, ...] = parse_dirs(DEFAULT_AUDIT_FILE_DIRS)
 
     @classmethod
@@ -53,7 +52,6 @@ class Settings:
             min_backoff=_float("VAULTSYNC_MIN_BACKOFF", 5.0),
             max_backoff=_float("VAULTSYNC_MAX_BACKOFF", 300.0),
             resync_interval=_float("VAULTSYNC_RESYNC_INTERVAL", 60.0),
-            peering_lifetime=int(os.environ.get("VAULTSYNC_PEERING_LIFETIME", "60")),
             audit_file_dirs=parse_dirs(
                 os.environ.get("VAULTSYNC_AUDIT_FILE_DIRS", DEFAULT_AUDIT_FILE_DIRS)
             ),

@@ -1,7 +1,9 @@
-"""Which replica reconciles what, when several share the work (`vaultsync run --shards N`).
+"""Which replica reconciles what, when there are several: `vaultsync run --shards N` shares
+the work, `vaultsync run --peering NAME` keeps one replica working and the others standing by.
 
-Namespaced objects belong to one of N shards by a stable hash of their namespace; cluster-
-scoped objects (VaultPolicy, VaultAuditDevice, VaultConnection) belong to the `leader`. Each
+With shards, namespaced objects belong to one of N shards by a stable hash of their
+namespace; cluster-scoped objects (VaultPolicy, VaultAuditDevice, VaultConnection) belong to
+the `leader`. With peering (no shards), the leader is everything. Each
 shard and the leader is a Lease that one replica holds (kube/leases.py); the replicas alive
 (a Lease each, renewed) split them evenly by rendezvous hashing, so that every replica
 computes the same assignment from the same view and hands over what is no longer its own.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 LEADER = "leader"
@@ -22,15 +24,16 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 @dataclass(frozen=True)
 class Sharding:
-    """`vaultsync run --shards N`: how this replica takes part."""
+    """How this replica takes part: `--shards N`, or `--peering NAME` (shards 0)."""
 
     identity: str  # this replica's name (its pod's), unique among the replicas
-    shards: int  # namespace shards; the same in every replica
+    shards: int  # namespace shards, the same in every replica; 0: the leader does everything
     group: str = "vaultsync"  # the Leases' name prefix, in the operator's namespace
     duration: float = 15.0  # a dead replica's shards are taken over after this (seconds)
+    priority: int = 0  # without shards: the live replica of highest priority leads
 
     def __post_init__(self) -> None:
-        if self.shards < 1:
+        if self.shards < 0:
             raise ValueError(f"--shards: {self.shards} is not a positive number")
         if self.duration < 3:
             raise ValueError(f"--lease-duration: {self.duration} is under 3 seconds")
@@ -47,9 +50,10 @@ def shard_names(count: int) -> list[str]:
 
 
 def shard_of(namespace: str, count: int) -> str:
-    """The shard of a namespace (the leader for cluster-scoped objects): the first 8 bytes of
-    its SHA-256, modulo the shard count, the same in every replica and every version."""
-    if not namespace:
+    """The shard of a namespace (the leader for cluster-scoped objects, and for everything
+    without shards): the first 8 bytes of its SHA-256, modulo the shard count, the same in
+    every replica and every version."""
+    if not namespace or not count:
         return LEADER
     digest = hashlib.sha256(namespace.encode()).digest()
     return f"shard-{int.from_bytes(digest[:8], 'big') % count}"
@@ -59,18 +63,18 @@ def _rank(member: str, item: str) -> bytes:
     return hashlib.sha256(f"{member}/{item}".encode()).digest()
 
 
-def assign(members: Iterable[str], count: int) -> dict[str, str]:
-    """Who should hold what. Each shard goes to the replica that ranks highest for it
-    (rendezvous hashing: a hash of replica and shard), unless that one already has its share,
-    so that every replica holds count // replicas shards or one more, and a replica joining or
-    leaving moves few shards besides its own. The leader goes to the replica that ranks
-    highest for it."""
-    names = sorted(set(members))
+def assign(members: Mapping[str, int], count: int) -> dict[str, str]:
+    """Who should hold what, from the live replicas and their priorities. Each shard goes to
+    the replica that ranks highest for it (rendezvous hashing: a hash of replica and shard),
+    unless that one already has its share, so that every replica holds count // replicas
+    shards or one more, and a replica joining or leaving moves few shards besides its own.
+    The leader goes to the replica of highest priority, then rank."""
+    names = sorted(members)
     if not names:
         return {}
     base, extra = divmod(count, len(names))
     held = dict.fromkeys(names, 0)
-    wanted = {LEADER: max(names, key=lambda m: _rank(m, LEADER))}
+    wanted = {LEADER: max(names, key=lambda m: (members[m], _rank(m, LEADER)))}
     for item in shard_names(count):
         for member in sorted(names, key=lambda m: _rank(m, item), reverse=True):
             if held[member] < base or (held[member] == base and extra > 0):
