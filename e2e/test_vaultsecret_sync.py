@@ -105,29 +105,46 @@ def test_deleting_the_vaultsecret_garbage_collects_the_secret(stack: Stack, tena
     eventually(lambda: stack.secret_data(tenant, "gone") is None, 60, "garbage collection")
 
 
+def _finalizers(stack: Stack, namespace: str, name: str) -> list[str] | None:
+    """The VaultSecret's finalizers; None once it is gone."""
+    try:
+        found = stack.get("vaultsecrets", name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return list(found["metadata"].get("finalizers") or [])
+
+
+def test_a_secret_deleted_with_its_owner_needs_no_finalizer(stack: Stack, tenant: str) -> None:
+    """Owner + Delete (the default): garbage collection deletes the Secret, so nothing holds
+    the VaultSecret's deletion: it goes at once, even while no operator runs."""
+    stack.put(f"{tenant}/plain", {"k": "v"})
+    stack.apply(vault_secret(tenant, "plain", f"{tenant}/plain"))
+    eventually(lambda: stack.secret_data(tenant, "plain"), 60, "the Secret")
+    assert _finalizers(stack, tenant, "plain") == []
+    stack.custom.delete_namespaced_custom_object(GROUP, VERSION, tenant, "vaultsecrets", "plain")
+    assert _finalizers(stack, tenant, "plain") is None
+    eventually(lambda: stack.secret_data(tenant, "plain") is None, 60, "the Secret collected")
+
+
 def test_our_finalizer_leaves_the_finalizers_of_others_alone(stack: Stack, tenant: str) -> None:
-    """Ours is added beside a user's finalizer and removed alone; the object then waits for
-    the user's, and its Secret for the object (garbage collection, as an Owner)."""
+    """A deletion policy to apply (Retain) takes our finalizer, added beside a user's and
+    removed alone once the Secret is released; the object then waits for the user's."""
     stack.put(f"{tenant}/kept", {"k": "v"})
     theirs = "example.com/keep"
-    manifest = vault_secret(tenant, "kept", f"{tenant}/kept")
+    manifest = vault_secret(
+        tenant, "kept", f"{tenant}/kept", destination={"name": "kept", "deletionPolicy": "Retain"}
+    )
     manifest["metadata"]["finalizers"] = [theirs]
     stack.apply(manifest)
     eventually(lambda: stack.secret_data(tenant, "kept"), 60, "the Secret")
-
-    def finalizers() -> list[str] | None:
-        try:
-            found = stack.get("vaultsecrets", "kept", tenant)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return list(found["metadata"].get("finalizers") or [])
-
-    assert finalizers() == [theirs, "vaultsync.io/finalizer"]
+    ours = "vaultsync.io/finalizer"
+    eventually(lambda: _finalizers(stack, tenant, "kept") == [theirs, ours], 30, "ours added")
     stack.custom.delete_namespaced_custom_object(GROUP, VERSION, tenant, "vaultsecrets", "kept")
-    eventually(lambda: finalizers() == [theirs], 60, "only our finalizer removed")
-    assert stack.secret_data(tenant, "kept") == {"k": "v"}  # its owner still exists
+    eventually(lambda: _finalizers(stack, tenant, "kept") == [theirs], 60, "only ours removed")
+    released = stack.core.read_namespaced_secret("kept", tenant)
+    assert not released.metadata.owner_references  # Retain: no longer owned
     patch = [{"op": "remove", "path": "/metadata/finalizers/0"}]
     stack.custom.patch_namespaced_custom_object(
         GROUP,
@@ -138,8 +155,9 @@ def test_our_finalizer_leaves_the_finalizers_of_others_alone(stack: Stack, tenan
         patch,
         _content_type="application/json-patch+json",
     )
-    eventually(lambda: finalizers() is None, 60, "the VaultSecret gone")
-    eventually(lambda: stack.secret_data(tenant, "kept") is None, 60, "the Secret collected")
+    eventually(lambda: _finalizers(stack, tenant, "kept") is None, 60, "the VaultSecret gone")
+    time.sleep(2)  # garbage collection would have had its chance
+    assert stack.secret_data(tenant, "kept") == {"k": "v"}
 
 
 def test_login_is_the_namespaces_service_account(stack: Stack, tenant: str) -> None:

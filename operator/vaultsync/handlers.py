@@ -4,12 +4,12 @@ kopf watches; everything else is ours. Each kind has one scheduler (runtime/sche
 every object the watch delivers is reconciled, then due again after its refresh or resync
 interval (or a backoff after a failure) unless an event wakes it first (a spec change, its
 Secret edited, its deletion, Vault back), with a bounded number of reconciles at once. For
-kinds that undo something on deletion (`Kind.cleanup`) the first reconcile adds our
-finalizer, and the deletion is one more turn of the same scheduler: the cleanup, then the
-finalizer's removal, never beside a reconcile of the same object. With several replicas
-(`--shards`, `--peering`), a replica runs only the objects it holds the Lease for
-(kube/leases.py). The kinds are one table (`KINDS`). VaultAuths, VaultConnections and
-namespaces are also kept in memory by kopf indexes.
+kinds that may undo something on deletion (`Kind.cleanup`) the first reconcile adds our
+finalizer where the object needs it, and the deletion is one more turn of the scheduler:
+the cleanup, then the finalizer's removal, never beside a reconcile of the same object.
+With several replicas (`--shards`, `--peering`), a replica runs only the objects it holds
+the Lease for (kube/leases.py). The kinds are one table (`KINDS`). VaultAuths,
+VaultConnections and namespaces are also kept in memory by kopf indexes.
 """
 
 from __future__ import annotations
@@ -392,7 +392,7 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         if tracked.status is not None:
             snapshot["status"] = tracked.status
         try:
-            if kind.cleanup and not finalizers.has(snapshot):
+            if _needs_finalizer(kind, reconciler, snapshot):
                 await asyncio.to_thread(finalizers.add, ctx.kube, kind.plural, snapshot)
             done = await asyncio.to_thread(reconcile, ctx.kube, reconciler, snapshot, view)
         except (StatusWriteFailed, SyncError) as exc:
@@ -420,6 +420,12 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         return wait
 
     return run
+
+
+def _needs_finalizer(kind: Kind, reconciler: Reconciler, body: Snapshot) -> bool:
+    if not kind.cleanup or finalizers.has(body):
+        return False
+    return cast(CleaningReconciler, reconciler).needs_cleanup(body)
 
 
 async def _finish(
@@ -483,7 +489,10 @@ def _watched(kind: Kind) -> Handler:
             ctx.ready[key] = ready
         if type == "DELETED":
             scheduler.remove(key)
-            metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
+            reconciler = ctx.reconcilers[kind.plural]
+            metrics.OBJECTS.forget(reconciler.kind, *key)
+            if kind.cleanup:
+                cast(CleaningReconciler, reconciler).forget(body)
             return
         entry = scheduler.get(key)
         if entry is None:

@@ -258,6 +258,12 @@ class VaultAuditDeviceReconciler:
             log.warning("VaultAuditDevice %s: %s", body["metadata"]["name"], message)
             events.emit(self.kube, body, warning=True, reason=INSECURE_EVENT, message=message)
 
+    def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
+        return True  # the audit device it may have enabled in Vault
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        self._known.pop(body["metadata"]["uid"], None)
+
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Disable the device on deletion when the spec and ownership allow; raises SyncError.
 

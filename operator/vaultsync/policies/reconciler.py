@@ -259,6 +259,12 @@ class VaultPolicyReconciler:
         self._known[body["metadata"]["uid"]] = records
         return Result(outcome, {"policies": _dump(records)})
 
+    def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
+        return True  # the policies and roles it may have written in Vault
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        self._known.pop(body["metadata"]["uid"], None)
+
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Delete what this VaultPolicy created (not adopted objects); raises SyncError.
 

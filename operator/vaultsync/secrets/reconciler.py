@@ -14,8 +14,8 @@ from typing import Any
 
 import hvac
 
-from vaultsync.api.base import parse
-from vaultsync.api.secret import Destination, VaultSecretSpec
+from vaultsync.api.base import DeletionPolicy, parse
+from vaultsync.api.secret import CreationPolicy, Destination, VaultSecretSpec
 from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, hmackey, secrets
 from vaultsync.kube.api import Kube
@@ -194,6 +194,19 @@ class VaultSecretReconciler:
         if outcome.ready:
             fields["secretName"] = body["spec"]["destination"]["name"]
         return Result(outcome, fields)
+
+    def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
+        """Not for a Secret it owns and deletes with it (Owner + Delete, the default): the
+        garbage collector removes that one, and nothing else is left to undo."""
+        try:
+            dest = parse_spec(body.get("spec")).destination
+        except SyncError:
+            return False  # it never synced anything
+        owned = dest.creation_policy is CreationPolicy.OWNER
+        return not (owned and dest.deletion_policy is DeletionPolicy.DELETE)
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        self.restarts.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Apply the deletion policy to the destination before the VaultSecret goes away."""
