@@ -13,13 +13,17 @@ Vault. Unless --no-from-create, a second fresh stack times the sync from the fir
 with the operator running. Then, on a stack of its own, --rotations VaultSecrets (100) rotate
 at once, each restarting a Deployment of its own: time, Vault writes and rollouts, and a quiet
 window with an operator restart in which nothing may change; a broken guarantee there fails
-the run. --operator-source runs another checkout's operator/ (to compare commits). The
-results go to a Markdown file.
+the run. Unless --no-sharding, a last stack runs --sharding-size VaultSecrets (1000) over 30
+namespaces with one `--shards` replica and then three: the time to sync, the per-replica
+split of shards, objects, CPU and memory, and the takeover after a kill and a clean stop.
+--operator-source runs another checkout's operator/ (to compare commits). The results go to
+a Markdown file.
 
-    python -m e2e.harness.bench [--sizes 1000] [--rotations 100] [--only sizes|rotation]
-                                [--operator-source DIR] [--out docs/benchmarks.md]
+    python -m e2e.harness.bench [--sizes 1000] [--rotations 100]
+                                [--only sizes|rotation|sharding] [--operator-source DIR]
+                                [--out docs/benchmarks.md]
 
 ``measure`` runs the phases of a size (with ``procstats`` reading /proc, ``floor`` and
-``apiserver``), ``rotation`` those of the rotation scenario, ``report`` writes the Markdown,
+``apiserver``), ``rotation`` those of the rotation scenario, ``sharding`` the replicas', ``report`` writes the Markdown,
 ``__main__`` is the command line.
 """

@@ -89,6 +89,7 @@ class Coordinator:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="leases")  # never queued
         self._stopping = False
         self._stepped: float | None = None  # when a step last succeeded
+        self._joined = False  # its member Lease was there for the others' last step
         self._failure = "not started"
 
     @property
@@ -187,9 +188,12 @@ class Coordinator:
                 await self._release(item)
             else:
                 await self._renew(item)
-        for item, holder in wanted.items():
+        # A replica takes nothing at its first step: replicas started together would each
+        # see only themselves, take everything, and hand most of it over again at once.
+        for item, holder in wanted.items() if self._joined else ():
             if holder == self.identity and item not in self._held:
                 await self._acquire(item, by_name.get(self.lease_name(item)))
+        self._joined = True
         if self.holds(LEADER):
             await self._forget_dead_members(by_name, now)
 
