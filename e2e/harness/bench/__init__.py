@@ -24,6 +24,6 @@ a Markdown file.
                                 [--out docs/benchmarks.md]
 
 ``measure`` runs the phases of a size (with ``procstats`` reading /proc, ``floor`` and
-``apiserver``), ``rotation`` those of the rotation scenario, ``sharding`` the replicas', ``report`` writes the Markdown,
-``__main__`` is the command line.
+``apiserver``), ``rotation`` those of the rotation scenario, ``sharding`` the replicas',
+``report`` writes the Markdown, ``__main__`` is the command line.
 """
