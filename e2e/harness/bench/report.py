@@ -623,13 +623,17 @@ def _sharding_findings(r: ShardingResult) -> str:
     found: list[str] = []
     if one is not None and one.start_s and one.start_usage and three and r.three_s:
         acquired = three.changes.get("acquired", 0)
+        settled = (
+            f"the replicas took {acquired} Leases for {r.shards} shards and the leader"
+            if acquired <= r.shards + 1
+            else f"the replicas took {acquired} Leases for {r.shards} shards and the leader "
+            "while they settled, and a replica that takes a shard reconciles its objects again"
+        )
         found.append(
             f"Here three replicas had every object synced {r.three_s:.1f} s after their start "
             f"against {one.start_s:.1f} s for one, with {three.cpu_s:.1f} s of CPU between "
             f"them against {one.start_usage[1]['operator']:.1f} s and {three.syncs:.0f} syncs "
-            f"against {r.one_syncs or 0:.0f} (the replicas took {acquired} Leases for "
-            f"{r.shards} shards and the leader while they settled, and a replica that takes a "
-            "shard reconciles its objects again)"
+            f"against {r.one_syncs or 0:.0f} ({settled})"
         )
     if one is not None and one.start_requests and r.three_requests:
         patches = "PATCH vaultsecrets"
@@ -637,8 +641,7 @@ def _sharding_findings(r: ShardingResult) -> str:
             f"they made {counted(r.three_requests) / r.size:.2f} API requests per object "
             f"against {counted(one.start_requests) / r.size:.2f}, {patches} "
             f"{r.three_requests[patches] / r.size:.2f} against "
-            f"{one.start_requests[patches] / r.size:.2f} (kopf in every replica adds its "
-            "finalizer to every VaultSecret, whichever shard it is in)"
+            f"{one.start_requests[patches] / r.size:.2f}"
         )
     if one is not None and one.window_usage and window:
         found.append(
