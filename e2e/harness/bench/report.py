@@ -703,7 +703,7 @@ def sharding_section(r: ShardingResult) -> list[str]:
         f"replica (`--shards {r.shards}`, identity r0) is started on them and timed as *sync "
         "from start*, then watched over a no-op refresh window (2 x refreshInterval + 2 s), "
         "as in the sizes scenario. It is stopped (SIGTERM), the Secrets are deleted, every "
-        "status is put back to a new object's and kopf's finalizer is taken off, so that the "
+        "status is put back to a new object's and any finalizer is taken off, so that the "
         "three replicas start on the objects as they were created. In the API requests, "
         "those on Leases (the replicas' own now, and the control plane's) are shown but not "
         "counted in the totals, as elsewhere in this report; the benchmark's own listings of "

@@ -4,7 +4,7 @@ N VaultSecrets over NAMESPACES tenants are created with the operator stopped. On
 sharded mode (`vaultsync run --shards SHARDS`, identity r0) is timed from its start until
 every Secret exists and every VaultSecret is Ready, then watched over a no-op refresh window
 (Bench.start_sync and Bench.refresh_window, as in the sizes scenario). It is stopped, the
-Secrets are deleted, every status is put back to a new object's and kopf's finalizer taken
+Secrets are deleted, every status is put back to a new object's and any finalizer taken
 off (the objects as created); then three replicas (r0, r1, r2) start together on the same
 objects and are timed the same way, each with its own CPU, peak RSS, syncs, the shards it
 holds and the objects it reconciles; a refresh window gives the load split. Then the
@@ -325,7 +325,7 @@ class ShardingBench(Bench):
 
     def reset(self) -> None:
         """With every replica stopped: delete the tenants' Secrets, give every VaultSecret a
-        new object's status again (as the floor's reset does) and take kopf's finalizer off,
+        new object's status again (as the floor's reset does) and take any finalizer off,
         so that the objects are as they were created; wait until all of it shows."""
         for tenant in self.tenants:
             self.core.delete_collection_namespaced_secret(
