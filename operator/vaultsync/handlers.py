@@ -359,6 +359,7 @@ class Tracked:
     trigger: object = None  # kind.trigger() of the version last reconciled
     status: dict[str, Any] | None = None  # as last recorded here: the watch may lag
     pacing: scheduling.Pacing = field(default_factory=scheduling.Pacing)
+    unfinalized: object = None  # kind.trigger() of a version found to need no finalizer
 
     def snapshot(self) -> Snapshot:
         """A copy of the object to reconcile, in a thread."""
@@ -392,7 +393,7 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         if tracked.status is not None:
             snapshot["status"] = tracked.status
         try:
-            if _needs_finalizer(kind, reconciler, snapshot):
+            if _needs_finalizer(kind, reconciler, tracked, snapshot):
                 await asyncio.to_thread(finalizers.add, ctx.kube, kind.plural, snapshot)
             done = await asyncio.to_thread(reconcile, ctx.kube, reconciler, snapshot, view)
         except (StatusWriteFailed, SyncError) as exc:
@@ -422,10 +423,15 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
     return run
 
 
-def _needs_finalizer(kind: Kind, reconciler: Reconciler, body: Snapshot) -> bool:
-    if not kind.cleanup or finalizers.has(body):
+def _needs_finalizer(kind: Kind, reconciler: Reconciler, tracked: Tracked, body: Snapshot) -> bool:
+    """Asked once per version of what triggers a reconcile (the spec's generation): the
+    answer parses the spec, a cost no refresh needs to pay again."""
+    if not kind.cleanup or finalizers.has(body) or kind.trigger(body) == tracked.unfinalized:
         return False
-    return cast(CleaningReconciler, reconciler).needs_cleanup(body)
+    if cast(CleaningReconciler, reconciler).needs_cleanup(body):
+        return True
+    tracked.unfinalized = kind.trigger(body)
+    return False
 
 
 async def _finish(
