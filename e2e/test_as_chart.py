@@ -85,6 +85,7 @@ def test_liveness_and_readiness_over_http(stack: Stack, tenant: str) -> None:
     assert checks["startup"] == "ok"
     for watched in (
         "vaultsecrets.vaultsync.io",
+        "vaultpkisecrets.vaultsync.io",
         "vaultpolicies.vaultsync.io",
         "vaultauditdevices.vaultsync.io",
         "vaultconnections.vaultsync.io",

@@ -623,7 +623,7 @@ def test_aggregated_user_roles(helm: Path) -> None:
         for plural in _namespaced_plurals()
         for verb in ("create", "update", "patch", "delete", "deletecollection")
     }
-    assert _namespaced_plurals() == ["vaultauths", "vaultsecrets"]
+    assert _namespaced_plurals() == ["vaultauths", "vaultpkisecrets", "vaultsecrets"]
     for sets in (("rbac.aggregateToDefaultRoles=false",), ("rbac.create=false",)):
         assert not [o for o in render(helm, "ops", *sets) if aggregated(o)]
 
@@ -838,11 +838,13 @@ def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
     for role, user in users.items():
         binding = ("rolebinding", user, f"--clusterrole={role}", f"--user={user}")
         stack.cp.kubectl("create", *binding, "-n", namespace)
-    vs, va = f"vaultsecrets.{GROUP}", f"vaultauths.{GROUP}"
+    vs, va, vp = f"vaultsecrets.{GROUP}", f"vaultauths.{GROUP}", f"vaultpkisecrets.{GROUP}"
     wanted = {
         ("alice", "get", vs, ""): True,
         ("alice", "list", va, ""): True,
         ("alice", "watch", vs, ""): True,
+        ("alice", "list", vp, ""): True,
+        ("alice", "create", vp, ""): False,
         ("alice", "create", vs, ""): False,
         ("alice", "delete", va, ""): False,
         ("alice", "get", "secrets", ""): False,
@@ -850,6 +852,8 @@ def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
         ("bob", "update", va, ""): True,
         ("bob", "delete", vs, ""): True,
         ("bob", "deletecollection", va, ""): True,
+        ("bob", "create", vp, ""): True,
+        ("bob", "patch", vp, "status"): False,
         ("bob", "patch", vs, "status"): False,
         ("bob", "update", va, "status"): False,
         ("carol", "create", va, ""): True,

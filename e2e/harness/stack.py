@@ -300,8 +300,11 @@ class Stack:
         places = {"operator log": self.operator.log_text()}
         events = self.core.list_event_for_all_namespaces().items
         places["events"] = "\n".join(f"{e.reason} {e.message}" for e in events)
-        objects: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, "vaultsecrets")
-        places["statuses"] = json.dumps([o.get("status") for o in objects["items"]])
+        statuses = []
+        for plural in ("vaultsecrets", "vaultpkisecrets"):
+            objects: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            statuses += [o.get("status") for o in objects["items"]]
+        places["statuses"] = json.dumps(statuses)
         return [
             f"{where} contains a secret value"
             for where, text in places.items()

@@ -46,7 +46,8 @@ from vaultsync.runtime.reconciler import CleaningReconciler, Reconciler
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.sharding import Sharding, shard_of
 from vaultsync.runtime.view import Namespaces, View
-from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_name
+from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_of
+from vaultsync.secrets.pki import VaultPKISecretReconciler, until_renewal
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION, VaultSecretReconciler
 from vaultsync.vault.sessions import Sessions
 
@@ -81,6 +82,10 @@ def _refresh_interval(snapshot: Snapshot, _settings: Settings) -> float | None:
 
 def _resync_interval(_snapshot: Snapshot, settings: Settings) -> float | None:
     return settings.resync_interval
+
+
+def _until_renewal(snapshot: Snapshot, _settings: Settings) -> float | None:
+    return until_renewal(snapshot.get("status") or {})
 
 
 Build = Callable[[Kube, Sessions, Settings], Reconciler]
@@ -135,6 +140,13 @@ KINDS = [
         cleanup=True,
     ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
+    Kind(
+        "vaultpkisecret",
+        "vaultpkisecrets",
+        VaultPKISecretReconciler,
+        healthy_wait=_until_renewal,
+        cleanup=True,
+    ),
     Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=1.0),
     Kind("vaultauth", "vaultauths", VaultAuthReconciler),
 ]
@@ -269,8 +281,12 @@ def _shard_hooks(ctx: Context, shards: int) -> Hooks:
     def lost(item: str) -> None:
         for kind in KINDS:
             scheduler = ctx.schedulers[kind.plural]
+            reconciler = ctx.reconcilers[kind.plural]
             for key in filter(of(item), scheduler.keys()):
-                metrics.OBJECTS.forget(ctx.reconcilers[kind.plural].kind, *key)
+                metrics.OBJECTS.forget(reconciler.kind, *key)
+                if kind.cleanup:
+                    meta = {"namespace": key[0], "name": key[1]}
+                    cast(CleaningReconciler, reconciler).forget({"metadata": meta})
                 entry = scheduler.get(key)
                 if entry is not None:
                     entry.context.status = None
@@ -522,17 +538,21 @@ for _kind in KINDS:
 async def managed_secret_changed(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A Secret we write was edited, deleted or unlabelled: its VaultSecret repairs it now.
-    Every version seen is kept (kube.secrets) for reconciles to compare with."""
+    """A Secret we write was edited, deleted or unlabelled: the object that writes it (a
+    VaultSecret, a VaultPKISecret) repairs it now. Every version seen is kept (kube.secrets)
+    for reconciles to compare with."""
     secret = copy.deepcopy(dict(body))
-    seen = memo.ctx.kube.secrets
+    ctx: Context = memo.ctx
+    seen = ctx.kube.secrets
     if type == "DELETED":  # or no longer labelled as ours
         seen.drop(namespace or "", body.metadata.name)
     else:
         seen.put(secret)
-    owner = owner_name(secret)
-    if owner and (type == "DELETED" or drifted(secret, key=memo.ctx.hmac_key)):
-        memo.ctx.schedulers["vaultsecrets"].wake((namespace or "", owner))
+    owner = owner_of(secret)
+    if owner and (type == "DELETED" or drifted(secret, key=ctx.hmac_key)):
+        plural = next((p for p, r in ctx.reconcilers.items() if r.kind == owner[0]), None)
+        if plural is not None:
+            ctx.schedulers[plural].wake((namespace or "", owner[1]))
 
 
 @kopf.on.event("", "v1", "namespaces")

@@ -23,6 +23,7 @@ from vaultsync.api.audit import (
 )
 from vaultsync.api.auth import VAULT_AUTH_RULES, VaultAuthSpec, VaultAuthStatus
 from vaultsync.api.connection import VaultConnectionSpec, VaultConnectionStatus
+from vaultsync.api.pki import VaultPKISecretSpec, VaultPKISecretStatus
 from vaultsync.api.policy import VAULT_POLICY_RULES, VaultPolicySpec, VaultPolicyStatus
 from vaultsync.api.secret import VAULT_SECRET_RULES, VaultSecretSpec, VaultSecretStatus
 
@@ -112,6 +113,27 @@ KINDS: list[Kind] = [
             {"name": "Secret", "type": "string", "jsonPath": ".spec.destination.name"},
             *READY_COLUMNS,
             {"name": "Version", "type": "integer", "jsonPath": ".status.vaultVersion"},
+        ],
+    ),
+    Kind(
+        kind="VaultPKISecret",
+        plural="vaultpkisecrets",
+        scope="Namespaced",
+        description="Issues a certificate from a role of Vault/OpenBao's PKI secrets engine, "
+        "with the tenant's own identity, into one kubernetes.io/tls Secret of its namespace "
+        "(tls.crt with the chain, tls.key, ca.crt), and issues it again before it expires or "
+        "when the spec changes; a failure keeps the Secret as it is. Optionally restarts the "
+        "workloads that use the Secret once per new certificate and revokes the certificate "
+        "when deleted.",
+        spec=VaultPKISecretSpec,
+        status=VaultPKISecretStatus,
+        short_names=["vpki"],
+        columns=[
+            {"name": "Common Name", "type": "string", "jsonPath": ".spec.commonName"},
+            {"name": "Secret", "type": "string", "jsonPath": ".spec.destination.name"},
+            *READY_COLUMNS,
+            {"name": "Expires", "type": "string", "jsonPath": ".status.notAfter"},
+            {"name": "Renewal", "type": "string", "jsonPath": ".status.nextRenewal"},
         ],
     ),
     Kind(

@@ -158,6 +158,19 @@ NOT_A_DOT_SEGMENT = Check(
 )
 """For a name that is one segment of a Vault request path (policy name, role name)."""
 
+VAULT_NAME_RE = r"^[-_.a-zA-Z0-9]+$"
+VaultName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=VAULT_NAME_RE,
+        json_schema_extra=cel([NOT_A_DOT_SEGMENT]),
+    ),
+    validator([NOT_A_DOT_SEGMENT]),
+]
+"""The name of a secrets engine's role (a PKI or database role): one request path segment."""
+
 VaultPath = Annotated[
     str,
     Field(min_length=1, max_length=512, json_schema_extra=cel(VAULT_PATH_CHECKS)),

@@ -19,6 +19,7 @@ GUIDES = {
     "VaultConnection": ("VaultConnection and VaultAuth", "connections-and-auth.md"),
     "VaultAuth": ("VaultConnection and VaultAuth", "connections-and-auth.md"),
     "VaultSecret": ("VaultSecret", "vaultsecret.md"),
+    "VaultPKISecret": ("VaultPKISecret", "vaultpkisecret.md"),
     "VaultPolicy": ("VaultPolicy", "vaultpolicy.md"),
     "VaultAuditDevice": ("VaultAuditDevice", "vaultauditdevice.md"),
 }
@@ -34,7 +35,8 @@ Every kind, field, default and validation rule of `{api}`, as the CRDs carry the
 (`kubectl explain <kind>.spec.<field>` shows the same descriptions). How things behave, with
 examples and the reasons a condition can give, is in the guides:
 [VaultConnection and VaultAuth](connections-and-auth.md), [VaultSecret](vaultsecret.md),
-[VaultPolicy](vaultpolicy.md), [VaultAuditDevice](vaultauditdevice.md).
+[VaultPKISecret](vaultpkisecret.md), [VaultPolicy](vaultpolicy.md),
+[VaultAuditDevice](vaultauditdevice.md).
 
 No field has a default in the schema itself (what you apply is what the API server stores);
 the defaults below are what the operator uses when a field is absent. The API server checks

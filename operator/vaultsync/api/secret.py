@@ -73,7 +73,42 @@ class KeyMapping(Model):
         return self.to if self.to is not None else self.from_
 
 
-class Destination(Model):
+class SecretDestination(Model):
+    """The Kubernetes Secret written, in the object's namespace: what every kind that writes
+    a Secret declares about it (VaultSecret's Destination adds its type)."""
+
+    name: K8sName = Field(
+        description="Name of the Secret. After a rename the new Secret is written first, then "
+        "deletionPolicy is applied to the old one (status.secretName)."
+    )
+    creation_policy: CreationPolicy = Field(
+        default=CreationPolicy.OWNER,
+        description="Owner: vaultsync creates the Secret and owns it (an ownerReference); an "
+        "existing Secret that this object does not manage is SecretConflict. Orphan: the "
+        "same without an ownerReference. Merge: add the keys to a Secret that exists already "
+        "(DestinationMissing until it does) and leave the rest; a key there that vaultsync did "
+        "not write, or a declared label or annotation there with another value, is KeyConflict "
+        "and nothing is written.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="What deleting this object (or renaming destination.name) does to the "
+        "Secret. Delete: delete it (Merge: remove only the keys, labels and annotations "
+        "vaultsync wrote). Retain: leave its data (Owner: without our ownerReference, so the "
+        "garbage collector keeps it).",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels set on the Secret and kept as declared: a hand edit is repaired, a "
+        "label removed from here is removed from the Secret.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations set on the Secret and kept as declared, like labels.",
+    )
+
+
+class Destination(SecretDestination):
     """The Kubernetes Secret written, in the VaultSecret's namespace."""
 
     model_config = ConfigDict(
@@ -89,10 +124,6 @@ class Destination(Model):
         }
     )
 
-    name: K8sName = Field(
-        description="Name of the Secret. After a rename the new Secret is written first, then "
-        "deletionPolicy is applied to the old one (status.secretName)."
-    )
     type: str = Field(
         default="Opaque",
         min_length=1,
@@ -100,31 +131,6 @@ class Destination(Model):
         description="The Secret's type, e.g. kubernetes.io/tls or kubernetes.io/dockerconfigjson. "
         "Not with creationPolicy Merge, which keeps the existing Secret's type. An existing "
         "Secret of another type is SecretTypeImmutable (a type cannot change).",
-    )
-    creation_policy: CreationPolicy = Field(
-        default=CreationPolicy.OWNER,
-        description="Owner: vaultsync creates the Secret and owns it (an ownerReference); an "
-        "existing Secret that this VaultSecret does not manage is SecretConflict. Orphan: the "
-        "same without an ownerReference. Merge: add the keys to a Secret that exists already "
-        "(DestinationMissing until it does) and leave the rest; a key there that vaultsync did "
-        "not write, or a declared label or annotation there with another value, is KeyConflict "
-        "and nothing is written.",
-    )
-    deletion_policy: DeletionPolicy = Field(
-        default=DeletionPolicy.DELETE,
-        description="What deleting the VaultSecret (or renaming destination.name) does to the "
-        "Secret. Delete: delete it (Merge: remove only the keys, labels and annotations "
-        "vaultsync wrote). Retain: leave its data (Owner: without our ownerReference, so the "
-        "garbage collector keeps it).",
-    )
-    labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Labels set on the Secret and kept as declared: a hand edit is repaired, a "
-        "label removed from here is removed from the Secret.",
-    )
-    annotations: dict[str, str] = Field(
-        default_factory=dict,
-        description="Annotations set on the Secret and kept as declared, like labels.",
     )
 
     @model_validator(mode="after")

@@ -44,6 +44,11 @@ ROLLOUT_RESTARTS = Counter(
     "Workload restarts vaultsync made because a Secret's data changed, by workload.",
     ["kind", "namespace", "name"],
 )
+CERTIFICATE_EXPIRY = Gauge(
+    "vaultsync_certificate_expiry_timestamp_seconds",
+    "When the certificate a VaultPKISecret's Secret holds expires (its notAfter, Unix time).",
+    ["namespace", "name"],
+)
 
 VAULT_LOGIN_FAILURES = Counter(
     "vaultsync_vault_login_failures_total",

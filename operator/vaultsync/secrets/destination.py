@@ -30,10 +30,20 @@ from vaultsync.secrets.digest import keyed_digest
 MANAGED_LABEL = "vaultsync.io/managed"
 """Our own label on every Secret we write; the drift watch selects on it (or the owner)."""
 OWNER_ANNOTATION = "vaultsync.io/vaultsecret"
+OWNER_ANNOTATIONS = {
+    "VaultSecret": OWNER_ANNOTATION,
+    "VaultPKISecret": "vaultsync.io/vaultpkisecret",
+}
+"""The annotation naming a Secret's writer, by the kind that writes it."""
 HASH_ANNOTATION = "vaultsync.io/data-hash"
 KEYS_ANNOTATION = "vaultsync.io/managed-keys"
 METADATA_ANNOTATION = "vaultsync.io/managed-metadata"
-MARKER_ANNOTATIONS = (OWNER_ANNOTATION, HASH_ANNOTATION, KEYS_ANNOTATION, METADATA_ANNOTATION)
+MARKER_ANNOTATIONS = (
+    *OWNER_ANNOTATIONS.values(),
+    HASH_ANNOTATION,
+    KEYS_ANNOTATION,
+    METADATA_ANNOTATION,
+)
 CLUSTER_MANAGED_TYPES = frozenset({"kubernetes.io/service-account-token"})
 """Secret types whose data the cluster writes: vaultsync never merges into them."""
 
@@ -52,14 +62,21 @@ class Plan:
 
 @dataclass(frozen=True)
 class Owner:
+    """The object that writes the Secret (a VaultSecret unless kind says otherwise)."""
+
     name: str
     namespace: str
     uid: str
+    kind: str = "VaultSecret"
+
+    @property
+    def annotation(self) -> str:
+        return OWNER_ANNOTATIONS[self.kind]
 
     def reference(self) -> dict[str, Any]:
         return {
             "apiVersion": API_VERSION,
-            "kind": "VaultSecret",
+            "kind": self.kind,
             "name": self.name,
             "uid": self.uid,
             "controller": True,
@@ -128,25 +145,40 @@ def _encoded(data: Mapping[str, bytes]) -> dict[str, str]:
     return {k: base64.b64encode(v).decode() for k, v in data.items()}
 
 
-def owner_name(secret: Mapping[str, Any]) -> str | None:
-    """The VaultSecret a Secret belongs to, from our annotation or our ownerReference."""
-    meta = _meta(secret)
-    name = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
-    if name:
-        return str(name)
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "VaultSecret" and str(ref.get("apiVersion", "")).startswith(
+def _annotated_owner(secret: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object our owner annotation names, if there is one."""
+    annotations = _meta(secret).get("annotations") or {}
+    for kind, annotation in OWNER_ANNOTATIONS.items():
+        if annotations.get(annotation):
+            return kind, str(annotations[annotation])
+    return None
+
+
+def owner_of(secret: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object a Secret belongs to, from our annotation or our
+    ownerReference."""
+    found = _annotated_owner(secret)
+    if found is not None:
+        return found
+    for ref in _meta(secret).get("ownerReferences") or []:
+        if ref.get("kind") in OWNER_ANNOTATIONS and str(ref.get("apiVersion", "")).startswith(
             API_VERSION.split("/")[0] + "/"
         ):
-            return str(ref.get("name"))
+            return str(ref["kind"]), str(ref.get("name"))
     return None
+
+
+def owner_name(secret: Mapping[str, Any]) -> str | None:
+    """The name of the object a Secret belongs to (owner_of without the kind)."""
+    found = owner_of(secret)
+    return None if found is None else found[1]
 
 
 def is_managed_by(secret: Mapping[str, Any], owner: Owner) -> bool:
     meta = _meta(secret)
     if any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or []):
         return True
-    return (meta.get("annotations") or {}).get(OWNER_ANNOTATION) == owner.name
+    return (meta.get("annotations") or {}).get(owner.annotation) == owner.name
 
 
 def _owner_refs(current: list[dict[str, Any]], dest: Destination, owner: Owner) -> list[Any]:
@@ -248,7 +280,7 @@ def plan(
     declared = _declared(
         {k: labels[k] for k in our_labels}, {k: annotations[k] for k in our_annotations}
     )
-    annotations[OWNER_ANNOTATION] = owner.name
+    annotations[owner.annotation] = owner.name
     annotations[HASH_ANNOTATION] = data_hash(data, declared, key=key)
     _set_or_drop(annotations, KEYS_ANNOTATION, json.dumps(sorted(data)) if merge else None)
     _set_or_drop(annotations, METADATA_ANNOTATION, _metadata_record(our_labels, our_annotations))
@@ -288,7 +320,7 @@ def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner)
     if not merge:
         if not is_managed_by(current, owner):
             raise SyncError(
-                f"Secret {dest.name!r} already exists and is not managed by this VaultSecret; "
+                f"Secret {dest.name!r} already exists and is not managed by this {owner.kind}; "
                 "delete it, or use creationPolicy Merge to add keys to it",
                 reason="SecretConflict",
                 retryable=False,
@@ -301,11 +333,11 @@ def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner)
                 retryable=False,
             )
         return
-    merged_by = (_meta(current).get("annotations") or {}).get(OWNER_ANNOTATION)
-    if merged_by not in (None, owner.name):
+    merged_by = _annotated_owner(current)
+    if merged_by is not None and merged_by != (owner.kind, owner.name):
         raise SyncError(
-            f"VaultSecret {merged_by!r} already merges into Secret {dest.name!r}; "
-            "one VaultSecret per Secret keeps their keys from overwriting each other",
+            f"{merged_by[0]} {merged_by[1]!r} already merges into Secret {dest.name!r}; "
+            "one writer per Secret keeps their keys from overwriting each other",
             reason="SecretConflict",
             retryable=False,
         )
@@ -378,10 +410,12 @@ def released(
 
 
 def _merged_by(secret: Mapping[str, Any], owner: Owner) -> bool:
-    """Whether this VaultSecret merged into secret (by its owner annotation or key record)."""
+    """Whether this object merged into secret (by its owner annotation or key record)."""
     annotations = _meta(secret).get("annotations") or {}
-    merged_by = annotations.get(OWNER_ANNOTATION)
-    return merged_by == owner.name or (merged_by is None and KEYS_ANNOTATION in annotations)
+    merged_by = _annotated_owner(secret)
+    if merged_by is None:
+        return KEYS_ANNOTATION in annotations
+    return merged_by == (owner.kind, owner.name)
 
 
 def drifted(secret: Mapping[str, Any], *, key: bytes) -> bool:
@@ -394,7 +428,7 @@ def drifted(secret: Mapping[str, Any], *, key: bytes) -> bool:
     if (
         recorded is None
         or labels.get(MANAGED_LABEL) != "true"
-        or OWNER_ANNOTATION not in annotations
+        or not any(a in annotations for a in OWNER_ANNOTATIONS.values())
     ):
         return True
     ours = written(secret)

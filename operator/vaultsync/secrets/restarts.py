@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from vaultsync.api.base import parse_duration
-from vaultsync.api.restart import RolloutRestartTarget
-from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.api.restart import RestartSpec, RolloutRestartTarget
+from vaultsync.api.secret import SecretDestination
 from vaultsync.kube import events
 from vaultsync.kube.api import Kube
 from vaultsync.kube.workloads import (
@@ -235,8 +235,27 @@ class Report:
 NO_TARGETS = Report(ConditionUpdate(CONDITION, None))
 
 
+class Restarting(Protocol):
+    """The spec of a kind whose Secret restarts workloads (VaultSecret, VaultPKISecret)."""
+
+    @property
+    def destination(self) -> SecretDestination: ...
+
+    @property
+    def rollout_restart_targets(self) -> list[RolloutRestartTarget]: ...
+
+    @property
+    def restart(self) -> RestartSpec | None: ...
+
+
+def _what(body: Mapping[str, Any]) -> str:
+    """The object, for the log: "VaultSecret team-a/db"."""
+    meta = body["metadata"]
+    return f"{body.get('kind', 'VaultSecret')} {meta['namespace']}/{meta['name']}"
+
+
 class Restarts:
-    """Restarts for every VaultSecret; one instance per operator."""
+    """Restarts for every object of a kind; one instance per reconciler."""
 
     def __init__(self, kube: Kube, workloads: Workloads | None = None) -> None:
         self.kube = kube
@@ -255,12 +274,12 @@ class Restarts:
     def after_sync(
         self,
         body: Mapping[str, Any],
-        spec: VaultSecretSpec,
+        spec: Restarting,
         key: bytes,
         previous: Mapping[str, Any] | None,
         data: Mapping[str, bytes],
     ) -> Report:
-        """run() for a VaultSecret whose Secret was just synced to data (previous: the
+        """run() for an object whose Secret was just synced to data (previous: the
         Secret as read before the sync, None if it was created)."""
         window = spec.restart.min_interval if spec.restart is not None else "0"
         return self.run(
@@ -303,7 +322,7 @@ class Restarts:
                     self._one(target, namespace, secret, value, kid, changed, min_interval, now)
                 )
         except Exception as exc:  # a restart never fails the sync: it is said in the condition
-            log.exception("restarts of VaultSecret %s/%s", *own)
+            log.exception("restarts of %s", _what(body))
             problem = SyncError(f"unexpected error: {type(exc).__name__}", reason="RestartFailed")
             done = [Done(Target(DEPLOYMENT, "?", True), problem=problem)]
         report = self._report(body, secret, done, datetime.now(UTC)) if done else NO_TARGETS
@@ -436,12 +455,7 @@ class Restarts:
         if restarted:
             names = ", ".join(str(d.target) for d in restarted)
             message = f"the data of Secret {secret!r} changed: restarted {names}"
-            log.info(
-                "VaultSecret %s/%s: %s",
-                body["metadata"]["namespace"],
-                body["metadata"]["name"],
-                message,
-            )
+            log.info("%s: %s", _what(body), message)
             events.emit(self.kube, body, warning=False, reason="RolloutRestarted", message=message)
         if problems:
             first = problems[0].problem

@@ -115,3 +115,12 @@ def translate(exc: Exception, action: str) -> VaultError:
                 return ours(f"{action}: {_vault_errors(exc)}")
         return VaultError(f"{action}: {_vault_errors(exc)}")
     return VaultError(f"{action}: {type(exc).__name__}")
+
+
+def translate_refusal(exc: Exception, action: str, needs: str) -> VaultError:
+    """translate(), with a refusal saying what the tenant's policy lacks (needs: "'update'
+    on pki/issue/web")."""
+    error = translate(exc, action)
+    if isinstance(error, PermissionDenied):
+        return PermissionDenied(f"{action}: permission denied; needs {needs}")
+    return error

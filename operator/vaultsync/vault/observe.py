@@ -31,6 +31,8 @@ OPERATIONS = frozenset(
         "kv_write",
         "kv_metadata_write",
         "password_generate",
+        "pki_issue",
+        "pki_revoke",
         "policy_read",
         "policy_write",
         "policy_delete",
