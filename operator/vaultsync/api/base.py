@@ -64,8 +64,8 @@ class Condition(Model):
     type: str = Field(
         description="The condition's type, unique in the list: Ready on every kind (whether "
         "the last reconcile of the spec succeeded); after a failure Reconciling (retried, it "
-        "may heal by itself) or Stalled (a person must change something); Restarted on a "
-        "VaultSecret with rolling restarts."
+        "may heal by itself) or Stalled (a person must change something); Restarted on an "
+        "object with rolling restarts."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(

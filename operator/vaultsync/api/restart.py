@@ -20,13 +20,13 @@ class WorkloadKind(StrEnum):
 
 
 class RolloutRestartTarget(Model):
-    """A workload in the VaultSecret's namespace, restarted when the Secret's data changes."""
+    """A workload in the object's own namespace, restarted when the Secret's data changes."""
 
     kind: WorkloadKind = Field(
         description="Deployment, StatefulSet, DaemonSet (apps/v1) or Rollout (Argo Rollouts, "
         "argoproj.io/v1alpha1; restarted through its spec.restartAt)."
     )
-    name: K8sName = Field(description="The workload's name, in the VaultSecret's namespace.")
+    name: K8sName = Field(description="The workload's name, in the object's own namespace.")
 
 
 class RestartSpec(Model):
