@@ -16,9 +16,10 @@ from e2e.harness.metrics import parse
 REQUESTS = "apiserver_request_total"
 LONG_RUNNING = ("WATCH", "CONNECT")
 BACKGROUND = ("leases",)
-"""Resources the control plane keeps writing by itself (kube-controller-manager's leader
-election, the API server's identity lease) and the operator, running standalone, never uses:
-shown, but not in the totals."""
+"""Coordination, not per-object work: the control plane keeps writing Leases by itself
+(kube-controller-manager's leader election, the API server's identity lease), and replicas
+with `--shards` renew theirs on a timer, whatever the number of objects. Shown, but not in
+the totals."""
 
 Requests = Counter[str]
 """Request counts by "VERB resource[/subresource]", e.g. "PATCH vaultsecrets/status"."""

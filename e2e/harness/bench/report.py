@@ -92,7 +92,7 @@ def _requests(requests: Requests, objects: float, least: float = 0.05) -> str:
     if rest:
         parts.append(f"{len(rest)} other kinds {sum(rest) / objects:.2f}")
     background = [key for key, _ in ranked if resource_of(key) in BACKGROUND]
-    note = f" ({', '.join(background)}: the control plane's own, not counted)" if background else ""
+    note = f" ({', '.join(background)}: coordination, not counted)" if background else ""
     return (
         f"**{counted(requests) / objects:.2f}**" + (f": {', '.join(parts)}" if parts else "") + note
     )
@@ -937,8 +937,9 @@ def report(
         "and after, by verb and resource (subresource after a slash), divided by N (by N x "
         "refresh intervals in the refresh window). The benchmark's own requests (its polls) "
         "are subtracted; WATCH and non-resource requests (discovery, `/metrics`) are left "
-        f"out, and {', '.join(BACKGROUND)} (the control plane's own) are shown but not counted "
-        "in the total. The other servers' clients (kube-controller-manager) would count too.",
+        f"out, and {', '.join(BACKGROUND)} (coordination: the control plane's own, and with "
+        "`--shards` the replicas') are shown but not counted in the total. The other "
+        "servers' clients (kube-controller-manager) would count too.",
         f"- *sync from the first create*: on a second fresh stack with the operator idle, N "
         f"VaultSecrets created through the API by {CREATORS} threads at "
         "once; from the first create until every destination Secret exists and every "
