@@ -878,11 +878,18 @@ def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
 
 
 def _crd_copy(group: str, description: str) -> dict[str, Any]:
-    """Our VaultSecret CRD under another group (so the real one is never touched), with
-    description on spec.path."""
+    """Our VaultSecret CRD under another group and names (so the real one is never touched,
+    and `kubectl ... vaultsecret` in tests running beside it never resolves to the copy, even
+    from a stale discovery cache), with description on spec.path."""
     crd = yaml.safe_load((CHART / "crds" / f"vaultsecrets.{GROUP}.yaml").read_text())
-    crd["metadata"] = {"name": f"vaultsecrets.{group}"}
+    crd["metadata"] = {"name": f"upgradeprobes.{group}"}
     crd["spec"]["group"] = group
+    crd["spec"]["names"] = {
+        "kind": "UpgradeProbe",
+        "listKind": "UpgradeProbeList",
+        "plural": "upgradeprobes",
+        "singular": "upgradeprobe",
+    }
     (version,) = crd["spec"]["versions"]
     path = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["path"]
     path["description"] = description
@@ -890,7 +897,7 @@ def _crd_copy(group: str, description: str) -> dict[str, Any]:
 
 
 def _served_description(stack: Stack, group: str) -> str:
-    out = stack.cp.kubectl("get", "crd", f"vaultsecrets.{group}", "-o", "json").stdout
+    out = stack.cp.kubectl("get", "crd", f"upgradeprobes.{group}", "-o", "json").stdout
     (version,) = json.loads(out)["spec"]["versions"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     description: str = spec["properties"]["path"]["description"]
@@ -921,7 +928,7 @@ def test_crd_upgrade_path(stack: Stack, helm: Path, namespace: str, tmp_path: Pa
         assert _served_description(stack, group) == "new"
     finally:
         run_helm(helm, "uninstall", release, *kube, check=False)
-        stack.cp.kubectl("delete", "crd", f"vaultsecrets.{group}", "--wait=false", check=False)
+        stack.cp.kubectl("delete", "crd", f"upgradeprobes.{group}", "--wait=false", check=False)
 
 
 def test_notes_name_qualified_resources_and_the_crd_upgrade(
