@@ -18,7 +18,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,11 +57,11 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 
 
-def _generation(body: Snapshot) -> object:
+def _generation(body: Mapping[str, Any]) -> object:
     return body["metadata"].get("generation")
 
 
-def _vaultsecret_trigger(body: Snapshot) -> object:
+def _vaultsecret_trigger(body: Mapping[str, Any]) -> object:
     """What makes a VaultSecret sync out of schedule: its generation, the refresh or the
     rotate annotation."""
     annotations = body["metadata"].get("annotations") or {}
@@ -115,7 +115,7 @@ class Kind:
     plural: str
     build: Build  # (kube, sessions, the operator's settings)
     healthy_wait: Callable[[Snapshot, Settings], float | None] = _resync_interval
-    trigger: Callable[[Snapshot], object] = _generation
+    trigger: Callable[[Mapping[str, Any]], object] = _generation
     namespaces: bool = False  # the reconciler reads the namespaces and their labels
     cleanup: bool = False  # deletion waits for the reconciler's cleanup (a finalizer)
     # A kind whose Ready says whether Vault can be reached: retried at most this often while
@@ -523,7 +523,7 @@ def _watched(kind: Kind) -> Handler:
         tracked: Tracked = entry.context
         tracked.body = _compact(body)
         if body.metadata.get("deletionTimestamp") or (
-            tracked.trigger is not None and kind.trigger(tracked.snapshot()) != tracked.trigger
+            tracked.trigger is not None and kind.trigger(body) != tracked.trigger
         ):
             scheduler.wake(key)
 
