@@ -10,7 +10,6 @@ instant, by the API server's own clock, is a double reconcile.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -31,7 +30,7 @@ from e2e.harness.controlplane import ControlPlane
 from e2e.harness.manifests import vault_secret
 from e2e.harness.openbao import OpenBao
 from e2e.harness.polling import eventually
-from e2e.harness.stack import Operator, add_tenant, apply, start_stack
+from e2e.harness.stack import Operator, add_tenant, apply, secret_data, start_stack
 from vaultsync import GROUP, VERSION
 from vaultsync.runtime.sharding import LEADER, shard_of
 
@@ -187,13 +186,8 @@ class Churn:
 
 
 def _value(cluster: Cluster, namespace: str, name: str) -> str | None:
-    try:
-        secret = cluster.core.read_namespaced_secret(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return base64.b64decode((secret.data or {}).get("k", "")).decode()
+    data = secret_data(cluster.core, namespace, name)
+    return None if data is None else data.get("k", "")
 
 
 def _all_hold(cluster: Cluster, alive: set[str]) -> dict[str, str] | None:

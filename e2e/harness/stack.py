@@ -275,6 +275,17 @@ class Operator(OneProcessServer):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, str] | None:
+    """A Secret's data, decoded; None when there is no such Secret."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()}
+
+
 @dataclass
 class Stack:
     """A running stack as the e2e tests see it, with API clients and the values they wrote."""
@@ -320,15 +331,7 @@ class Stack:
         apply(self.cp, list(objects))
 
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {
-            k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()
-        }
+        return secret_data(self.core, namespace, name)
 
     def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         """One of vaultsync's objects (cluster-scoped unless a namespace is given)."""
