@@ -113,8 +113,8 @@ def test_sealed_server_is_reported_as_sealed(tmp_path_factory: pytest.TempPathFa
     server = OpenBao(tmp_path_factory.mktemp("sealed"))
     server.start()
     try:
-        client = server.client()
-        client.secrets.kv.v2.create_or_update_secret("x", {"a": "1"}, mount_point="secret")
+        server.client().secrets.kv.v2.create_or_update_secret("x", {"a": "1"}, mount_point="secret")
+        client = new_client(Endpoint(server.address), server.root_token)
         server.seal()
         with pytest.raises(VaultSealed):
             kv.read(client, "secret", "x")

@@ -1,4 +1,4 @@
-"""A small error hierarchy over hvac/requests failures.
+"""A small error hierarchy over hvac/requests/urllib3 failures.
 
 Every error carries a CamelCase `reason` for conditions and a message that never
 contains secret data: messages are built from the operation, the path and Vault's
@@ -11,6 +11,7 @@ import re
 
 import hvac.exceptions as hv
 import requests
+import urllib3
 
 from vaultsync.runtime.errors import SyncError
 
@@ -104,11 +105,14 @@ def _vault_errors(exc: hv.VaultError) -> str:
 
 
 def translate(exc: Exception, action: str) -> VaultError:
-    """Map an hvac/requests exception to a VaultError describing `action`."""
+    """Map an hvac/requests/urllib3 exception to a VaultError describing `action`."""
     if isinstance(exc, VaultError):
         return exc
     if isinstance(exc, requests.exceptions.RequestException):
         return VaultUnavailable(f"{action}: cannot reach Vault ({type(exc).__name__})")
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        cause = getattr(exc, "reason", None) or exc
+        return VaultUnavailable(f"{action}: cannot reach Vault ({type(cause).__name__})")
     if isinstance(exc, hv.VaultError):
         for hvac_type, ours in _BY_HVAC:
             if isinstance(exc, hvac_type):
