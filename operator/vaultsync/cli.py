@@ -1,4 +1,5 @@
-"""`vaultsync run` starts the operator; `vaultsync crds DIR` writes the CRDs."""
+"""`vaultsync run` starts the operator; `vaultsync crds DIR` writes the CRDs; `vaultsync encrypt`
+and `vaultsync rewrap` make VaultSecret manifests that carry transit ciphertext."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -93,6 +95,44 @@ def _crds(args: argparse.Namespace) -> None:
             print(path)
 
 
+def _read(source: str) -> str:
+    """A manifest's text from a file, or stdin for "-"."""
+    return sys.stdin.read() if source == "-" else Path(source).read_text()
+
+
+def _transit(args: argparse.Namespace) -> None:
+    from vaultsync.runtime.errors import SyncError
+    from vaultsync.transit import commands
+    from vaultsync.transit.manifests import ManifestError
+
+    access = commands.VaultAccess(args.vault_addr, args.vault_token, args.vault_cacert)
+    try:
+        if args.command == "encrypt":
+            manifest = None if args.file is None else _read(args.file)
+            plain = commands.plain_input(manifest, args.pairs)
+            output = commands.encrypt(
+                access.client(),
+                plain,
+                key=args.key,
+                mount=args.mount,
+                name=args.name,
+                namespace=args.namespace,
+            )
+        else:
+            output = commands.rewrap(access.client(), _read(args.file), args.namespace)
+    except (ManifestError, SyncError, OSError) as exc:
+        raise SystemExit(f"vaultsync {args.command}: {exc}") from None
+    sys.stdout.write(output)
+
+
+def _vault_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vault-addr", help="Vault's address (default: $VAULT_ADDR)")
+    parser.add_argument(
+        "--vault-token", help="your Vault token (default: $VAULT_TOKEN; prefer the variable)"
+    )
+    parser.add_argument("--vault-cacert", help="CA file to trust Vault with ($VAULT_CACERT)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="vaultsync")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +194,37 @@ def main(argv: list[str] | None = None) -> None:
     crds = commands.add_parser("crds", help="write the CRD manifests")
     crds.add_argument("dirs", nargs="+")
     crds.set_defaults(func=_crds)
+    encrypt = commands.add_parser(
+        "encrypt",
+        help="print a VaultSecret manifest whose spec.encrypted holds the values of a Secret "
+        "manifest, or of KEY=value pairs, as transit ciphertext (with your Vault token)",
+    )
+    encrypt.add_argument("pairs", nargs="*", metavar="KEY=value")
+    encrypt.add_argument(
+        "-f", "--file", help="a Secret manifest (data and stringData), - for stdin"
+    )
+    encrypt.add_argument("--key", required=True, help="the transit key to encrypt with")
+    encrypt.add_argument("--mount", default="transit", help="the transit mount (transit)")
+    encrypt.add_argument(
+        "--name", help="the VaultSecret's and Secret's name (default: the Secret's)"
+    )
+    encrypt.add_argument(
+        "--namespace",
+        help="the VaultSecret's namespace, the transit context (default: the Secret's)",
+    )
+    _vault_flags(encrypt)
+    encrypt.set_defaults(func=_transit)
+    rewrap = commands.add_parser(
+        "rewrap",
+        help="print VaultSecret manifests with their ciphertexts rewrapped to the latest "
+        "version of their transit key (other documents as they are)",
+    )
+    rewrap.add_argument("file", help="the manifests (YAML), - for stdin")
+    rewrap.add_argument(
+        "--namespace", help="for manifests without metadata.namespace: their namespace"
+    )
+    _vault_flags(rewrap)
+    rewrap.set_defaults(func=_transit)
     args = parser.parse_args(argv)
     if args.command == "run" and args.log_format not in LOG_FORMATS:  # a bad $VAULTSYNC_LOG_FORMAT
         run.error(f"--log-format: {args.log_format!r} is not one of {', '.join(LOG_FORMATS)}")

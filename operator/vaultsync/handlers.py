@@ -49,6 +49,7 @@ from vaultsync.runtime.view import Namespaces, View
 from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_of
 from vaultsync.secrets.pki import VaultPKISecretReconciler, until_renewal
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION, VaultSecretReconciler
+from vaultsync.transit.reconciler import VaultTransitKeyReconciler
 from vaultsync.vault.sessions import Sessions
 
 REFRESH_ANNOTATION = "vaultsync.io/refresh"
@@ -140,6 +141,7 @@ KINDS = [
         cleanup=True,
     ),
     Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
+    Kind("vaulttransitkey", "vaulttransitkeys", VaultTransitKeyReconciler, cleanup=True),
     Kind(
         "vaultpkisecret",
         "vaultpkisecrets",

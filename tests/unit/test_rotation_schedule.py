@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaultsync.api.rotation import RotationSpec
-from vaultsync.secrets.rotation.schedule import evaluate
+from vaultsync.schedule import evaluate
 
 BERLIN = ZoneInfo("Europe/Berlin")
 KEYS = [{"name": "password", "generate": {}}]

@@ -26,6 +26,11 @@ from vaultsync.api.connection import VaultConnectionSpec, VaultConnectionStatus
 from vaultsync.api.pki import VaultPKISecretSpec, VaultPKISecretStatus
 from vaultsync.api.policy import VAULT_POLICY_RULES, VaultPolicySpec, VaultPolicyStatus
 from vaultsync.api.secret import VAULT_SECRET_RULES, VaultSecretSpec, VaultSecretStatus
+from vaultsync.api.transit import (
+    VAULT_TRANSIT_KEY_RULES,
+    VaultTransitKeySpec,
+    VaultTransitKeyStatus,
+)
 
 JsonSchema = dict[str, Any]
 
@@ -100,10 +105,11 @@ KINDS: list[Kind] = [
         kind="VaultSecret",
         plural="vaultsecrets",
         scope="Namespaced",
-        description="Copies one KV v2 secret of Vault/OpenBao into one Kubernetes Secret of its "
-        "namespace and keeps it there: refreshed on an interval, repaired when edited or "
-        "deleted, never blanked by a failure. Optionally rotates keys on a schedule and "
-        "restarts the workloads that use the Secret when its data changes.",
+        description="Copies one KV v2 secret of Vault/OpenBao, and/or values kept in the spec "
+        "as transit ciphertext (decrypted with the tenant's own identity), into one Kubernetes "
+        "Secret of its namespace and keeps it there: refreshed on an interval, repaired when "
+        "edited or deleted, never blanked by a failure. Optionally rotates keys on a schedule "
+        "and restarts the workloads that use the Secret when its data changes.",
         spec=VaultSecretSpec,
         status=VaultSecretStatus,
         short_names=["vsec"],
@@ -167,6 +173,27 @@ KINDS: list[Kind] = [
             {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
             {"name": "Path", "type": "string", "jsonPath": ".spec.path"},
             *READY_COLUMNS,
+            {"name": "Managed", "type": "boolean", "jsonPath": ".status.managed"},
+        ],
+    ),
+    Kind(
+        kind="VaultTransitKey",
+        plural="vaulttransitkeys",
+        scope="Cluster",
+        description="A key of Vault/OpenBao's transit secrets engine kept as declared: created "
+        "when missing, rotated by Vault's scheduler or on a schedule of vaultsync's, its min "
+        "versions and auto-rotation set back when changed by hand. Deleted only with "
+        "deletionPolicy Delete and only if vaultsync created it, which makes every ciphertext "
+        "of it undecryptable. Written with the operator's own Vault identity.",
+        spec=VaultTransitKeySpec,
+        status=VaultTransitKeyStatus,
+        short_names=["vtkey"],
+        rules=VAULT_TRANSIT_KEY_RULES,
+        columns=[
+            {"name": "Key", "type": "string", "jsonPath": ".spec.keyName"},
+            {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+            *READY_COLUMNS,
+            {"name": "Version", "type": "integer", "jsonPath": ".status.latestVersion"},
             {"name": "Managed", "type": "boolean", "jsonPath": ".status.managed"},
         ],
     ),

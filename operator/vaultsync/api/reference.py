@@ -22,6 +22,7 @@ GUIDES = {
     "VaultPKISecret": ("VaultPKISecret", "vaultpkisecret.md"),
     "VaultPolicy": ("VaultPolicy", "vaultpolicy.md"),
     "VaultAuditDevice": ("VaultAuditDevice", "vaultauditdevice.md"),
+    "VaultTransitKey": ("Transit", "transit.md"),
 }
 """The guide of each kind, relative to docs/."""
 
@@ -36,7 +37,8 @@ Every kind, field, default and validation rule of `{api}`, as the CRDs carry the
 examples and the reasons a condition can give, is in the guides:
 [VaultConnection and VaultAuth](connections-and-auth.md), [VaultSecret](vaultsecret.md),
 [VaultPKISecret](vaultpkisecret.md), [VaultPolicy](vaultpolicy.md),
-[VaultAuditDevice](vaultauditdevice.md).
+[VaultAuditDevice](vaultauditdevice.md), [Transit](transit.md) (VaultTransitKey and encrypted
+values in VaultSecrets).
 
 No field has a default in the schema itself (what you apply is what the API server stores);
 the defaults below are what the operator uses when a field is absent. The API server checks

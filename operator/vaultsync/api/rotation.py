@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Self
 
 from cronsim import CronSim, CronSimError
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -236,7 +236,7 @@ class RotationKey(Model):
         return self
 
 
-ROTATION_RULES: list[dict[str, str]] = [
+TIMING_RULES: list[dict[str, str]] = [
     {"rule": "has(self.schedule) != has(self.interval)", "message": MESSAGES["one_timing"]},
     {
         "rule": "!has(self.timeZone) || has(self.schedule)",
@@ -251,6 +251,11 @@ ROTATION_RULES: list[dict[str, str]] = [
         f"&& duration(self.interval) <= duration('{MAX_INTERVAL_HOURS}h'))",
         "message": MESSAGES["interval_range"],
     },
+]
+"""CEL rules of a rotation timing (`self` is the object with schedule, timeZone, interval)."""
+
+ROTATION_RULES: list[dict[str, str]] = [
+    *TIMING_RULES,
     {
         "rule": "self.keys.all(a, self.keys.exists_one(b, b.name == a.name))",
         "message": MESSAGES["unique_names"],
@@ -267,18 +272,19 @@ def _zones() -> frozenset[str]:
     return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 
 
-class RotationSpec(Model):
-    """When a VaultSecret's listed keys get new values, written back to Vault."""
+class RotationTiming(Model):
+    """When something is rotated: a cron schedule in a time zone, or an interval. Shared by
+    VaultSecret rotation (RotationSpec) and VaultTransitKey's own schedule."""
 
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [{**r} for r in ROTATION_RULES]}
+        json_schema_extra={"x-kubernetes-validations": [{**r} for r in TIMING_RULES]}
     )
 
     schedule: str | None = Field(
         default=None,
         max_length=128,
         description='A cron expression of 5 fields, e.g. "0 3 * * *", evaluated in timeZone. '
-        "After downtime across several slots the secret is rotated once.",
+        "After downtime across several slots it is rotated once.",
     )
     time_zone: str = Field(
         default="UTC",
@@ -290,11 +296,6 @@ class RotationSpec(Model):
         default=None,
         max_length=32,
         description='Rotate every interval instead of on a schedule, e.g. "720h"; 1s to 87600h.',
-    )
-    keys: list[RotationKey] = Field(
-        min_length=1,
-        max_length=MAX_KEYS,
-        description="The KV keys that get new values (unique names); other keys are kept.",
     )
 
     @field_validator("time_zone")
@@ -325,11 +326,29 @@ class RotationSpec(Model):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> RotationSpec:
+    def _one_timing(self) -> Self:
         if (self.schedule is None) == (self.interval is None):
             raise ValueError(MESSAGES["one_timing"])
         if "time_zone" in self.model_fields_set and self.schedule is None:
             raise ValueError(MESSAGES["zone_needs_schedule"])
+        return self
+
+
+class RotationSpec(RotationTiming):
+    """When a VaultSecret's listed keys get new values, written back to Vault."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{**r} for r in ROTATION_RULES]}
+    )
+
+    keys: list[RotationKey] = Field(
+        min_length=1,
+        max_length=MAX_KEYS,
+        description="The KV keys that get new values (unique names); other keys are kept.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RotationSpec:
         names = [k.name for k in self.keys]
         if len(names) != len(set(names)):
             raise ValueError(MESSAGES["unique_names"])

@@ -19,6 +19,7 @@ from vaultsync.api.names import (
 )
 from vaultsync.api.restart import RESTART_DESCRIPTION, RestartSpec, RolloutRestartTargets
 from vaultsync.api.rotation import RotationSpec
+from vaultsync.api.transit import EncryptedValues
 
 
 class CreationPolicy(StrEnum):
@@ -141,7 +142,8 @@ class Destination(SecretDestination):
 
 
 class VaultSecretSpec(Model):
-    """Which KV v2 secret to read, how to shape its data, and the Secret to write it to."""
+    """Where the data comes from (a KV v2 secret, transit ciphertext in the spec, or both), how
+    to shape it, and the Secret to write it to."""
 
     auth_ref: K8sName = Field(
         default="default",
@@ -152,9 +154,11 @@ class VaultSecretSpec(Model):
     mount: VaultMount = Field(
         default="secret", description="Mount path of the KV v2 secrets engine."
     )
-    path: VaultPath = Field(
+    path: VaultPath | None = Field(
+        default=None,
         description="Path of the secret under the mount, e.g. team-a/db (read from "
-        "<mount>/data/<path>)."
+        "<mount>/data/<path>). At least one of path and encrypted; keys, rotation and a "
+        "version other than 0 need it.",
     )
     version: int = Field(
         default=0,
@@ -184,6 +188,14 @@ class VaultSecretSpec(Model):
     destination: Destination = Field(
         description="The Kubernetes Secret written, in the VaultSecret's namespace."
     )
+    encrypted: EncryptedValues | None = Field(
+        default=None,
+        description="Values kept in this spec as transit ciphertext (made by `vaultsync "
+        "encrypt`), safe to commit to Git: decrypted at each sync with this VaultSecret's own "
+        "identity and written under their keys, beside the KV data (a key may come from one "
+        "source only); templates see them as variables. A value that does not decrypt is "
+        "DecryptFailed, a refusal DecryptDenied, and the Secret is kept as it is.",
+    )
     rotation: RotationSpec | None = Field(
         default=None,
         description="Give the listed keys new values on a schedule (or on the annotation "
@@ -203,6 +215,13 @@ class VaultSecretSpec(Model):
             raise ValueError(MESSAGES["keys_and_template"])
         if self.rotation is not None and self.version != 0:
             raise ValueError(MESSAGES["rotation_latest"])
+        if self.path is None and self.encrypted is None:
+            raise ValueError(MESSAGES["one_source"])
+        if self.path is None and (self.keys or self.rotation is not None or self.version):
+            raise ValueError(MESSAGES["kv_needs_path"])
+        encrypted = set(self.encrypted.data) if self.encrypted is not None else set()
+        if encrypted & (set(targets) | set(self.template)):
+            raise ValueError(MESSAGES["encrypted_keys"])
         return self
 
 
@@ -211,6 +230,10 @@ MESSAGES = {
     "keys_and_template": "a keys entry and a template key write the same Secret key; "
     "rename one with keys[].to or the template key",
     "rotation_latest": "rotation writes new versions: version must be 0 (latest)",
+    "one_source": "at least one of path (KV) and encrypted must be set",
+    "kv_needs_path": "keys, rotation and version read the KV secret: they need path",
+    "encrypted_keys": "an encrypted.data key is also written by keys or template; each "
+    "Secret key has one source",
 }
 
 
@@ -229,6 +252,18 @@ VAULT_SECRET_RULES = [
         "rule": "!has(self.rotation) || !has(self.version) || self.version == 0",
         "message": MESSAGES["rotation_latest"],
     },
+    {"rule": "has(self.path) || has(self.encrypted)", "message": MESSAGES["one_source"]},
+    {
+        "rule": "has(self.path) || ((!has(self.keys) || size(self.keys) == 0) "
+        "&& !has(self.rotation) && (!has(self.version) || self.version == 0))",
+        "message": MESSAGES["kv_needs_path"],
+    },
+    {
+        "rule": "!has(self.encrypted) || ((!has(self.template) || "
+        "!self.encrypted.data.exists(k, k in self.template)) && (!has(self.keys) || "
+        "!self.keys.exists(m, (has(m.to) ? m.to : m.from) in self.encrypted.data)))",
+        "message": MESSAGES["encrypted_keys"],
+    },
 ]
 
 
@@ -236,7 +271,7 @@ class VaultSecretStatus(ConditionedStatus):
     """What the last sync wrote, and the rotation record."""
 
     vault_version: int | None = Field(
-        default=None, description="The KV version whose data the Secret holds."
+        default=None, description="The KV version whose data the Secret holds (with path)."
     )
     last_sync_time: str | None = Field(
         default=None,

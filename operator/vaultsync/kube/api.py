@@ -11,6 +11,8 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from vaultsync.runtime.errors import SyncError
+
 
 class Seen:
     """The objects of one kind as the operator's watch last delivered them, by (namespace,
@@ -120,3 +122,16 @@ def watchable(
     except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
         return f"cannot {verb} {resource}: {type(exc).__name__}: {exc}"
     return None
+
+
+def cluster_objects(kube: Kube, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+    """Every object of a cluster-scoped custom resource, read now; raises SyncError."""
+    try:
+        response = kube.custom.list_cluster_custom_object(
+            group, version, plural, _preload_content=False
+        )
+        listing = json.loads(drain(response))
+    except ApiException as exc:
+        raise SyncError(f"list {plural}: {describe(exc)}", reason="KubernetesError") from None
+    items: list[dict[str, Any]] = listing.get("items") or []
+    return items

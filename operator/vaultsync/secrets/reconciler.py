@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import hvac
 
 from vaultsync.api.base import parse
 from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.api.transit import context_for
 from vaultsync.kube import events, hmackey
 from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
@@ -27,7 +29,7 @@ from vaultsync.secrets.destination import Action, Owner
 from vaultsync.secrets.render import render
 from vaultsync.secrets.rotation.protocol import Rotation, create, rotate
 from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
-from vaultsync.vault import kv
+from vaultsync.vault import kv, transit
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import SecretNotFound
 
@@ -42,6 +44,23 @@ def _seconds_until(rotation: Rotation | None) -> float | None:
     return max(0.0, (rotation.next_rotation - datetime.now(UTC)).total_seconds())
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What one sync read: the KV secret (with path), its rotation, the decrypted values."""
+
+    secret: kv.KVSecret | None
+    rotation: Rotation | None
+    decrypted: dict[str, bytes]
+
+
+def _described(spec: VaultSecretSpec, secret: kv.KVSecret | None) -> str:
+    parts = [] if secret is None else [f"version {secret.version} of {spec.mount}/{spec.path}"]
+    if spec.encrypted is not None:
+        enc = spec.encrypted
+        parts.append(f"{len(enc.data)} value(s) decrypted with transit key {enc.mount}/{enc.key}")
+    return " and ".join(parts)
+
+
 def parse_spec(raw: Any) -> VaultSecretSpec:
     """The validated spec, or a non-retryable InvalidSpec error naming the first problem."""
     return parse(VaultSecretSpec, raw)
@@ -54,9 +73,24 @@ class VaultSecretReconciler(TenantSecretReconciler):
     plural = "vaultsecrets"
 
     def _read(
+        self, client: hvac.Client, spec: VaultSecretSpec, request: str | None, namespace: str
+    ) -> Sources:
+        """What the Secret is made of: the KV secret (rotated first when its rotation is due)
+        and the decrypted values, with the namespace as transit context."""
+        found, rotation = (None, None) if spec.path is None else self._kv(client, spec, request)
+        decrypted: dict[str, bytes] = {}
+        if spec.encrypted is not None:
+            enc = spec.encrypted
+            decrypted = transit.decrypt(
+                client, enc.mount, enc.key, enc.data, context_for(namespace)
+            )
+        return Sources(found, rotation, decrypted)
+
+    def _kv(
         self, client: hvac.Client, spec: VaultSecretSpec, request: str | None
     ) -> tuple[kv.KVSecret, Rotation | None]:
         """The KV secret to sync, rotated first when its rotation is due."""
+        assert spec.path is not None
         try:
             secret: kv.KVSecret | None = kv.read(client, spec.mount, spec.path, spec.version)
         except SecretNotFound:
@@ -90,14 +124,15 @@ class VaultSecretReconciler(TenantSecretReconciler):
         try:
             spec = parse_spec(body.get("spec"))
             identity = self.identities.tenant(namespace, spec.auth_ref, view)
-            secret, rotation = with_client(
-                self.sessions, identity, lambda client: self._read(client, spec, request)
+            sources = with_client(
+                self.sessions, identity, lambda client: self._read(client, spec, request, namespace)
             )
+            secret, rotation = sources.secret, sources.rotation
             if rotation is not None:
                 fields.update(rotation.status)
                 if rotation.rotated:
                     self._rotated(body, spec, rotation)
-            data = render(spec, secret.data)
+            data = render(spec, secret.data if secret else {}, sources.decrypted)
             owner = Owner(name, namespace, meta["uid"])
             key = hmackey.shared(self.kube, self.namespace)
             current, step = self.writer.write(namespace, spec.destination, owner, data, key)
@@ -108,9 +143,8 @@ class VaultSecretReconciler(TenantSecretReconciler):
         return Outcome(
             True,
             "Synced",
-            f"Secret {spec.destination.name!r} holds version {secret.version} of "
-            f"{spec.mount}/{spec.path}",
-            version=secret.version,
+            f"Secret {spec.destination.name!r} holds {_described(spec, secret)}",
+            version=secret.version if secret else None,
             written=step.action is not Action.NONE,
             wake_after=sooner(_seconds_until(rotation), restarted.wake_after),
             conditions=(restarted.condition,),

@@ -1,4 +1,5 @@
-"""KV data -> Secret data: key selection, renaming, base64 decoding, templates.
+"""KV data and decrypted values -> Secret data: key selection, renaming, base64 decoding,
+templates.
 
 Pure functions. Errors name keys and reasons, never values: a message that
 could quote a value (template errors) is redacted before it leaves this module.
@@ -106,9 +107,23 @@ def _templated(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def render(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
-    """The Secret's data for spec from the KV data."""
-    out = {**_selected(spec, data), **_templated(spec, data)}
+def render(
+    spec: VaultSecretSpec, data: dict[str, Any], decrypted: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
+    """The Secret's data for spec from the KV data and the decrypted values of
+    spec.encrypted (data key -> plaintext), which are written as they are and are template
+    variables too (shadowing a KV key of the same name)."""
+    decrypted = decrypted or {}
+    selected = _selected(spec, data)
+    both = sorted(set(selected) & set(decrypted))
+    if both:
+        raise RenderError(
+            "DuplicateKey",
+            f"Secret key {both[0]!r} comes from both the KV data and spec.encrypted.data; "
+            "select the KV keys with spec.keys",
+        )
+    texts = {k: v.decode("utf-8", "replace") for k, v in decrypted.items()}
+    out = {**selected, **decrypted, **_templated(spec, {**data, **texts})}
     size = sum(len(k) + len(v) for k, v in out.items())
     if size > MAX_SECRET_BYTES:
         raise RenderError(

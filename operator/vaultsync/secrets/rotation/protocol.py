@@ -16,6 +16,7 @@ from typing import Any
 import hvac
 
 from vaultsync.api.rotation import RotationSpec
+from vaultsync.schedule import evaluate
 from vaultsync.secrets.rotation.generate import rotated_data
 from vaultsync.secrets.rotation.intent import (
     FinishPending,
@@ -28,7 +29,6 @@ from vaultsync.secrets.rotation.intent import (
     with_done,
     with_pending,
 )
-from vaultsync.secrets.rotation.schedule import evaluate
 from vaultsync.vault import kv
 from vaultsync.vault.errors import CheckAndSetFailed
 

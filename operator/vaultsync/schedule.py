@@ -1,4 +1,5 @@
-"""When a rotation is due: pure time arithmetic over a RotationSpec.
+"""When a rotation is due: pure time arithmetic over a RotationTiming, shared by VaultSecret
+rotation and VaultTransitKey's own schedule.
 
 A cron schedule is a sequence of slots; a slot is due when it lies in (last, now], where
 `last` is the slot recorded in Vault by the previous rotation, or, when nothing is recorded,
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from vaultsync.api.base import parse_duration
-from vaultsync.api.rotation import RotationSpec
+from vaultsync.api.rotation import RotationTiming
 
 _JUST_AFTER = timedelta(microseconds=1)
 
@@ -55,7 +56,7 @@ def _text(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def evaluate(spec: RotationSpec, last: datetime | None, baseline: datetime, now: datetime) -> Due:
+def evaluate(spec: RotationTiming, last: datetime | None, baseline: datetime, now: datetime) -> Due:
     """Whether spec wants a rotation at now.
 
     last: the slot recorded by the previous rotation, None when nothing is recorded;
@@ -66,7 +67,7 @@ def evaluate(spec: RotationSpec, last: datetime | None, baseline: datetime, now:
     now = _utc(now)
     if spec.interval is not None:
         return _interval(timedelta(seconds=parse_duration(spec.interval)), start, since, now)
-    assert spec.schedule is not None  # RotationSpec holds exactly one of them
+    assert spec.schedule is not None  # RotationTiming holds exactly one of them
     return _cron(spec.schedule, ZoneInfo(spec.time_zone), start, since, now)
 
 
