@@ -90,6 +90,8 @@ MESSAGES = {
     "one_rotation": "autoRotatePeriod and rotation cannot both be set: choose Vault's "
     "scheduler or vaultsync's",
     "min_versions": "minEncryptionVersion must be 0 (the latest) or at least minDecryptionVersion",
+    "hmac_rotation": "rotation needs the creation times of key versions, which Vault does "
+    "not report for hmac keys: use autoRotatePeriod",
 }
 
 
@@ -139,6 +141,10 @@ VAULT_TRANSIT_KEY_RULES = [
         "rule": "!has(self.rotation) || !has(self.autoRotatePeriod) "
         "|| self.autoRotatePeriod == '0'",
         "message": MESSAGES["one_rotation"],
+    },
+    {
+        "rule": f"!has(self.rotation) || {_TYPE} != 'hmac'",
+        "message": MESSAGES["hmac_rotation"],
     },
     {
         "rule": "!has(self.minEncryptionVersion) || self.minEncryptionVersion == 0 || "
@@ -262,6 +268,8 @@ def spec_problems(spec: VaultTransitKeySpec) -> list[str]:
         found.append(MESSAGES["auto_rotate"])
     if spec.rotation is not None and spec.auto_rotate_period != "0":
         found.append(MESSAGES["one_rotation"])
+    if spec.rotation is not None and spec.type is KeyType.HMAC:
+        found.append(MESSAGES["hmac_rotation"])
     if spec.min_encryption_version and spec.min_encryption_version < spec.min_decryption_version:
         found.append(MESSAGES["min_versions"])
     return found

@@ -28,6 +28,7 @@ from vaultsync.vault.errors import (
 from vaultsync.vault.observe import request
 
 NOT_FOUND = "encryption key not found"
+NO_KEY = "no existing key named"
 
 
 class DecryptFailed(VaultError):
@@ -165,7 +166,7 @@ def delete_key(client: hvac.Client, mount: str, name: str) -> None:
     except Exception as exc:
         error = translate(exc, where)
         if isinstance(error, SecretNotFound) or (
-            isinstance(error, InvalidRequest) and NOT_FOUND in str(error)
+            isinstance(error, InvalidRequest) and (NOT_FOUND in str(error) or NO_KEY in str(error))
         ):
             return
         raise error from None
@@ -188,6 +189,9 @@ def _batch(
             json={"batch_input": [dict(items[label]) for label in labels]},
         )
     except Exception as exc:
+        refused = _batch_results(exc, len(labels))  # Vault answers 400 when every item failed
+        if refused is not None:
+            return dict(zip(labels, refused, strict=True))
         error = translate(exc, where)
         if isinstance(error, PermissionDenied):
             raise DecryptDenied(
@@ -202,6 +206,17 @@ def _batch(
     if len(results) != len(labels):
         raise VaultError(f"{where}: Vault answered {len(results)} of {len(labels)} items")
     return dict(zip(labels, results, strict=True))
+
+
+def _batch_results(exc: Exception, count: int) -> list[dict[str, Any]] | None:
+    """The per-item results in the body of a refused batch, if it has them (all of them)."""
+    body = getattr(exc, "json", None)
+    if not isinstance(body, dict):
+        return None
+    results = (body.get("data") or {}).get("batch_results")
+    if not isinstance(results, list) or len(results) != count:
+        return None
+    return [r if isinstance(r, dict) else {"error": "no result"} for r in results]
 
 
 def _first_error(where: str, results: Mapping[str, Mapping[str, Any]]) -> None:

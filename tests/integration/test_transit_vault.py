@@ -1,0 +1,214 @@
+"""Transit against a real OpenBao: keys kept as declared (every key type created, adoption,
+drift repair, fixed settings and min versions refused, a schedule that rotates once per due
+time), deletion, and the batches of encrypt, decrypt and rewrap with their failures."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hvac
+import pytest
+
+from e2e.harness.openbao import OpenBao
+from vaultsync.api.transit import KeyType, VaultTransitKeySpec, context_for
+from vaultsync.transit.keys import KeyResult, converge
+from vaultsync.vault import transit
+from vaultsync.vault.transit import DecryptDenied, DecryptFailed, TransitKeyNotFound
+
+pytestmark = pytest.mark.integration
+MOUNT = "transit"
+CONTEXT = context_for("team-a")
+
+
+@pytest.fixture(scope="module")
+def vault(bao: OpenBao) -> hvac.Client:
+    client = bao.client()
+    if f"{MOUNT}/" not in client.sys.list_mounted_secrets_engines()["data"]:
+        client.sys.enable_secrets_engine("transit", path=MOUNT)
+    return client
+
+
+@pytest.fixture
+def name() -> str:
+    return f"it-{uuid.uuid4().hex[:8]}"
+
+
+class Claims(list[bool]):
+    def __call__(self, managed: bool) -> None:
+        self.append(managed)
+
+
+def spec(**raw: Any) -> VaultTransitKeySpec:
+    return VaultTransitKeySpec.model_validate(raw)
+
+
+def keep(
+    vault: hvac.Client, name: str, wanted: VaultTransitKeySpec, managed: bool = False, **kw: Any
+) -> tuple[KeyResult, Claims]:
+    claims = Claims()
+    result = converge(vault, wanted, name, managed, claims, kw.get("now") or datetime.now(UTC))
+    return result, claims
+
+
+def limited_token(vault: hvac.Client, policy: str) -> hvac.Client:
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    vault.sys.create_or_update_policy(name, policy)
+    token = vault.auth.token.create(policies=[name], ttl="10m")["auth"]["client_token"]
+    return hvac.Client(url=vault.url, token=token)
+
+
+@pytest.mark.parametrize("type_", list(KeyType))
+def test_every_key_type_is_created_as_declared(vault: hvac.Client, type_: KeyType) -> None:
+    name = f"it-{type_.value}-{uuid.uuid4().hex[:6]}"
+    wanted = spec(type=type_.value)
+    result, claims = keep(vault, name, wanted)
+    assert claims == [True]  # recorded before the create call
+    assert result.outcome.ready, result.outcome.message
+    assert result.managed and [n.reason for n in result.notes] == ["Created"]
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.type == type_.value and key.latest_version == 1
+    assert not key.deletion_allowed
+    if type_ is KeyType.HMAC:  # Vault reports no version times for hmac keys
+        assert key.key_size == 32 and key.latest_created is None
+    else:
+        assert key.latest_created is not None
+    again, claims = keep(vault, name, wanted, managed=True)
+    assert again.outcome.ready and again.notes == [] and claims == []
+
+
+def test_creation_settings_and_one_way_settings(vault: hvac.Client, name: str) -> None:
+    wanted = spec(derived=True, convergentEncryption=True, autoRotatePeriod="720h")
+    result, _ = keep(vault, name, wanted)
+    assert result.outcome.ready, result.outcome.message
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.derived and key.convergent_encryption
+    assert key.auto_rotate_period == 720 * 3600 and not key.exportable
+    assert result.next_rotation == key.latest_created + timedelta(hours=720)  # type: ignore[operator]
+    result, _ = keep(vault, name, spec(**{**wanted.model_dump(by_alias=True), "exportable": True}))
+    assert result.outcome.ready
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.exportable
+    result, _ = keep(vault, name, wanted, managed=True)  # the spec switched it off again
+    assert result.outcome.reason == "KeyMismatch" and not result.outcome.retryable
+    assert "exportable is on" in result.outcome.message
+
+
+def test_an_existing_key_is_adopted_and_kept_as_declared(vault: hvac.Client, name: str) -> None:
+    vault.write(f"{MOUNT}/keys/{name}", type="chacha20-poly1305")
+    result, claims = keep(vault, name, spec(type="chacha20-poly1305"))
+    assert claims == [] and not result.managed
+    assert result.outcome.ready and "adopted" in result.outcome.message
+    other, _ = keep(vault, name, spec(type="aes256-gcm96"))
+    assert other.outcome.reason == "KeyMismatch" and not other.managed
+    assert "type is chacha20-poly1305, not aes256-gcm96" in other.outcome.message
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.type == "chacha20-poly1305"
+
+
+def test_drift_is_set_back_with_a_note(vault: hvac.Client, name: str) -> None:
+    wanted = spec()
+    keep(vault, name, wanted)
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    vault.write(
+        f"{MOUNT}/keys/{name}/config",
+        min_decryption_version=2,
+        auto_rotate_period="2h",
+        deletion_allowed=True,
+    )
+    result, _ = keep(vault, name, wanted, managed=True)
+    assert result.outcome.ready
+    [note] = result.notes
+    assert note.reason == "DriftRepaired" and note.warning
+    assert "min_decryption_version 2 -> 1" in note.message
+    assert "auto_rotate_period 7200 -> 0" in note.message
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None
+    assert (key.min_decryption_version, key.auto_rotate_period, key.deletion_allowed) == (
+        1,
+        0,
+        False,
+    )
+    assert result.key == key
+
+
+def test_min_versions_above_the_latest_change_nothing(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec())
+    result, _ = keep(vault, name, spec(minDecryptionVersion=3), managed=True)
+    assert result.outcome.reason == "MinVersionAboveLatest" and not result.outcome.retryable
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    result, _ = keep(vault, name, spec(minDecryptionVersion=3), managed=True)
+    assert result.outcome.ready
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.min_decryption_version == 3
+
+
+def test_a_schedule_rotates_once_per_due_time(vault: hvac.Client, name: str) -> None:
+    wanted = spec(rotation={"interval": "24h"})
+    keep(vault, name, wanted)
+    key = transit.read_key(vault, MOUNT, name)
+    assert key is not None and key.latest_created is not None
+    created = key.latest_created
+    not_yet, _ = keep(vault, name, wanted, managed=True, now=created + timedelta(hours=23))
+    assert not_yet.notes == [] and not_yet.key is not None and not_yet.key.latest_version == 1
+    assert not_yet.next_rotation == created + timedelta(hours=24)
+    later = created + timedelta(hours=25)
+    due, _ = keep(vault, name, wanted, managed=True, now=later)
+    assert [n.reason for n in due.notes] == ["Rotated"]
+    assert due.key is not None and due.key.latest_version == 2
+    # the new version is the record: the interval counts from it, whatever asks again
+    rotated = due.key.latest_created
+    assert rotated is not None and rotated >= created  # Vault keeps whole seconds
+    again, _ = keep(vault, name, wanted, managed=True, now=rotated + timedelta(hours=23))
+    assert again.notes == [] and again.key is not None and again.key.latest_version == 2
+    assert again.next_rotation == rotated + timedelta(hours=24)
+
+
+def test_delete_sets_deletion_allowed_itself(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec())
+    transit.delete_key(vault, MOUNT, name)
+    assert transit.read_key(vault, MOUNT, name) is None
+    transit.delete_key(vault, MOUNT, name)  # gone already: no error
+
+
+def test_encrypt_decrypt_rewrap(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec(derived=True))
+    values = {"A": b"first-plaintext", "B": bytes(range(256))}
+    sealed = transit.encrypt(vault, MOUNT, name, values, CONTEXT)
+    assert all(c.startswith("vault:v1:") for c in sealed.values())
+    assert transit.decrypt(vault, MOUNT, name, sealed, CONTEXT) == values
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    fresh = transit.rewrap(vault, MOUNT, name, sealed, CONTEXT)
+    assert all(c.startswith("vault:v2:") for c in fresh.values()) and fresh != sealed
+    assert transit.decrypt(vault, MOUNT, name, fresh, CONTEXT) == values
+
+
+def test_decrypt_failures_name_the_value_never_quote_it(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec(derived=True))
+    sealed = transit.encrypt(vault, MOUNT, name, {"TOKEN": b"the-plaintext"}, CONTEXT)
+    with pytest.raises(DecryptFailed) as err:  # another namespace's context
+        transit.decrypt(vault, MOUNT, name, sealed, context_for("team-b"))
+    assert "'TOKEN'" in str(err.value) and "the-plaintext" not in str(err.value)
+    assert sealed["TOKEN"] not in str(err.value) and not err.value.retryable
+    with pytest.raises(DecryptFailed, match="'BAD'"):
+        transit.decrypt(vault, MOUNT, name, {**sealed, "BAD": "vault:v1:AAAA"}, CONTEXT)
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    vault.write(f"{MOUNT}/keys/{name}/config", min_decryption_version=2)
+    with pytest.raises(DecryptFailed, match="too old"):
+        transit.decrypt(vault, MOUNT, name, sealed, CONTEXT)
+    with pytest.raises(TransitKeyNotFound):
+        transit.decrypt(vault, MOUNT, f"{name}-none", sealed, CONTEXT)
+
+
+def test_decrypt_is_denied_without_the_grant(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec())
+    sealed = transit.encrypt(vault, MOUNT, name, {"K": b"v"}, CONTEXT)
+    other = limited_token(
+        vault, f'path "{MOUNT}/decrypt/{name}-other" {{ capabilities = ["update"] }}'
+    )
+    with pytest.raises(DecryptDenied, match=f"needs 'update' on {MOUNT}/decrypt/{name}"):
+        transit.decrypt(other, MOUNT, name, sealed, CONTEXT)
+    allowed = limited_token(vault, f'path "{MOUNT}/decrypt/{name}" {{ capabilities = ["update"] }}')
+    assert transit.decrypt(allowed, MOUNT, name, sealed, CONTEXT) == {"K": b"v"}
