@@ -45,6 +45,10 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str]]] = {
         "transient": ("InProgress", "Reconciling", "AuthNotFound"),
         "permanent": ("Failed", "Stalled", "FilePathNotAllowed"),
     },
+    "VaultTransitKey": {
+        "transient": ("InProgress", "Reconciling", "AuthNotFound"),
+        "permanent": ("Failed", "Stalled", "MinVersionAboveLatest"),
+    },
     "VaultConnection": {
         "transient": ("InProgress", "Reconciling", "VaultUnavailable"),
         "permanent": ("Failed", "Stalled", "InvalidCACertificate"),
@@ -67,6 +71,7 @@ HOW = {
     "VaultSecret": ("a path its Vault policy does not grant", "a path with nothing in Vault"),
     "VaultPolicy": ("an authRef to no VaultAuth", "HCL that Vault rejects"),
     "VaultAuditDevice": ("an authRef to no VaultAuth", "a file outside the allowed directories"),
+    "VaultTransitKey": ("an authRef to no VaultAuth", "a minDecryptionVersion above the latest"),
     "VaultConnection": ("an address where nothing listens", "a CA Secret without a certificate"),
     "VaultAuth": ("a connectionRef to no VaultConnection", "a connection whose CA Secret is bad"),
 }
@@ -74,7 +79,8 @@ HOW = {
 
 @pytest.fixture(scope="module")
 def operator_identity(stack: Stack) -> None:
-    """VaultPolicy and VaultAuditDevice log in as the operator (e2e/harness/vaultadmin.py)."""
+    """VaultPolicy, VaultAuditDevice and VaultTransitKey log in as the operator
+    (e2e/harness/vaultadmin.py)."""
     grant_operator(stack.vault)
     stack.apply(*operator_objects(AUTH, "default", stack.bao.address))
 
@@ -216,6 +222,33 @@ def vaultauditdevice_case(stack: Stack, _tenant: str, uid: str, tmp: Path) -> Ca
     return Case("vaultauditdevices", None, objects, change, fix, cleanup=cleanup)
 
 
+def vaulttransitkey_case(stack: Stack, _tenant: str, uid: str, _tmp: Path) -> Case:
+    def key(state: str, **spec: Any) -> Manifest:
+        name = f"kstatus-{state}-{uid}"
+        return _object(
+            "VaultTransitKey", name, {"authRef": AUTH, "deletionPolicy": "Delete", **spec}
+        )
+
+    def change(m: Manifest) -> None:
+        m["spec"]["minEncryptionVersion"] = 0  # the default: nothing changes in Vault
+
+    def fix(m: Manifest) -> None:
+        m["spec"]["minDecryptionVersion"] = 1
+
+    objects = {state: key(state) for state in ("new", "ready")}
+    objects["transient"] = key("transient", authRef=f"nobody-{uid}")
+    objects["permanent"] = key("permanent", minDecryptionVersion=5)
+    names = [m["metadata"]["name"] for m in objects.values()]
+    return Case(
+        "vaulttransitkeys",
+        None,
+        objects,
+        change,
+        fix,
+        cleanup=lambda: _delete(stack, "vaulttransitkeys", *names),
+    )
+
+
 def vaultconnection_case(stack: Stack, tenant: str, uid: str, _tmp: Path) -> Case:
     secret, ref = _bad_ca(tenant)
 
@@ -280,6 +313,7 @@ CASES = {
     "VaultSecret": vaultsecret_case,
     "VaultPolicy": vaultpolicy_case,
     "VaultAuditDevice": vaultauditdevice_case,
+    "VaultTransitKey": vaulttransitkey_case,
     "VaultConnection": vaultconnection_case,
     "VaultAuth": vaultauth_case,
 }

@@ -54,7 +54,7 @@ def up(state: Path) -> None:
         "the synced Secret team-a/db-credentials",
     )
     cp.kubectl("wait", "--for=condition=Ready", "vaultsecret/db", "-n", "team-a", "--timeout=60s")
-    print(cp.kubectl("get", "vaultpolicies,vaultsecrets", "-A").stdout)
+    print(cp.kubectl("get", "vaultpolicies,vaulttransitkeys,vaultsecrets", "-A").stdout)
     secret = cp.kubectl(
         "get", "secret", "db-credentials", "-n", "team-a", "-o", "jsonpath={.data}"
     ).stdout

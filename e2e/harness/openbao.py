@@ -50,7 +50,8 @@ ui = false
 class OpenBao(OneProcessServer):
     """A persistent (raft storage, not dev mode) OpenBao server on a fixed 127.0.0.1 port.
 
-    The first start initialises it (1 key share) and enables KV v2 at `secret/`; later starts
+    The first start initialises it (1 key share) and enables KV v2 at `secret/` and transit at
+    `transit/`; later starts
     only unseal. Ports, root token, unseal key and pid live in `workdir/openbao.json`, so the
     address never changes across restarts and other processes can re-attach.
     """
@@ -192,7 +193,10 @@ class OpenBao(OneProcessServer):
 
     def _ensure_kv(self) -> None:
         client = self.client()
-        if "secret/" not in client.sys.list_mounted_secrets_engines()["data"]:
+        mounted = client.sys.list_mounted_secrets_engines()["data"]
+        if "transit/" not in mounted:
+            client.sys.enable_secrets_engine("transit", path="transit")
+        if "secret/" not in mounted:
             client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
         eventually(
             lambda: _kv_ready(client), 30, "KV v2 at secret/ to finish mounting", interval=0.2

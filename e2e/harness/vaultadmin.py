@@ -1,7 +1,8 @@
-"""Helpers for the cluster-wide configuration kinds: the operator's own Vault identity and an
+"""Helpers for the cluster-wide configuration kinds (VaultPolicy, VaultAuditDevice,
+VaultTransitKey): the operator's own Vault identity and an
 OpenBao that refuses API-created audit devices but declares one in its config.
 
-VaultPolicy and VaultAuditDevice log in as the operator: a VaultAuth in the operator's
+These kinds log in as the operator: a VaultAuth in the operator's
 namespace whose ServiceAccount maps to a Vault role with the policy below.
 """
 
@@ -23,6 +24,7 @@ path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "delete"
 path "auth/+/role/*" { capabilities = ["create", "read", "update", "delete", "list"] }
 path "sys/audit" { capabilities = ["read", "sudo"] }
 path "sys/audit/*" { capabilities = ["create", "update", "delete", "sudo"] }
+path "transit/keys/*" { capabilities = ["create", "read", "update", "delete", "list"] }
 """
 DECLARED_AUDIT_PATH = "declared"
 

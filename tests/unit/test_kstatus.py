@@ -29,6 +29,7 @@ from vaultsync.vault import errors
 from vaultsync.vault.audit import AuditAPIDisabled, AuditPathInUse
 from vaultsync.vault.policies import PolicyRejected
 from vaultsync.vault.roles import RoleRejected
+from vaultsync.vault.transit import DecryptDenied, DecryptFailed, TransitKeyNotFound
 
 # ---- a new object's status, before the operator looks ----------------------------------------
 
@@ -117,6 +118,8 @@ RETRYABLE: list[tuple[SyncError, bool]] = [
     (errors.RotationDenied("x"), True),
     (errors.AuthenticationFailed("x"), True),
     (CredentialsUnavailable("x"), True),
+    (DecryptDenied("x"), True),
+    (TransitKeyNotFound("x"), True),  # a VaultTransitKey of the same apply may create it
     # what a person must change: the spec, the Vault data or configuration it names
     (errors.SecretNotFound("x"), False),
     (errors.SecretVersionDeleted("x"), False),
@@ -125,6 +128,7 @@ RETRYABLE: list[tuple[SyncError, bool]] = [
     (PolicyRejected("x"), False),
     (RoleRejected("x"), False),
     (AuditAPIDisabled("x"), False),
+    (DecryptFailed("x"), False),
 ]
 
 

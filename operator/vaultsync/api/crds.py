@@ -190,7 +190,6 @@ KINDS: list[Kind] = [
         short_names=["vtkey"],
         rules=VAULT_TRANSIT_KEY_RULES,
         columns=[
-            {"name": "Key", "type": "string", "jsonPath": ".spec.keyName"},
             {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
             *READY_COLUMNS,
             {"name": "Version", "type": "integer", "jsonPath": ".status.latestVersion"},

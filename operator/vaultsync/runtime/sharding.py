@@ -2,7 +2,7 @@
 the work, `vaultsync run --peering NAME` keeps one replica working and the others standing by.
 
 With shards, namespaced objects belong to one of N shards by a stable hash of their
-namespace; cluster-scoped objects (VaultPolicy, VaultAuditDevice, VaultConnection) belong to
+namespace; cluster-scoped objects (VaultPolicy, VaultAuditDevice, VaultTransitKey, VaultConnection) belong to
 the `leader`. With peering (no shards), the leader is everything. Each
 shard and the leader is a Lease that one replica holds (kube/leases.py); the replicas alive
 (a Lease each, renewed) split them evenly by rendezvous hashing, so that every replica

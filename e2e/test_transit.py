@@ -1,0 +1,298 @@
+"""Transit end to end: VaultTransitKey's lifecycle (create, drift repair, min versions, a
+rotation schedule, adoption, conflict, Retain and Delete, CEL), and encrypted values:
+`vaultsync encrypt` -> kubectl apply -> the Secret holds the plaintext, rewrap after a
+rotation (no Secret write), a retired version (reason, Secret kept), and tenancy (another
+namespace gets nothing from copied ciphertext: denied without the grant, and with a derived
+key not even with it). The session's leak scan looks for every plaintext used here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import hvac
+import pytest
+import yaml
+
+from e2e.harness import ROOT
+from e2e.harness.conditions import ready_is
+from e2e.harness.manifests import API_VERSION
+from e2e.harness.polling import eventually
+from e2e.harness.stack import Stack, add_tenant, tenant_policy
+from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator_identity")]
+PLURAL = "vaulttransitkeys"
+
+
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def namespaces(stack: Stack) -> Iterator[list[str]]:
+    """Tenant namespaces a test adds (add_tenant); deleted afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        stack.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def _key(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VaultTransitKey",
+        "metadata": {"name": name},
+        "spec": {"authRef": AUTH, **spec},
+    }
+
+
+def _get(stack: Stack, name: str) -> dict[str, Any]:
+    return stack.get(PLURAL, name)
+
+
+def _ready(stack: Stack, name: str, status: str = "True") -> dict[str, Any] | None:
+    return ready_is(_get(stack, name), status)
+
+
+def _in_vault(stack: Stack, name: str) -> dict[str, Any] | None:
+    response = stack.vault.read(f"transit/keys/{name}")
+    return response["data"] if response else None
+
+
+def _patch(stack: Stack, name: str, spec: dict[str, Any]) -> None:
+    stack.cp.kubectl("patch", PLURAL, name, "--type=merge", "-p", yaml.safe_dump({"spec": spec}))
+
+
+def _delete(stack: Stack, *names: str) -> None:
+    stack.cp.kubectl("delete", PLURAL, *names, "--ignore-not-found", "--timeout=60s")
+
+
+def _events(stack: Stack, name: str, reason: str) -> list[str]:
+    found = stack.core.list_namespaced_event("default").items
+    return [e.message for e in found if e.involved_object.name == name and e.reason == reason]
+
+
+def _grant_decrypt(vault: hvac.Client, namespace: str, key: str) -> None:
+    """The tenant's policy (e2e/harness/stack.py) plus decrypt with key."""
+    rule = f'path "transit/decrypt/{key}" {{ capabilities = ["update"] }}\n'
+    vault.sys.create_or_update_policy(f"{namespace}-read", tenant_policy(namespace) + rule)
+
+
+def _cli(stack: Stack, *args: str, input: str | None = None) -> str:
+    """`vaultsync encrypt|rewrap` as a user runs it: their token in VAULT_TOKEN."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "operator"),
+        "VAULT_ADDR": stack.bao.address,
+        "VAULT_TOKEN": stack.bao.root_token,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "vaultsync", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return done.stdout
+
+
+def _secret_manifest(namespace: str, name: str, values: dict[str, str]) -> str:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": values,
+    }
+    return yaml.safe_dump(doc)
+
+
+def _moved(manifest: str, namespace: str) -> str:
+    """The same VaultSecret in another namespace: ciphertext copied as it is."""
+    doc = yaml.safe_load(manifest)
+    doc["metadata"]["namespace"] = namespace
+    return yaml.safe_dump(doc)
+
+
+def _reason(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
+    return eventually(lambda: stack.ready_is(namespace, name, "False"), 60, f"{name} not Ready")
+
+
+def test_a_key_is_created_kept_as_declared_and_deleted_only_when_it_was_ours(
+    stack: Stack, uid: str
+) -> None:
+    vault = stack.vault
+    name, twin, adopted, kept = (f"tk-{uid}", f"tk-{uid}-twin", f"tk-{uid}-old", f"tk-{uid}-ret")
+    stack.apply(_key(name, derived=True, deletionPolicy="Delete"))
+    eventually(lambda: _ready(stack, name), 60, "the key Ready")
+    status = _get(stack, name)["status"]
+    assert status["managed"] is True and status["latestVersion"] == 1
+    assert status["minDecryptionVersion"] == 1 and status["lastRotationTime"]
+    key = _in_vault(stack, name)
+    assert key is not None and key["derived"] and key["type"] == "aes256-gcm96"
+
+    # drift: a hand rotation is kept, a hand change of the config is set back (with an Event)
+    vault.write(f"transit/keys/{name}/rotate")
+    vault.write(f"transit/keys/{name}/config", min_decryption_version=2, auto_rotate_period="2h")
+    eventually(
+        lambda: (k := _in_vault(stack, name)) and k["min_decryption_version"] == 1, 30, "set back"
+    )
+    assert _in_vault(stack, name)["auto_rotate_period"] == 0  # type: ignore[index]
+    messages = eventually(lambda: _events(stack, name, "DriftRepaired"), 30, "the Event")
+    assert any("min_decryption_version 2 -> 1" in m for m in messages)
+    eventually(lambda: _get(stack, name)["status"].get("latestVersion") == 2, 30, "status")
+
+    # min versions: above the latest is a clear reason and changes nothing; then applied
+    _patch(stack, name, {"minDecryptionVersion": 5})
+    ready = eventually(lambda: _ready(stack, name, "False"), 30, "refused")
+    assert ready["reason"] == "MinVersionAboveLatest" and "latest version, 2" in ready["message"]
+    assert _in_vault(stack, name)["min_decryption_version"] == 1  # type: ignore[index]
+    _patch(stack, name, {"minDecryptionVersion": 2, "minEncryptionVersion": 2})
+    eventually(lambda: _ready(stack, name), 30, "Ready with the min versions")
+    key = _in_vault(stack, name)
+    assert key is not None
+    assert (key["min_decryption_version"], key["min_encryption_version"]) == (2, 2)
+
+    # CEL: what Vault fixes at creation is immutable; exportable only goes one way
+    refused = stack.cp.kubectl(
+        "patch",
+        PLURAL,
+        name,
+        "--type=merge",
+        "-p",
+        '{"spec":{"type":"chacha20-poly1305"}}',
+        check=False,
+    )
+    assert refused.returncode != 0 and "fixed when the key is created" in refused.stderr
+    refused = stack.cp.kubectl(
+        "patch",
+        PLURAL,
+        name,
+        "--type=merge",
+        "-p",
+        '{"spec":{"autoRotatePeriod":"10m"}}',
+        check=False,
+    )
+    assert refused.returncode != 0 and "at least 1h" in refused.stderr
+
+    # a second object for the same key: KeyConflict, and its deletion deletes nothing
+    stack.apply(_key(twin, keyName=name, derived=True, deletionPolicy="Delete"))
+    conflict = eventually(lambda: _ready(stack, twin, "False"), 30, "KeyConflict")
+    assert conflict["reason"] == "KeyConflict" and repr(name) in conflict["message"]
+    _delete(stack, twin)
+    assert _in_vault(stack, name) is not None
+
+    # an existing key is adopted: kept as declared, never deleted, even with Delete
+    vault.write(f"transit/keys/{adopted}", type="ed25519")
+    stack.apply(_key(adopted, type="ed25519", deletionPolicy="Delete"))
+    eventually(lambda: _ready(stack, adopted), 30, "adopted Ready")
+    assert _get(stack, adopted)["status"]["managed"] is False
+    assert "adopted" in _ready(stack, adopted)["message"]  # type: ignore[index]
+    stack.apply(_key(kept, type="rsa-2048"))  # deletionPolicy Retain, the default
+    eventually(lambda: _ready(stack, kept), 60, "retained key Ready")
+    _delete(stack, adopted, kept)
+    assert _in_vault(stack, adopted) is not None and _in_vault(stack, kept) is not None
+
+    # Delete on a key vaultsync created: deletion_allowed set by vaultsync, the key goes
+    _delete(stack, name)
+    assert _in_vault(stack, name) is None
+    assert any("can no longer be decrypted" in m for m in _events(stack, name, "KeyDeleted"))
+
+
+def test_a_schedule_rotates_the_key(stack: Stack, uid: str) -> None:
+    name = f"tk-{uid}-rot"
+    stack.apply(_key(name, type="chacha20-poly1305", rotation={"interval": "2s"}))
+    eventually(lambda: _get(stack, name).get("status", {}).get("latestVersion", 0) >= 3, 60, "2")
+    status = _get(stack, name)["status"]
+    assert status["nextRotationTime"] and status["lastRotationTime"]
+    assert _events(stack, name, "Rotated")
+    _patch(stack, name, {"rotation": None, "minDecryptionVersion": 2})
+    eventually(lambda: _ready(stack, name), 30, "Ready without a schedule")
+    assert (_in_vault(stack, name) or {}).get("min_decryption_version") == 2
+    _delete(stack, name)
+
+
+def test_encrypted_values_from_git_and_their_tenancy(
+    stack: Stack, uid: str, namespaces: list[str]
+) -> None:
+    team, other, sharer = (f"tr-{uid}-{x}" for x in "abc")
+    namespaces += [team, other, sharer]
+    for namespace in namespaces:
+        add_tenant(stack.cp, stack.bao, namespace)
+    key = f"team-{uid}"
+    stack.apply(_key(key, derived=True, deletionPolicy="Delete"))
+    eventually(lambda: _ready(stack, key), 60, "the key")
+    _grant_decrypt(stack.vault, team, key)
+    _grant_decrypt(stack.vault, sharer, key)  # may decrypt with team's key: context says no
+    plain = {"API_TOKEN": f"transit-plain-{uid}-token", "PASSWORD": f"transit-plain-{uid}-pw"}
+    stack.values.update(plain.values())  # the leak scan at the end looks for them
+
+    # encrypt -> commit-style apply -> the Secret holds the plaintext
+    manifest = _cli(
+        stack, "encrypt", "-f", "-", "--key", key, input=_secret_manifest(team, "api", plain)
+    )
+    assert not any(value in manifest for value in plain.values())
+    stack.cp.kubectl("apply", "-f", "-", input=manifest)
+    assert eventually(lambda: stack.secret_data(team, "api"), 60, "the Secret") == plain
+    ready = eventually(lambda: stack.ready_is(team, "api", "True"), 30, "Ready")
+    assert f"2 value(s) decrypted with transit key transit/{key}" in ready["message"]
+
+    # with KV data and a template, in the same Secret
+    stack.put(f"{team}/app", {"user": "app"})
+    both = yaml.safe_load(manifest)
+    both["metadata"]["name"] = "both"
+    both["spec"].update(
+        path=f"{team}/app",
+        destination={"name": "both"},
+        template={"URL": "https://{{ user }}:{{ API_TOKEN }}@api"},
+    )
+    stack.apply(both)
+    merged = eventually(lambda: stack.secret_data(team, "both"), 60, "the merged Secret")
+    # (a template without keys takes no KV key as it is: only the template's)
+    assert merged == {**plain, "URL": f"https://app:{plain['API_TOKEN']}@api"}
+
+    # tenancy: copied into a namespace without the grant: denied, no Secret
+    stack.cp.kubectl("apply", "-f", "-", input=_moved(manifest, other))
+    denied = _reason(stack, other, "api")
+    assert denied["reason"] == "DecryptDenied" and f"transit/decrypt/{key}" in denied["message"]
+    # and into one that may decrypt with the key: the context is team's namespace, not its
+    stack.cp.kubectl("apply", "-f", "-", input=_moved(manifest, sharer))
+    failed = _reason(stack, sharer, "api")
+    assert failed["reason"] == "DecryptFailed" and "'API_TOKEN'" in failed["message"]
+    assert stack.secret_data(other, "api") is None and stack.secret_data(sharer, "api") is None
+    mine = f"transit-plain-{uid}-mine"
+    stack.values.add(mine)
+    own = _cli(stack, "encrypt", "--key", key, "--name", "own", "--namespace", sharer, f"K={mine}")
+    stack.cp.kubectl("apply", "-f", "-", input=own)  # its own ciphertext decrypts there
+    assert eventually(lambda: stack.secret_data(sharer, "own"), 60, "own") == {"K": mine}
+
+    # rewrap after a rotation: new ciphertext, same plaintext, the Secret is not written
+    stack.cp.kubectl("apply", "-f", "-", input=manifest.replace("name: api\n", "name: old\n"))
+    eventually(lambda: stack.secret_data(team, "old"), 60, "a second copy at v1")
+    stack.vault.write(f"transit/keys/{key}/rotate")
+    written = stack.core.read_namespaced_secret("api", team).metadata.resource_version
+    rewrapped = _cli(stack, "rewrap", "-", input=manifest)
+    assert "vault:v2:" in rewrapped and "vault:v1:" not in rewrapped
+    stack.cp.kubectl("apply", "-f", "-", input=rewrapped)
+    eventually(lambda: stack.ready_is(team, "api", "True"), 30, "the rewrapped generation")
+    assert stack.vaultsecret(team, "api")["metadata"]["generation"] == 2
+    assert stack.core.read_namespaced_secret("api", team).metadata.resource_version == written
+
+    # the old version retired: a clear reason for what was not rewrapped, its Secret kept
+    _patch(stack, key, {"minDecryptionVersion": 2})
+    eventually(lambda: _get(stack, key)["status"].get("minDecryptionVersion") == 2, 30, "retired")
+    stack.cp.kubectl("annotate", "vaultsecret", "old", "-n", team, f"vaultsync.io/refresh={uid}")
+    retired = eventually(
+        lambda: (r := stack.ready(team, "old")) and r["status"] == "False" and r, 60, "retired"
+    )
+    assert retired["reason"] == "DecryptFailed" and "too old" in retired["message"]
+    assert not any(value in retired["message"] for value in plain.values())
+    assert stack.secret_data(team, "old") == plain
+    assert stack.ready(team, "api")["status"] == "True"  # type: ignore[index]
+    _delete(stack, key)
