@@ -2,8 +2,8 @@
 the work, `vaultsync run --peering NAME` keeps one replica working and the others standing by.
 
 With shards, namespaced objects belong to one of N shards by a stable hash of their
-namespace; cluster-scoped objects (VaultPolicy, VaultAuditDevice, VaultTransitKey, VaultConnection) belong to
-the `leader`. With peering (no shards), the leader is everything. Each
+namespace; cluster-scoped objects (VaultPolicy, VaultAuditDevice, VaultTransitKey,
+VaultConnection) belong to the `leader`. With peering (no shards), the leader is everything. Each
 shard and the leader is a Lease that one replica holds (kube/leases.py); the replicas alive
 (a Lease each, renewed) split them evenly by rendezvous hashing, so that every replica
 computes the same assignment from the same view and hands over what is no longer its own.
