@@ -124,6 +124,20 @@ def victim(stack: Stack) -> Iterator[str]:
     stack.cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def namespaces(stack: Stack) -> Iterator[list[str]]:
+    """Names for namespaces a test creates; they are deleted afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        stack.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
 @pytest.fixture(scope="module")
 def operator_identity(stack: Stack) -> None:
     """The operator's own Vault identity (VaultAuth ADMIN_SERVICE_ACCOUNT in its namespace), for the

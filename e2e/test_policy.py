@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import hvac
@@ -18,20 +17,6 @@ from e2e.harness.stack import Stack
 from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator_identity")]
-
-
-@pytest.fixture
-def uid() -> str:
-    return uuid.uuid4().hex[:6]
-
-
-@pytest.fixture
-def namespaces(stack: Stack) -> Iterator[list[str]]:
-    """Names for namespaces a test creates; they are deleted afterwards."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        stack.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
 def _policy(name: str, **spec: Any) -> dict[str, Any]:

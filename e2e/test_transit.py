@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import hvac
@@ -27,20 +25,6 @@ from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator_identity")]
 PLURAL = "vaulttransitkeys"
-
-
-@pytest.fixture
-def uid() -> str:
-    return uuid.uuid4().hex[:6]
-
-
-@pytest.fixture
-def namespaces(stack: Stack) -> Iterator[list[str]]:
-    """Tenant namespaces a test adds (add_tenant); deleted afterwards."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        stack.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
 def _key(name: str, **spec: Any) -> dict[str, Any]:
@@ -65,8 +49,12 @@ def _in_vault(stack: Stack, name: str) -> dict[str, Any] | None:
     return response["data"] if response else None
 
 
-def _patch(stack: Stack, name: str, spec: dict[str, Any]) -> None:
-    stack.cp.kubectl("patch", PLURAL, name, "--type=merge", "-p", yaml.safe_dump({"spec": spec}))
+def _patch(stack: Stack, name: str, spec: dict[str, Any], check: bool = True) -> str:
+    """A merge patch of the spec; what kubectl said on stderr (a refusal, with check=False)."""
+    done = stack.cp.kubectl(
+        "patch", PLURAL, name, "--type=merge", "-p", yaml.safe_dump({"spec": spec}), check=check
+    )
+    return done.stderr if done.returncode else ""
 
 
 def _delete(stack: Stack, *names: str) -> None:
@@ -160,26 +148,12 @@ def test_a_key_is_created_kept_as_declared_and_deleted_only_when_it_was_ours(
     assert (key["min_decryption_version"], key["min_encryption_version"]) == (2, 2)
 
     # CEL: what Vault fixes at creation is immutable; exportable only goes one way
-    refused = stack.cp.kubectl(
-        "patch",
-        PLURAL,
-        name,
-        "--type=merge",
-        "-p",
-        '{"spec":{"type":"chacha20-poly1305"}}',
-        check=False,
-    )
-    assert refused.returncode != 0 and "fixed when the key is created" in refused.stderr
-    refused = stack.cp.kubectl(
-        "patch",
-        PLURAL,
-        name,
-        "--type=merge",
-        "-p",
-        '{"spec":{"autoRotatePeriod":"10m"}}',
-        check=False,
-    )
-    assert refused.returncode != 0 and "at least 1h" in refused.stderr
+    refused = _patch(stack, name, {"type": "chacha20-poly1305"}, check=False)
+    assert "fixed when the key is created" in refused
+    assert "at least 1h" in _patch(stack, name, {"autoRotatePeriod": "10m"}, check=False)
+    _patch(stack, name, {"exportable": True})
+    eventually(lambda: (_in_vault(stack, name) or {}).get("exportable"), 30, "exportable")
+    assert "cannot be switched off" in _patch(stack, name, {"exportable": False}, check=False)
 
     # a second object for the same key: KeyConflict, and its deletion deletes nothing
     stack.apply(_key(twin, keyName=name, derived=True, deletionPolicy="Delete"))

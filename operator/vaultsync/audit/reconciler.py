@@ -33,7 +33,7 @@ Losing audit is worse than keeping it, so the rules are conservative:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,8 +44,9 @@ from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.audit.guards import Reminders, describe, refusal
 from vaultsync.audit.ownership import owner_id, owner_of, stamped
 from vaultsync.connections.identity import Identities
-from vaultsync.kube import events, status
+from vaultsync.kube import events
 from vaultsync.kube.api import Kube
+from vaultsync.kube.claims import Claim, Claims
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -57,7 +58,6 @@ from vaultsync.vault.errors import VaultUnavailable
 from vaultsync.vault.sessions import Sessions
 
 log = logging.getLogger(__name__)
-Claim = Callable[[bool], None]
 INSECURE_WARNING_EVERY = 50 * 60.0  # seconds; under the 1 h that Events live by default
 INSECURE_EVENT = "InsecureAuditOptions"
 
@@ -179,31 +179,16 @@ class VaultAuditDeviceReconciler:
         self.identities = Identities(kube, settings.namespace)
         self.file_dirs = settings.audit_file_dirs
         self.reminders = Reminders(INSECURE_WARNING_EVERY)
-        self._known: dict[str, bool] = {}
+        self.claims = Claims(kube, self.plural)
 
     @staticmethod
     def _owner(body: Mapping[str, Any]) -> str:
         return owner_id(body["metadata"]["name"])
 
-    def _managed(self, body: Mapping[str, Any]) -> bool:
-        uid = body["metadata"]["uid"]
-        if uid in self._known:
-            return self._known[uid]
-        return bool((body.get("status") or {}).get("managed"))
-
-    def _claim(self, body: Mapping[str, Any]) -> Claim:
-        def claim(managed: bool) -> None:
-            status.patch(
-                self.kube, self.plural, None, body["metadata"]["name"], {"managed": managed}
-            )
-            self._known[body["metadata"]["uid"]] = managed
-
-        return claim
-
     def _converge(
         self, body: Mapping[str, Any], spec: VaultAuditDeviceSpec, view: View
     ) -> AuditResult:
-        managed = self._managed(body)
+        managed = self.claims.managed(body)
         refused = refusal(spec, self.file_dirs)
         if refused is not None:
             return AuditResult(refused, managed)
@@ -213,7 +198,7 @@ class VaultAuditDeviceReconciler:
                 self.sessions,
                 identity,
                 lambda client: converge(
-                    client, device_of(spec), self._owner(body), managed, self._claim(body)
+                    client, device_of(spec), self._owner(body), managed, self.claims.claim(body)
                 ),
             )
         except SyncError as exc:
@@ -225,9 +210,9 @@ class VaultAuditDeviceReconciler:
             spec = parse(VaultAuditDeviceSpec, body.get("spec"))
         except SyncError as exc:
             self.reminders.forget(uid)
-            return Result(Outcome.failed(exc), {"managed": self._managed(body)})
+            return Result(Outcome.failed(exc), {"managed": self.claims.managed(body)})
         result = self._converge(body, spec, view)
-        self._known[uid] = result.managed
+        self.claims.remember(body, result.managed)
         fields: dict[str, Any] = {"managed": result.managed}
         outcome = result.outcome
         accepted = (
@@ -262,7 +247,7 @@ class VaultAuditDeviceReconciler:
         return True  # the audit device it may have enabled in Vault
 
     def forget(self, body: Mapping[str, Any]) -> None:
-        self._known.pop(body["metadata"]["uid"], None)
+        self.claims.forget(body)
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Disable the device on deletion when the spec and ownership allow; raises SyncError.
@@ -277,7 +262,7 @@ class VaultAuditDeviceReconciler:
         auth_ref = spec.get("authRef") or "default"
         if spec.get("deletionPolicy", DeletionPolicy.RETAIN) != DeletionPolicy.DELETE:
             message = f"audit device {path!r} left enabled: deletionPolicy is Retain"
-        elif self._managed(body):
+        elif self.claims.managed(body):
             message = self._disable(body, auth_ref, path, view, managed=True)
         else:
             try:
@@ -287,7 +272,7 @@ class VaultAuditDeviceReconciler:
                     f"audit device {path!r} left enabled: status does not record that vaultsync "
                     f"enabled it, and Vault could not be asked for its marker: {exc}"
                 )
-        self._known.pop(body["metadata"]["uid"], None)
+        self.claims.forget(body)
         self.reminders.forget(body["metadata"]["uid"])
         return message
 

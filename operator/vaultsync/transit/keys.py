@@ -15,7 +15,6 @@ due time rotates it once, also across restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,14 +23,13 @@ import hvac
 
 from vaultsync.api.base import parse_duration
 from vaultsync.api.transit import VaultTransitKeySpec
+from vaultsync.kube.claims import Claim
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome
 from vaultsync.schedule import evaluate
 from vaultsync.vault import transit
 from vaultsync.vault.errors import VaultUnavailable
 from vaultsync.vault.transit import TransitKey
-
-Claim = Callable[[bool], None]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ created it; deletion_allowed is set just before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +29,9 @@ from vaultsync import GROUP, VERSION
 from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.api.transit import VaultTransitKeySpec
 from vaultsync.connections.identity import Identities, find_auth
-from vaultsync.kube import events, status
+from vaultsync.kube import events
 from vaultsync.kube.api import Kube, cluster_objects
+from vaultsync.kube.claims import Claims
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -41,7 +42,6 @@ from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.sessions import Sessions
 
 log = logging.getLogger(__name__)
-Claim = Callable[[bool], None]
 DEFAULT_MOUNT = "transit"
 
 
@@ -64,22 +64,7 @@ class VaultTransitKeyReconciler:
         self.kube = kube
         self.sessions = sessions
         self.identities = Identities(kube, settings.namespace)
-        self._known: dict[str, bool] = {}
-
-    def _managed(self, body: Mapping[str, Any]) -> bool:
-        uid = body["metadata"]["uid"]
-        if uid in self._known:
-            return self._known[uid]
-        return bool((body.get("status") or {}).get("managed"))
-
-    def _claim(self, body: Mapping[str, Any]) -> Claim:
-        def claim(managed: bool) -> None:
-            status.patch(
-                self.kube, self.plural, None, body["metadata"]["name"], {"managed": managed}
-            )
-            self._known[body["metadata"]["uid"]] = managed
-
-        return claim
+        self.claims = Claims(kube, self.plural)
 
     def _target(self, raw: Mapping[str, Any], object_name: str, view: View) -> tuple[str, ...]:
         """Which key an object's spec declares: (its VaultConnection, mount, key name)."""
@@ -110,7 +95,7 @@ class VaultTransitKeyReconciler:
     def _converge(
         self, body: Mapping[str, Any], spec: VaultTransitKeySpec, view: View
     ) -> KeyResult:
-        managed = self._managed(body)
+        managed = self.claims.managed(body)
         name = spec.name_in_vault(body["metadata"]["name"])
         try:
             holder = self._holder(body, view)
@@ -125,7 +110,7 @@ class VaultTransitKeyReconciler:
                 self.sessions,
                 identity,
                 lambda client: converge(
-                    client, spec, name, managed, self._claim(body), datetime.now(UTC)
+                    client, spec, name, managed, self.claims.claim(body), datetime.now(UTC)
                 ),
             )
         except SyncError as exc:
@@ -135,9 +120,9 @@ class VaultTransitKeyReconciler:
         try:
             spec = parse(VaultTransitKeySpec, body.get("spec"))
         except SyncError as exc:
-            return Result(Outcome.failed(exc), {"managed": self._managed(body)})
+            return Result(Outcome.failed(exc), {"managed": self.claims.managed(body)})
         result = self._converge(body, spec, view)
-        self._known[body["metadata"]["uid"]] = result.managed
+        self.claims.remember(body, result.managed)
         for note in result.notes:
             log.info("VaultTransitKey %s: %s", body["metadata"]["name"], note.message)
             events.emit(
@@ -159,7 +144,7 @@ class VaultTransitKeyReconciler:
         return True  # the key it may have created in Vault
 
     def forget(self, body: Mapping[str, Any]) -> None:
-        self._known.pop(body["metadata"]["uid"], None)
+        self.claims.forget(body)
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Delete the key on deletion when the spec says Delete and vaultsync created it;
@@ -169,8 +154,8 @@ class VaultTransitKeyReconciler:
         mount = str(spec.get("mount") or DEFAULT_MOUNT)
         key_name = str(spec.get("keyName") or name)
         where = f"transit key {mount}/{key_name}"
-        managed = self._managed(body)
-        self._known.pop(body["metadata"]["uid"], None)
+        managed = self.claims.managed(body)
+        self.claims.forget(body)
         if spec.get("deletionPolicy", DeletionPolicy.RETAIN) != DeletionPolicy.DELETE:
             return f"{where} left in Vault: deletionPolicy is Retain"
         if not managed:
@@ -182,7 +167,7 @@ class VaultTransitKeyReconciler:
                 self.sessions, identity, lambda client: transit.delete_key(client, mount, key_name)
             )
         except SyncError as exc:
-            self._known[body["metadata"]["uid"]] = managed
+            self.claims.remember(body, managed)
             raise SyncError(
                 f"{exc} (set spec.deletionPolicy to Retain to delete without deleting the key)",
                 reason=exc.reason,

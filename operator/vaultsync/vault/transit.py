@@ -227,14 +227,29 @@ def _first_error(where: str, results: Mapping[str, Mapping[str, Any]]) -> None:
         raise DecryptFailed(f"{where}: {label!r}{more}: {results[label]['error']}")
 
 
+def _run(
+    client: hvac.Client,
+    mount: str,
+    key: str,
+    operation: str,
+    field: str,
+    values: Mapping[str, str],
+    context: str,
+) -> dict[str, dict[str, Any]]:
+    """operation on label -> value (sent as field, with context): label -> Vault's result;
+    DecryptFailed naming the first label Vault refused."""
+    items = {label: {field: value, "context": context} for label, value in values.items()}
+    results = _batch(client, mount, key, operation, items)
+    _first_error(f"{operation} with transit key {mount}/{key}", results)
+    return results
+
+
 @request("transit_decrypt")
 def decrypt(
     client: hvac.Client, mount: str, key: str, ciphertexts: Mapping[str, str], context: str
 ) -> dict[str, bytes]:
     """label -> plaintext of label -> ciphertext, decrypted with context (base64)."""
-    items = {label: {"ciphertext": c, "context": context} for label, c in ciphertexts.items()}
-    results = _batch(client, mount, key, "decrypt", items)
-    _first_error(f"decrypt with transit key {mount}/{key}", results)
+    results = _run(client, mount, key, "decrypt", "ciphertext", ciphertexts, context)
     try:
         return {
             label: base64.b64decode(result.get("plaintext") or "", validate=True)
@@ -249,12 +264,8 @@ def encrypt(
     client: hvac.Client, mount: str, key: str, plaintexts: Mapping[str, bytes], context: str
 ) -> dict[str, str]:
     """label -> ciphertext of label -> plaintext, encrypted with context (base64)."""
-    items = {
-        label: {"plaintext": base64.b64encode(value).decode(), "context": context}
-        for label, value in plaintexts.items()
-    }
-    results = _batch(client, mount, key, "encrypt", items)
-    _first_error(f"encrypt with transit key {mount}/{key}", results)
+    encoded = {label: base64.b64encode(value).decode() for label, value in plaintexts.items()}
+    results = _run(client, mount, key, "encrypt", "plaintext", encoded, context)
     return {label: str(result["ciphertext"]) for label, result in results.items()}
 
 
@@ -263,7 +274,5 @@ def rewrap(
     client: hvac.Client, mount: str, key: str, ciphertexts: Mapping[str, str], context: str
 ) -> dict[str, str]:
     """label -> the same value's ciphertext under the key's latest version."""
-    items = {label: {"ciphertext": c, "context": context} for label, c in ciphertexts.items()}
-    results = _batch(client, mount, key, "rewrap", items)
-    _first_error(f"rewrap with transit key {mount}/{key}", results)
+    results = _run(client, mount, key, "rewrap", "ciphertext", ciphertexts, context)
     return {label: str(result["ciphertext"]) for label, result in results.items()}
