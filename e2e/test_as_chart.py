@@ -88,6 +88,7 @@ def test_liveness_and_readiness_over_http(stack: Stack, tenant: str) -> None:
         "vaultpkisecrets.vaultsync.io",
         "vaultpolicies.vaultsync.io",
         "vaultauditdevices.vaultsync.io",
+        "vaulttransitkeys.vaultsync.io",
         "vaultconnections.vaultsync.io",
         "vaultauths.vaultsync.io",
         "secrets",

@@ -174,6 +174,8 @@ class VaultSecretReconciler(TenantSecretReconciler):
         current = body.get("status") or {}
         if outcome.version is not None:
             fields["vaultVersion"] = outcome.version
+        elif outcome.ready and current.get("vaultVersion") is not None:
+            fields["vaultVersion"] = None  # no KV path any more: a merge patch removes it
         if outcome.written or (outcome.ready and not current.get("lastSyncTime")):
             fields["lastSyncTime"] = now_rfc3339()
         if outcome.ready:

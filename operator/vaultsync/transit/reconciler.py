@@ -141,7 +141,8 @@ class VaultTransitKeyReconciler:
         return Result(result.outcome, fields)
 
     def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
-        return True  # the key it may have created in Vault
+        """Only with deletionPolicy Delete: a retained key needs nothing done on deletion."""
+        return (body.get("spec") or {}).get("deletionPolicy") == DeletionPolicy.DELETE
 
     def forget(self, body: Mapping[str, Any]) -> None:
         self.claims.forget(body)
