@@ -15,10 +15,11 @@ from typing import Any
 import hvac
 import pytest
 import yaml
+from kubernetes import client
 
 from e2e.harness import ROOT
 from e2e.harness.conditions import ready_is
-from e2e.harness.manifests import API_VERSION
+from e2e.harness.manifests import API_VERSION, deployment
 from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack, add_tenant, tenant_policy
 from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
@@ -106,6 +107,13 @@ def _moved(manifest: str, namespace: str) -> str:
     doc = yaml.safe_load(manifest)
     doc["metadata"]["namespace"] = namespace
     return yaml.safe_dump(doc)
+
+
+def _restart_annotations(stack: Stack, namespace: str, name: str) -> dict[str, str]:
+    """vaultsync's annotations on a Deployment's pod template (a new value: a restart)."""
+    found = client.AppsV1Api(stack.core.api_client).read_namespaced_deployment(name, namespace)
+    annotations = found.spec.template.metadata.annotations or {}
+    return {k: v for k, v in annotations.items() if "vaultsync" in k}
 
 
 def _reason(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
@@ -212,6 +220,11 @@ def test_encrypted_values_from_git_and_their_tenancy(
         stack, "encrypt", "-f", "-", "--key", key, input=_secret_manifest(team, "api", plain)
     )
     assert not any(value in manifest for value in plain.values())
+    stack.apply(deployment(team, "app"))  # restarted when the data changes, and only then
+    restarts = {"rolloutRestartTargets": [{"kind": "Deployment", "name": "app"}]}
+    doc = yaml.safe_load(manifest)
+    doc["spec"].update(restarts)
+    manifest = yaml.safe_dump(doc, sort_keys=False)
     stack.cp.kubectl("apply", "-f", "-", input=manifest)
     assert eventually(lambda: stack.secret_data(team, "api"), 60, "the Secret") == plain
     ready = eventually(lambda: stack.ready_is(team, "api", "True"), 30, "Ready")
@@ -246,17 +259,35 @@ def test_encrypted_values_from_git_and_their_tenancy(
     stack.cp.kubectl("apply", "-f", "-", input=own)  # its own ciphertext decrypts there
     assert eventually(lambda: stack.secret_data(sharer, "own"), 60, "own") == {"K": mine}
 
-    # rewrap after a rotation: new ciphertext, same plaintext, the Secret is not written
+    # a copy at v1, kept as it is (retired below)
     stack.cp.kubectl("apply", "-f", "-", input=manifest.replace("name: api\n", "name: old\n"))
     eventually(lambda: stack.secret_data(team, "old"), 60, "a second copy at v1")
+
+    # a new value restarts the Deployment; a rewrap (same plaintext) writes and restarts nothing
+    changed = {**plain, "PASSWORD": f"transit-plain-{uid}-pw2"}
+    stack.values.add(changed["PASSWORD"])
+    sealed = _cli(
+        stack, "encrypt", "-f", "-", "--key", key, input=_secret_manifest(team, "api", changed)
+    )
+    doc = yaml.safe_load(sealed)
+    doc["spec"].update(restarts)
+    manifest = yaml.safe_dump(doc, sort_keys=False)
+    stack.cp.kubectl("apply", "-f", "-", input=manifest)
+    eventually(lambda: stack.secret_data(team, "api") == changed, 60, "the new value")
+    template = eventually(lambda: _restart_annotations(stack, team, "app"), 30, "a restart")
     stack.vault.write(f"transit/keys/{key}/rotate")
     written = stack.core.read_namespaced_secret("api", team).metadata.resource_version
     rewrapped = _cli(stack, "rewrap", "-", input=manifest)
     assert "vault:v2:" in rewrapped and "vault:v1:" not in rewrapped
+    assert (
+        yaml.safe_load(rewrapped)["spec"]["rolloutRestartTargets"]
+        == restarts["rolloutRestartTargets"]
+    )
     stack.cp.kubectl("apply", "-f", "-", input=rewrapped)
     eventually(lambda: stack.ready_is(team, "api", "True"), 30, "the rewrapped generation")
-    assert stack.vaultsecret(team, "api")["metadata"]["generation"] == 2
+    assert stack.vaultsecret(team, "api")["metadata"]["generation"] == 3
     assert stack.core.read_namespaced_secret("api", team).metadata.resource_version == written
+    assert _restart_annotations(stack, team, "app") == template  # no restart
 
     # the old version retired: a clear reason for what was not rewrapped, its Secret kept
     _patch(stack, key, {"minDecryptionVersion": 2})

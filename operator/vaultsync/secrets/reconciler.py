@@ -75,15 +75,16 @@ class VaultSecretReconciler(TenantSecretReconciler):
     def _read(
         self, client: hvac.Client, spec: VaultSecretSpec, request: str | None, namespace: str
     ) -> Sources:
-        """What the Secret is made of: the KV secret (rotated first when its rotation is due)
-        and the decrypted values, with the namespace as transit context."""
-        found, rotation = (None, None) if spec.path is None else self._kv(client, spec, request)
+        """What the Secret is made of: the decrypted values, with the namespace as transit
+        context, and the KV secret (rotated first when its rotation is due). Decrypted first:
+        a value that fails stops the sync before a rotation writes to Vault."""
         decrypted: dict[str, bytes] = {}
         if spec.encrypted is not None:
             enc = spec.encrypted
             decrypted = transit.decrypt(
                 client, enc.mount, enc.key, enc.data, context_for(namespace)
             )
+        found, rotation = (None, None) if spec.path is None else self._kv(client, spec, request)
         return Sources(found, rotation, decrypted)
 
     def _kv(

@@ -69,10 +69,10 @@ class VaultTransitKeyReconciler:
     def _target(self, raw: Mapping[str, Any], object_name: str, view: View) -> tuple[str, ...]:
         """Which key an object's spec declares: (its VaultConnection, mount, key name)."""
         auth_ref = str(raw.get("authRef") or "default")
+        operator_namespace = self.identities.operator_namespace
         try:
-            connection = find_auth(self.identities.operator_namespace, auth_ref, view.auths, None)[
-                1
-            ].connection_ref
+            _, auth = find_auth(operator_namespace, auth_ref, view.auths, None)
+            connection = auth.connection_ref
         except SyncError:
             connection = f"authRef {auth_ref}"
         mount = str(raw.get("mount") or DEFAULT_MOUNT)
