@@ -1,6 +1,7 @@
 """Transit against a real OpenBao: keys kept as declared (every key type created, adoption,
 drift repair, fixed settings and min versions refused, a schedule that rotates once per due
-time), deletion, and the batches of encrypt, decrypt and rewrap with their failures."""
+time), deletion, the batches of encrypt, decrypt and rewrap with their failures, and the
+`vaultsync encrypt` and `rewrap` commands."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any
 
 import hvac
 import pytest
+import yaml
 
 from e2e.harness.openbao import OpenBao
 from vaultsync.api.transit import KeyType, VaultTransitKeySpec, context_for
+from vaultsync.transit import commands
 from vaultsync.transit.keys import KeyResult, converge
+from vaultsync.transit.manifests import ManifestError, from_pairs
 from vaultsync.vault import transit
 from vaultsync.vault.transit import DecryptDenied, DecryptFailed, TransitKeyNotFound
 
@@ -210,3 +214,28 @@ def test_decrypt_is_denied_without_the_grant(vault: hvac.Client, name: str) -> N
         transit.decrypt(other, MOUNT, name, sealed, CONTEXT)
     allowed = limited_token(vault, f'path "{MOUNT}/decrypt/{name}" {{ capabilities = ["update"] }}')
     assert transit.decrypt(allowed, MOUNT, name, sealed, CONTEXT) == {"K": b"v"}
+
+
+def test_the_encrypt_and_rewrap_commands(vault: hvac.Client, name: str) -> None:
+    keep(vault, name, spec(derived=True))
+    secret = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: api, namespace: team-a}\n"
+        "stringData: {TOKEN: command-plaintext}\n"
+    )
+    text = commands.encrypt(vault, commands.plain_input(secret, []), key=name)
+    assert "command-plaintext" not in text
+    [doc] = yaml.safe_load_all(text)
+    sealed = doc["spec"]["encrypted"]["data"]
+    assert transit.decrypt(vault, MOUNT, name, sealed, CONTEXT) == {"TOKEN": b"command-plaintext"}
+    with pytest.raises(ManifestError, match="no transit key"):
+        commands.encrypt(vault, from_pairs(["K=v"]), key=f"{name}-none", name="a", namespace="b")
+    assert transit.read_key(vault, MOUNT, f"{name}-none") is None  # not created on the way
+
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"
+    out = list(yaml.safe_load_all(commands.rewrap(vault, text + "---\n" + other)))
+    assert out[1] == yaml.safe_load(other)
+    fresh = out[0]["spec"]["encrypted"]["data"]
+    assert fresh["TOKEN"].startswith("vault:v2:")
+    assert {**out[0], "spec": None} == {**doc, "spec": None}
+    assert transit.decrypt(vault, MOUNT, name, fresh, CONTEXT) == {"TOKEN": b"command-plaintext"}
