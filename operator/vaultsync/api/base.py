@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from vaultsync.runtime.errors import SyncError
@@ -56,6 +56,21 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
     )
+
+
+class CheckedModel(Model):
+    """A model with rules across its fields (the CEL rules of its schema, in Python): the first
+    problem that problems() names refuses it."""
+
+    def problems(self) -> list[str]:
+        return []
+
+    @model_validator(mode="after")
+    def _no_problems(self) -> Self:
+        found = self.problems()
+        if found:
+            raise ValueError(found[0])
+        return self
 
 
 class Condition(Model):

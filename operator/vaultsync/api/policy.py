@@ -14,7 +14,14 @@ from typing import Annotated, Self
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
+from vaultsync.api.base import (
+    CheckedModel,
+    ConditionedStatus,
+    DeletionPolicy,
+    Duration,
+    K8sName,
+    Model,
+)
 from vaultsync.api.names import (
     LABEL_KEY_CHECKS,
     NOT_A_DOT_SEGMENT,
@@ -203,7 +210,7 @@ class KubernetesRole(Model):
         return self
 
 
-class VaultPolicySpec(Model):
+class VaultPolicySpec(CheckedModel):
     """The policy (and role) to keep in Vault, once or per matching namespace."""
 
     auth_ref: K8sName = Field(
@@ -251,12 +258,8 @@ class VaultPolicySpec(Model):
         "deleted (adopted ones are kept). Retain: leave everything in Vault.",
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        problems = spec_problems(self)
-        if problems:
-            raise ValueError(problems[0])
-        return self
+    def problems(self) -> list[str]:
+        return spec_problems(self)
 
     def uses_placeholder(self) -> bool:
         texts = [self.policy_name, self.hcl or "", *(r.path for r in self.rules or [])]

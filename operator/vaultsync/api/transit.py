@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from vaultsync.api.base import (
+    CheckedModel,
     ConditionedStatus,
     DeletionPolicy,
     Duration,
@@ -156,7 +157,7 @@ VAULT_TRANSIT_KEY_RULES = [
 """CEL rules of VaultTransitKey's spec; the transition rules (oldSelf) run on updates only."""
 
 
-class VaultTransitKeySpec(Model):
+class VaultTransitKeySpec(CheckedModel):
     """The transit key to keep in Vault, as declared."""
 
     auth_ref: K8sName = Field(
@@ -238,12 +239,8 @@ class VaultTransitKeySpec(Model):
         "ciphertext made with it, anywhere, can never be decrypted again.",
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        problems = spec_problems(self)
-        if problems:
-            raise ValueError(problems[0])
-        return self
+    def problems(self) -> list[str]:
+        return spec_problems(self)
 
     def name_in_vault(self, object_name: str) -> str:
         return self.key_name if self.key_name is not None else object_name
