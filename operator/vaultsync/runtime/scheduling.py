@@ -12,7 +12,6 @@ once: memory grew with the number of objects, not with the work in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import random
@@ -171,11 +170,15 @@ class Scheduler:
                 if entry is None or entry.due != due or entry.running:
                     continue  # forgotten, rescheduled since, or running (it runs again after)
                 self._start(entry)
-            timeout = None
+            # a timer that sets the event, not wait_for: that would cost a task per turn
+            timer = None
             if self._heap and self._running < self._concurrency:
-                timeout = max(0.0, self._heap[0][0] - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                timer = loop.call_at(self._heap[0][0], self._changed.set)
+            try:
+                await self._changed.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _start(self, entry: Entry) -> None:
         entry.running, entry.due = True, None
