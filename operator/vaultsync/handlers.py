@@ -47,6 +47,7 @@ from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.sharding import Sharding, shard_of
 from vaultsync.runtime.view import Namespaces, View
 from vaultsync.secrets.destination import MANAGED_LABEL, drifted, owner_of
+from vaultsync.secrets.dynamic import VaultDynamicSecretReconciler
 from vaultsync.secrets.pki import VaultPKISecretReconciler, until_renewal
 from vaultsync.secrets.reconciler import ROTATE_ANNOTATION, VaultSecretReconciler
 from vaultsync.transit.reconciler import VaultTransitKeyReconciler
@@ -146,6 +147,13 @@ KINDS = [
         "vaultpkisecret",
         "vaultpkisecrets",
         VaultPKISecretReconciler,
+        healthy_wait=_until_renewal,
+        cleanup=True,
+    ),
+    Kind(
+        "vaultdynamicsecret",
+        "vaultdynamicsecrets",
+        VaultDynamicSecretReconciler,
         healthy_wait=_until_renewal,
         cleanup=True,
     ),
@@ -541,8 +549,8 @@ async def managed_secret_changed(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
     """A Secret we write was edited, deleted or unlabelled: the object that writes it (a
-    VaultSecret, a VaultPKISecret) repairs it now. Every version seen is kept (kube.secrets)
-    for reconciles to compare with."""
+    VaultSecret, a VaultPKISecret, a VaultDynamicSecret) repairs it now. Every version seen is
+    kept (kube.secrets) for reconciles to compare with."""
     secret = copy.deepcopy(dict(body))
     ctx: Context = memo.ctx
     seen = ctx.kube.secrets

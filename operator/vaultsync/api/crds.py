@@ -23,9 +23,15 @@ from vaultsync.api.audit import (
 )
 from vaultsync.api.auth import VAULT_AUTH_RULES, VaultAuthSpec, VaultAuthStatus
 from vaultsync.api.connection import VaultConnectionSpec, VaultConnectionStatus
+from vaultsync.api.dynamic import VaultDynamicSecretSpec, VaultDynamicSecretStatus
 from vaultsync.api.pki import VaultPKISecretSpec, VaultPKISecretStatus
 from vaultsync.api.policy import VAULT_POLICY_RULES, VaultPolicySpec, VaultPolicyStatus
-from vaultsync.api.secret import VAULT_SECRET_RULES, VaultSecretSpec, VaultSecretStatus
+from vaultsync.api.secret import (
+    SHAPE_RULES,
+    VAULT_SECRET_RULES,
+    VaultSecretSpec,
+    VaultSecretStatus,
+)
 from vaultsync.api.transit import (
     VAULT_TRANSIT_KEY_RULES,
     VaultTransitKeySpec,
@@ -140,6 +146,29 @@ KINDS: list[Kind] = [
             *READY_COLUMNS,
             {"name": "Expires", "type": "string", "jsonPath": ".status.notAfter"},
             {"name": "Renewal", "type": "string", "jsonPath": ".status.nextRenewal"},
+        ],
+    ),
+    Kind(
+        kind="VaultDynamicSecret",
+        plural="vaultdynamicsecrets",
+        scope="Namespaced",
+        description="Reads a leased credential of Vault/OpenBao (a database engine's "
+        "creds/<role>, or static-creds/<role> whose password Vault rotates), with the tenant's "
+        "own identity, into one Kubernetes Secret of its namespace, shaped like a VaultSecret's. "
+        "Renews the lease while Vault extends it, issues a new credential before it ends, "
+        "restarts the workloads that use the Secret once per new credential and revokes the "
+        "old lease after a grace period; revokes its lease when deleted. A failure keeps the "
+        "Secret as it is.",
+        spec=VaultDynamicSecretSpec,
+        status=VaultDynamicSecretStatus,
+        short_names=["vdyn"],
+        rules=SHAPE_RULES,
+        columns=[
+            {"name": "Path", "type": "string", "jsonPath": ".spec.path"},
+            {"name": "Secret", "type": "string", "jsonPath": ".spec.destination.name"},
+            *READY_COLUMNS,
+            {"name": "Lease Expiry", "type": "string", "jsonPath": ".status.leaseExpiry"},
+            {"name": "Next", "type": "string", "jsonPath": ".status.nextRenewal"},
         ],
     ),
     Kind(

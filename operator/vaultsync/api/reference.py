@@ -20,6 +20,7 @@ GUIDES = {
     "VaultAuth": ("VaultConnection and VaultAuth", "connections-and-auth.md"),
     "VaultSecret": ("VaultSecret", "vaultsecret.md"),
     "VaultPKISecret": ("VaultPKISecret", "vaultpkisecret.md"),
+    "VaultDynamicSecret": ("VaultDynamicSecret", "vaultdynamicsecret.md"),
     "VaultPolicy": ("VaultPolicy", "vaultpolicy.md"),
     "VaultAuditDevice": ("VaultAuditDevice", "vaultauditdevice.md"),
     "VaultTransitKey": ("Transit", "transit.md"),
@@ -36,9 +37,9 @@ Every kind, field, default and validation rule of `{api}`, as the CRDs carry the
 (`kubectl explain <kind>.spec.<field>` shows the same descriptions). How things behave, with
 examples and the reasons a condition can give, is in the guides:
 [VaultConnection and VaultAuth](connections-and-auth.md), [VaultSecret](vaultsecret.md),
-[VaultPKISecret](vaultpkisecret.md), [VaultPolicy](vaultpolicy.md),
-[VaultAuditDevice](vaultauditdevice.md), [Transit](transit.md) (VaultTransitKey and encrypted
-values in VaultSecrets).
+[VaultPKISecret](vaultpkisecret.md), [VaultDynamicSecret](vaultdynamicsecret.md),
+[VaultPolicy](vaultpolicy.md), [VaultAuditDevice](vaultauditdevice.md), [Transit](transit.md)
+(VaultTransitKey and encrypted values in VaultSecrets).
 
 No field has a default in the schema itself (what you apply is what the API server stores);
 the defaults below are what the operator uses when a field is absent. The API server checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Protocol
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -46,8 +47,8 @@ class KeyMapping(Model):
         alias="from",
         min_length=1,
         max_length=253,
-        description="Key in the KV data (KeyNotFound when the data lacks it). Without to it is "
-        "the Secret key too, so it must be a valid one.",
+        description="Key in the Vault data (KeyNotFound when the data lacks it). Without to it "
+        "is the Secret key too, so it must be a valid one.",
     )
     to: SecretKey | None = Field(
         default=None,
@@ -57,7 +58,7 @@ class KeyMapping(Model):
     )
     decode_base64: bool = Field(
         default=False,
-        description="The KV value is base64: store the decoded bytes (binary data); a value "
+        description="The Vault value is base64: store the decoded bytes (binary data); a value "
         "that is not valid base64 is InvalidBase64.",
     )
 
@@ -72,6 +73,45 @@ class KeyMapping(Model):
     def target(self) -> str:
         """The Secret key this entry writes."""
         return self.to if self.to is not None else self.from_
+
+
+Keys = Annotated[
+    list[KeyMapping],
+    Field(
+        max_length=256,
+        description="The keys of the Vault data to copy, maybe renamed; no two may write the "
+        "same Secret key. Empty: every key, or with a template only the template's keys.",
+    ),
+]
+Template = Annotated[
+    dict[SecretKey, str],
+    Field(
+        max_length=64,
+        json_schema_extra=cel_on_keys(SECRET_KEY_CHECKS, "template keys"),
+        description="Secret keys rendered by a sandboxed Jinja2 template over the Vault data: "
+        "each of its keys is a variable and data the whole map; filters b64encode, b64decode "
+        "and tojson. A template that fails is TemplateError.",
+    ),
+]
+
+
+class Shape(Protocol):
+    """How a spec shapes Vault data into Secret data (VaultSecret, VaultDynamicSecret)."""
+
+    @property
+    def keys(self) -> list[KeyMapping]: ...
+
+    @property
+    def template(self) -> dict[str, str]: ...
+
+
+def check_shape(keys: list[KeyMapping], template: dict[str, str]) -> None:
+    """What SHAPE_RULES say, for objects an older API server let through."""
+    targets = [k.target for k in keys]
+    if len(targets) != len(set(targets)):
+        raise ValueError(MESSAGES["unique_keys"])
+    if set(targets) & set(template):
+        raise ValueError(MESSAGES["keys_and_template"])
 
 
 class SecretDestination(Model):
@@ -171,20 +211,8 @@ class VaultSecretSpec(Model):
         "when the spec changes, the annotation vaultsync.io/refresh gets a new value or the "
         "Secret is edited or deleted.",
     )
-    keys: list[KeyMapping] = Field(
-        default_factory=list,
-        max_length=256,
-        description="The KV keys to copy, maybe renamed; no two may write the same Secret key. "
-        "Empty: every KV key, or with a template only the template's keys.",
-    )
-    template: dict[SecretKey, str] = Field(
-        default_factory=dict,
-        max_length=64,
-        json_schema_extra=cel_on_keys(SECRET_KEY_CHECKS, "template keys"),
-        description="Secret keys rendered by a sandboxed Jinja2 template over the KV data: "
-        "each KV key is a variable and data the whole map; filters b64encode, b64decode and "
-        "tojson. A template that fails is TemplateError.",
-    )
+    keys: Keys = Field(default_factory=list)
+    template: Template = Field(default_factory=dict)
     destination: Destination = Field(
         description="The Kubernetes Secret written, in the VaultSecret's namespace."
     )
@@ -208,11 +236,7 @@ class VaultSecretSpec(Model):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> VaultSecretSpec:
-        targets = [k.target for k in self.keys]
-        if len(targets) != len(set(targets)):
-            raise ValueError(MESSAGES["unique_keys"])
-        if set(targets) & set(self.template):
-            raise ValueError(MESSAGES["keys_and_template"])
+        check_shape(self.keys, self.template)
         if self.rotation is not None and self.version != 0:
             raise ValueError(MESSAGES["rotation_latest"])
         if self.path is None and self.encrypted is None:
@@ -237,7 +261,7 @@ MESSAGES = {
 }
 
 
-VAULT_SECRET_RULES = [
+SHAPE_RULES = [
     {
         "rule": "!has(self.keys) || self.keys.all(a, self.keys.exists_one(b, "
         "(has(b.to) ? b.to : b.from) == (has(a.to) ? a.to : a.from)))",
@@ -248,6 +272,11 @@ VAULT_SECRET_RULES = [
         "!self.keys.exists(k, (has(k.to) ? k.to : k.from) in self.template)",
         "message": MESSAGES["keys_and_template"],
     },
+]
+"""The rules on keys and template of every spec that shapes Vault data into a Secret."""
+
+VAULT_SECRET_RULES = [
+    *SHAPE_RULES,
     {
         "rule": "!has(self.rotation) || !has(self.version) || self.version == 0",
         "message": MESSAGES["rotation_latest"],

@@ -49,6 +49,28 @@ CERTIFICATE_EXPIRY = Gauge(
     "When the certificate a VaultPKISecret's Secret holds expires (its notAfter, Unix time).",
     ["namespace", "name"],
 )
+LEASE_EXPIRY = Gauge(
+    "vaultsync_lease_expiry_timestamp_seconds",
+    "When the lease of the credential a VaultDynamicSecret's Secret holds runs out unless "
+    "renewed (a static role: its next rotation; Unix time).",
+    ["namespace", "name"],
+)
+CREDENTIALS_ISSUED = Counter(
+    "vaultsync_dynamic_credentials_issued_total",
+    "Leased credentials VaultDynamicSecrets issued (a static role's reads not counted).",
+)
+LEASE_RENEWALS = Counter(
+    "vaultsync_lease_renewals_total",
+    "Lease renewals of VaultDynamicSecrets, by result: renewed, capped (Vault gave less than "
+    "asked: the credential's end is near), or the reason it failed.",
+    ["result"],
+)
+LEASE_REVOCATIONS = Counter(
+    "vaultsync_lease_revocations_total",
+    "Lease revocations of VaultDynamicSecrets (replaced credentials, deletions, credentials "
+    "of a failed reconcile), by result: revoked, or the reason it failed.",
+    ["result"],
+)
 
 VAULT_LOGIN_FAILURES = Counter(
     "vaultsync_vault_login_failures_total",

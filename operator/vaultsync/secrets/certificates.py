@@ -11,13 +11,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from vaultsync.secrets.renewal import Lifetime
+from vaultsync.secrets.renewal import rfc3339 as rfc3339
 from vaultsync.vault.pki import CertificateRequest, IssuedCertificate
 
 CERT_KEY = "tls.crt"
@@ -104,7 +105,3 @@ def request_digest(auth_ref: str, mount: str, role: str, wanted: CertificateRequ
     """Who asks what of which role: a new value means the certificate must be issued again."""
     text = json.dumps([auth_ref, mount, role, wanted.payload()], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

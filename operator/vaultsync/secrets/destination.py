@@ -33,6 +33,7 @@ OWNER_ANNOTATION = "vaultsync.io/vaultsecret"
 OWNER_ANNOTATIONS = {
     "VaultSecret": OWNER_ANNOTATION,
     "VaultPKISecret": "vaultsync.io/vaultpkisecret",
+    "VaultDynamicSecret": "vaultsync.io/vaultdynamicsecret",
 }
 """The annotation naming a Secret's writer, by the kind that writes it."""
 HASH_ANNOTATION = "vaultsync.io/data-hash"

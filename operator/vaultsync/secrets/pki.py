@@ -47,16 +47,17 @@ from vaultsync.secrets.certificates import (
 )
 from vaultsync.secrets.certificates import parse as parse_certificate
 from vaultsync.secrets.destination import Action, Owner, drifted, is_managed_by, plan
-from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
+from vaultsync.secrets.writer import (
+    REVOKE_PATIENCE,
+    TenantSecretReconciler,
+    deleting_for,
+    needs_release,
+)
 from vaultsync.vault import pki
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import VaultError
 
 KIND = "VaultPKISecret"
-REVOKE_PATIENCE = 600.0
-"""Seconds a deletion with revokeOnDelete keeps retrying a revocation that fails for a reason
-that may heal (Vault down); after that, or at once for one that will not heal, the deletion
-finishes without it and says so in a Warning Event: a deletion always finishes."""
 log = logging.getLogger(__name__)
 
 
@@ -133,12 +134,8 @@ def why_issue(
 
 def until_renewal(status: Mapping[str, Any], now: datetime | None = None) -> float | None:
     """Seconds until status.nextRenewal, or None when there is none in the future."""
-    text = status.get("nextRenewal")
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
+    moment = renewal.parse_time(status.get("nextRenewal"))
+    if moment is None:
         return None
     left = (moment - (now or datetime.now(UTC))).total_seconds()
     return left if left > 0 else None
@@ -311,21 +308,9 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             identity = self.identities.tenant(meta["namespace"], spec.auth_ref, view)
             with_client(self.sessions, identity, lambda c: pki.revoke(c, spec.mount, serial))
         except SyncError as exc:
-            if exc.retryable and _deleting_for(body) < REVOKE_PATIENCE:
+            if exc.retryable and deleting_for(body) < REVOKE_PATIENCE:
                 raise
             message = f"certificate {serial} was not revoked, the deletion goes on: {exc}"
             events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
             return message
         return f"revoked certificate {serial}"
-
-
-def _deleting_for(body: Mapping[str, Any]) -> float:
-    """Seconds since the object's deletion was asked for."""
-    text = body["metadata"].get("deletionTimestamp")
-    if not text:
-        return 0.0
-    try:
-        since = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (datetime.now(UTC) - since).total_seconds()

@@ -1,5 +1,5 @@
-"""KV data and decrypted values -> Secret data: key selection, renaming, base64 decoding,
-templates.
+"""Vault data (VaultSecret's KV data and decrypted values, VaultDynamicSecret's credentials)
+-> Secret data: key selection, renaming, base64 decoding, templates.
 
 Pure functions. Errors name keys and reasons, never values: a message that
 could quote a value (template errors) is redacted before it leaves this module.
@@ -16,7 +16,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vaultsync.api.names import secret_key_problem
-from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.api.secret import Shape
 from vaultsync.runtime.errors import SyncError
 
 MAX_SECRET_BYTES = 1024 * 1024
@@ -67,7 +67,7 @@ def _check_key(key: str) -> None:
         raise RenderError("InvalidKey", f"{key[:60]!r} is not a valid Secret key: it {problem}")
 
 
-def _selected(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
+def _selected(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if not spec.keys:
         if spec.template:
@@ -94,7 +94,7 @@ def _selected(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def _templated(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
+def _templated(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     context = {**data, "data": data}
     for key, source in spec.template.items():
@@ -108,7 +108,7 @@ def _templated(spec: VaultSecretSpec, data: dict[str, Any]) -> dict[str, bytes]:
 
 
 def render(
-    spec: VaultSecretSpec, data: dict[str, Any], decrypted: dict[str, bytes] | None = None
+    spec: Shape, data: dict[str, Any], decrypted: dict[str, bytes] | None = None
 ) -> dict[str, bytes]:
     """The Secret's data for spec from the KV data and the decrypted values of
     spec.encrypted (data key -> plaintext), which are written as they are and are template

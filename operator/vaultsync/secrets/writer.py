@@ -1,5 +1,5 @@
 """Writing and releasing a destination Secret: what every kind that writes a Secret does with
-the plans of destination.py (VaultSecret, VaultPKISecret).
+the plans of destination.py (VaultSecret, VaultPKISecret, VaultDynamicSecret).
 
 A write is planned from the watch's copy of our Secrets first, so a refresh that changes
 nothing costs no API request; every decision that fails or writes over a Secret not known to
@@ -9,6 +9,7 @@ be ours rests on a fresh read. A release applies the deletion policy, and always
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from vaultsync.api.base import DeletionPolicy
@@ -19,6 +20,7 @@ from vaultsync.kube.api import Kube
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.settings import Settings
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
+from vaultsync.secrets.renewal import parse_time
 from vaultsync.secrets.restarts import Restarts
 from vaultsync.vault.sessions import Sessions
 
@@ -28,6 +30,18 @@ def apply(kube: Kube, namespace: str, step: Plan) -> None:
         secrets.create(kube, namespace, step.body)
     elif step.action is Action.REPLACE:
         secrets.replace(kube, namespace, step.body)
+
+
+REVOKE_PATIENCE = 600.0
+"""Seconds a deletion keeps retrying a revocation in Vault that fails for a reason that may
+heal (Vault down); after that, or at once for one that will not heal, the deletion finishes
+without it and says so in a Warning Event: a deletion always finishes."""
+
+
+def deleting_for(body: Mapping[str, Any]) -> float:
+    """Seconds since the object's deletion was asked for."""
+    since = parse_time(body["metadata"].get("deletionTimestamp"))
+    return 0.0 if since is None else (datetime.now(UTC) - since).total_seconds()
 
 
 def needs_release(dest: SecretDestination) -> bool:
@@ -121,7 +135,7 @@ class SecretWriter:
 
 class TenantSecretReconciler:
     """What a reconciler of a kind that writes a Secret with the tenant's own Vault identity
-    holds (VaultSecret, VaultPKISecret); one instance per operator."""
+    holds (VaultSecret, VaultPKISecret, VaultDynamicSecret); one instance per operator."""
 
     def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
         self.kube = kube

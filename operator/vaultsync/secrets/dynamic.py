@@ -1,0 +1,357 @@
+"""VaultDynamicSecret reconciliation: a leased credential (a database engine's creds/<role>,
+or a static role's static-creds/<role>) -> a Kubernetes Secret, shaped like a VaultSecret's.
+
+The lease is renewed at renewalPercent of its duration while Vault extends it; when Vault no
+longer does (max_ttl), a new credential is issued, the Secret gets it in one write, the
+restart targets roll once (their trigger is the HMAC of the data), and the old lease is
+revoked after revokeGracePeriod. The Secret's annotation (leased.py) and status say which
+lease is held and what is still to revoke, so a restarted operator re-uses the live lease:
+no new credential, no revocation, no rollout. A lease Vault no longer knows is replaced.
+
+Never loses data: every failure happens before the single Secret write and leaves the Secret
+as it was; a credential issued in a reconcile that then fails is revoked at once. The tenant's
+own identity reads, renews and revokes. Credentials go from Vault's answer into the Secret's
+data and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hvac
+
+from vaultsync.api.base import DeletionPolicy, parse, parse_duration
+from vaultsync.api.dynamic import VaultDynamicSecretSpec
+from vaultsync.api.secret import Destination
+from vaultsync.kube import events, hmackey, secrets
+from vaultsync.runtime import metrics
+from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.outcome import Outcome, Result
+from vaultsync.runtime.scheduling import sooner
+from vaultsync.runtime.view import View
+from vaultsync.secrets import leased, renewal
+from vaultsync.secrets.destination import Action, Owner, plan
+from vaultsync.secrets.digest import keyed_digest
+from vaultsync.secrets.leased import Decision, Held, Lease, Pending, Record, Step
+from vaultsync.secrets.render import render
+from vaultsync.secrets.renewal import Lifetime, rfc3339
+from vaultsync.secrets.writer import (
+    REVOKE_PATIENCE,
+    TenantSecretReconciler,
+    deleting_for,
+    needs_release,
+)
+from vaultsync.vault import leases
+from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.leases import LeaseGone
+from vaultsync.vault.sessions import Identity
+
+KIND = "VaultDynamicSecret"
+REVOKE_RETRY = 10.0
+"""Seconds before a failed revocation of a replaced lease is tried again."""
+log = logging.getLogger(__name__)
+
+
+def parse_spec(raw: Any) -> VaultDynamicSecretSpec:
+    """The validated spec, or a non-retryable InvalidSpec error naming the first problem."""
+    return parse(VaultDynamicSecretSpec, raw)
+
+
+def destination(spec: VaultDynamicSecretSpec, record: Record | None) -> Destination:
+    """The Secret as destination.py plans it, with the lease record among the annotations
+    vaultsync keeps."""
+    if record is None:
+        return spec.destination
+    annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: record.text()}
+    return spec.destination.model_copy(update={"annotations": annotations})
+
+
+class VaultDynamicSecretReconciler(TenantSecretReconciler):
+    """Everything a VaultDynamicSecret reconcile needs; one instance per operator."""
+
+    kind = KIND
+    plural = "vaultdynamicsecrets"
+
+    def _current(self, namespace: str, name: str, lease_id: str | None) -> dict[str, Any] | None:
+        """The Secret, from the watch's copy when that holds the lease status names; else
+        read: a decision to issue never rests on a copy that may be stale."""
+        seen = self.kube.secrets.get(namespace, name)
+        annotations = ((seen or {}).get("metadata") or {}).get("annotations") or {}
+        record = leased.Record.parse(annotations.get(leased.LEASE_ANNOTATION))
+        if lease_id is not None and record is not None and record.lease_id == lease_id:
+            return seen
+        return secrets.read(self.kube, namespace, name)
+
+    def _identity(self, body: Mapping[str, Any], view: View, auth_ref: str) -> Identity:
+        return self.identities.tenant(body["metadata"]["namespace"], auth_ref, view)
+
+    def sync(self, body: Mapping[str, Any], view: View) -> Result:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status = body.get("status") or {}
+        fields: dict[str, Any] = {}
+        held: Held | str = "the spec is invalid"
+        fresh: leases.Credential | None = None
+        try:
+            spec = parse_spec(body.get("spec"))
+            owner = Owner(name, namespace, meta["uid"], kind=KIND)
+            key = hmackey.shared(self.kube, self.namespace)
+            request = leased.request_digest(spec)
+            current = self._current(namespace, spec.destination.name, status.get("leaseID"))
+            held = leased.kept(current, owner, key)
+            now = datetime.now(UTC)
+            lease = leased.lease_of(status, held.record) if isinstance(held, Held) else None
+            decision = leased.decide(held, request, lease, spec.renewal_percent, now)
+            identity = self._identity(body, view, spec.auth_ref)
+            if decision.step is Step.RENEW:
+                assert isinstance(held, Held)
+                lease, decision = self._renew(identity, held.record, lease, spec, fields)
+            to_revoke = leased.pending(held, status, None)
+            if decision.step is Step.ISSUE:
+                # what the write would refuse (a foreign Secret, Merge without one) is found
+                # before a credential is issued for nothing
+                plan(current, spec.destination, owner, {}, key=key)
+                fresh = self._issue(identity, spec)
+                data = render(spec, fresh.data)
+                grace = parse_duration(spec.revoke_grace_period)
+                known = {decision.gone, *(p.lease_id for p in to_revoke)}
+                to_revoke += tuple(
+                    p for p in leased.replaced(held, status, grace, now) if p.lease_id not in known
+                )
+                record = leased.new_record(held, fresh, request, keyed_digest(key, data), now)
+                end = now + timedelta(seconds=fresh.ttl)
+                lease = Lease(Lifetime(now, end), None if fresh.renewable else end)
+                fields["lastIssueTime"] = rfc3339(now)
+                fields["lastRenewalTime"] = None
+                log.info(
+                    "%s %s/%s: read %s: %s",
+                    KIND,
+                    namespace,
+                    name,
+                    f"a credential with lease {fresh.lease_id}"
+                    if fresh.leased
+                    else "a static role",
+                    decision.why,
+                )
+            else:
+                assert isinstance(held, Held)
+                record, data = held.record, held.data
+            to_revoke = tuple(p for p in to_revoke if p.lease_id != record.lease_id)
+            still, failed = self._revoke_due(body, identity, to_revoke, now, fresh is not None)
+            record = leased.with_revoke(record, still)
+            dest = destination(spec, record)
+            previous, step = self.writer.write(namespace, dest, owner, data, key)
+            self.writer.release_renamed(body, dest, owner)
+        except SyncError as exc:
+            if fresh is not None and fresh.lease_id:
+                self._revoke_quietly(body, view, fresh.lease_id)
+            return Result(self._failed(exc, held), fields)
+        if fresh is not None and fresh.leased:
+            metrics.CREDENTIALS_ISSUED.inc()
+        assert lease is not None
+        next_at = self._observe(body, record, lease, spec, still, fields, dest.name)
+        restarted = self.restarts.after_sync(body, spec, key, previous, data)  # never fails
+        waits = [renewal.wait(next_at, datetime.now(UTC)), restarted.wake_after]
+        if still:
+            first = min(p.at for p in still)
+            waits.append(REVOKE_RETRY if failed else renewal.wait(first, datetime.now(UTC)))
+        holds = f"lease {record.lease_id}" if record.lease_id else "the static role's password"
+        message = f"Secret {dest.name!r} holds the credential of {holds}; next: {rfc3339(next_at)}"
+        return Result(
+            Outcome(
+                True,
+                "Leased",
+                message,
+                written=step.action is not Action.NONE,
+                wake_after=sooner(*waits),
+                conditions=(restarted.condition,),
+            ),
+            {k: v for k, v in fields.items() if v is not None or k in status},
+        )
+
+    def _issue(self, identity: Identity, spec: VaultDynamicSecretSpec) -> leases.Credential:
+        return with_client(self.sessions, identity, lambda c: leases.read(c, spec.mount, spec.path))
+
+    def _renew(
+        self,
+        identity: Identity,
+        record: Record,
+        lease: Lease | None,
+        spec: VaultDynamicSecretSpec,
+        fields: dict[str, Any],
+    ) -> tuple[Lease, Decision]:
+        """Renew the lease for its issue duration; what to do after (a lease Vault no longer
+        knows, or that ends now: issue)."""
+        now = datetime.now(UTC)
+
+        def renew(client: hvac.Client) -> leases.Renewed:
+            return leases.renew(client, record.lease_id, record.ttl)
+
+        try:
+            got = with_client(self.sessions, identity, renew)
+        except LeaseGone as exc:
+            metrics.LEASE_RENEWALS.labels(exc.reason).inc()
+            why = f"Vault no longer knows lease {record.lease_id} ({exc})"
+            gone = Decision(Step.ISSUE, why, gone=record.lease_id)
+            return lease or Lease(Lifetime(now, now), None), gone
+        except SyncError as exc:
+            metrics.LEASE_RENEWALS.labels(exc.reason).inc()
+            raise
+        life = Lifetime(now, now + timedelta(seconds=got.ttl))
+        after = leased.renewed(life, record.ttl, got.ttl, got.renewable)
+        metrics.LEASE_RENEWALS.labels("capped" if after.credential_end else "renewed").inc()
+        fields["lastRenewalTime"] = rfc3339(now)
+        held = Held(record, {})
+        decision = leased.decide(held, record.request, after, spec.renewal_percent, now)
+        return after, decision
+
+    def _revoke_due(
+        self,
+        body: Mapping[str, Any],
+        identity: Identity,
+        pending: tuple[Pending, ...],
+        now: datetime,
+        issued: bool,
+    ) -> tuple[tuple[Pending, ...], bool]:
+        """Revoke the pending leases whose time has come (not in a reconcile that issued: the
+        Secret is written first); (those left, whether a revocation failed)."""
+        if issued:
+            return pending, False
+        left: list[Pending] = []
+        failed = False
+        for item in pending:
+            if item.at > now:
+                left.append(item)
+                continue
+            try:
+                self._revoke(identity, item.lease_id)
+            except SyncError as exc:
+                failed = True
+                left.append(item)
+                message = (
+                    f"lease {item.lease_id} of a replaced credential is not revoked yet: {exc}"
+                )
+                log.warning("%s: %s", KIND, message)
+                events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
+        return tuple(left), failed
+
+    def _revoke(self, identity: Identity, lease_id: str) -> None:
+        try:
+            with_client(self.sessions, identity, lambda c: leases.revoke(c, lease_id))
+        except SyncError as exc:
+            metrics.LEASE_REVOCATIONS.labels(exc.reason).inc()
+            raise
+        metrics.LEASE_REVOCATIONS.labels("revoked").inc()
+
+    def _revoke_quietly(self, body: Mapping[str, Any], view: View, lease_id: str) -> None:
+        """A credential issued in a reconcile that failed before the Secret held it: revoked
+        at once (if that fails too, its lease expires unrenewed)."""
+        try:
+            spec = parse_spec(body.get("spec"))
+            self._revoke(self._identity(body, view, spec.auth_ref), lease_id)
+        except SyncError as exc:
+            log.warning("%s: lease %s of an unused credential: %s", KIND, lease_id, exc)
+
+    def _observe(
+        self,
+        body: Mapping[str, Any],
+        record: Record,
+        lease: Lease,
+        spec: VaultDynamicSecretSpec,
+        still: tuple[Pending, ...],
+        fields: dict[str, Any],
+        secret: str,
+    ) -> datetime:
+        """Status fields and the expiry metric of the lease the Secret holds; when it is due."""
+        meta = body["metadata"]
+        now = datetime.now(UTC)
+        due = leased.decide(Held(record, {}), record.request, lease, spec.renewal_percent, now)
+        at = due.at or now
+        end = lease.credential_end
+        if not record.lease_id:
+            end = lease.life.end
+        fields.update(
+            leaseID=record.lease_id,
+            leaseDuration=record.ttl,
+            leaseExpiry=rfc3339(lease.life.end),
+            credentialExpiry=None if end is None else rfc3339(end),
+            nextRenewal=rfc3339(at),
+            pendingRevocations=[p.status() for p in still],
+            secretName=secret,
+        )
+        metrics.LEASE_EXPIRY.labels(meta["namespace"], meta["name"]).set(lease.life.end.timestamp())
+        return at
+
+    @staticmethod
+    def _failed(error: SyncError, held: Held | str) -> Outcome:
+        """Ready=False; the message says what the Secret keeps meanwhile."""
+        outcome = Outcome.failed(error)
+        if not isinstance(held, Held):
+            return outcome
+        lease = held.record.lease_id or "the static role's password"
+        return Outcome(
+            False,
+            outcome.reason,
+            f"{outcome.message}; the Secret keeps the credential of lease {lease}",
+            retryable=outcome.retryable,
+        )
+
+    def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
+        """Always: a lease to revoke (deletionPolicy Delete), or a Secret to release."""
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SyncError:
+            return False  # it never issued anything
+        revokes = spec.destination.deletion_policy is DeletionPolicy.DELETE
+        return revokes or needs_release(spec.destination)
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        super().forget(body)
+        meta = body["metadata"]
+        with contextlib.suppress(KeyError):  # never set: it never held a lease
+            metrics.LEASE_EXPIRY.remove(meta["namespace"], meta["name"])
+
+    def cleanup(self, body: Mapping[str, Any], view: View) -> str:
+        """Revoke the lease and those pending (deletionPolicy Delete), then apply the deletion
+        policy to the Secret, before the VaultDynamicSecret goes away."""
+        meta = body["metadata"]
+        self.forget(body)
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SyncError:
+            return f"{KIND} {meta['namespace']}/{meta['name']} deleted: its spec was invalid"
+        done = []
+        if spec.destination.deletion_policy is DeletionPolicy.DELETE:
+            done.append(self._revoke_all(body, view, spec))
+        owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
+        done.append(self.writer.release(body, spec.destination, owner))
+        return f"{KIND} {meta['namespace']}/{meta['name']} deleted: {'; '.join(done)}"
+
+    def _revoke_all(self, body: Mapping[str, Any], view: View, spec: VaultDynamicSecretSpec) -> str:
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        current = secrets.read(self.kube, meta["namespace"], spec.destination.name)
+        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
+        record = Record.parse(annotations.get(leased.LEASE_ANNOTATION))
+        held: Held | str = Held(record, {}) if record is not None else "no record"
+        ids = [p.lease_id for p in leased.pending(held, status, None)]
+        ids += [record.lease_id] if record is not None else []
+        ids.append(str(status.get("leaseID") or ""))
+        ids = [i for i in dict.fromkeys(ids) if i]
+        if not ids:
+            return "no lease to revoke"
+        try:
+            identity = self._identity(body, view, spec.auth_ref)
+            for lease_id in ids:
+                self._revoke(identity, lease_id)
+        except SyncError as exc:
+            if exc.retryable and deleting_for(body) < REVOKE_PATIENCE:
+                raise
+            message = f"leases {', '.join(ids)} were not all revoked, the deletion goes on: {exc}"
+            events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
+            return message
+        return f"revoked lease{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
