@@ -86,6 +86,7 @@ def test_liveness_and_readiness_over_http(stack: Stack, tenant: str) -> None:
     for watched in (
         "vaultsecrets.vaultsync.io",
         "vaultpkisecrets.vaultsync.io",
+        "vaultdynamicsecrets.vaultsync.io",
         "vaultpolicies.vaultsync.io",
         "vaultauditdevices.vaultsync.io",
         "vaulttransitkeys.vaultsync.io",

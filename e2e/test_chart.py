@@ -623,7 +623,12 @@ def test_aggregated_user_roles(helm: Path) -> None:
         for plural in _namespaced_plurals()
         for verb in ("create", "update", "patch", "delete", "deletecollection")
     }
-    assert _namespaced_plurals() == ["vaultauths", "vaultpkisecrets", "vaultsecrets"]
+    assert _namespaced_plurals() == [
+        "vaultauths",
+        "vaultdynamicsecrets",
+        "vaultpkisecrets",
+        "vaultsecrets",
+    ]
     for sets in (("rbac.aggregateToDefaultRoles=false",), ("rbac.create=false",)):
         assert not [o for o in render(helm, "ops", *sets) if aggregated(o)]
 
@@ -839,12 +844,15 @@ def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
         binding = ("rolebinding", user, f"--clusterrole={role}", f"--user={user}")
         stack.cp.kubectl("create", *binding, "-n", namespace)
     vs, va, vp = f"vaultsecrets.{GROUP}", f"vaultauths.{GROUP}", f"vaultpkisecrets.{GROUP}"
+    vd = f"vaultdynamicsecrets.{GROUP}"
     wanted = {
         ("alice", "get", vs, ""): True,
         ("alice", "list", va, ""): True,
         ("alice", "watch", vs, ""): True,
         ("alice", "list", vp, ""): True,
         ("alice", "create", vp, ""): False,
+        ("alice", "list", vd, ""): True,
+        ("alice", "create", vd, ""): False,
         ("alice", "create", vs, ""): False,
         ("alice", "delete", va, ""): False,
         ("alice", "get", "secrets", ""): False,
@@ -853,6 +861,8 @@ def test_aggregated_roles_let_namespace_users_manage_vaultsync_objects(
         ("bob", "delete", vs, ""): True,
         ("bob", "deletecollection", va, ""): True,
         ("bob", "create", vp, ""): True,
+        ("bob", "delete", vd, ""): True,
+        ("bob", "patch", vd, "status"): False,
         ("bob", "patch", vp, "status"): False,
         ("bob", "patch", vs, "status"): False,
         ("bob", "update", va, "status"): False,

@@ -202,7 +202,7 @@ class Postgres(Server):
     ) -> None:
         """OpenBao's database engine at mount, against this server: a connection `app`, a
         dynamic role `app` (ttl, max_ttl) and a static role `static` for STATIC_USER whose
-        password OpenBao rotates every rotation_period."""
+        password OpenBao rotates every rotation_period; more dynamic roles with add_role."""
         if f"{mount}/" not in vault.sys.list_mounted_secrets_engines()["data"]:
             vault.sys.enable_secrets_engine("database", path=mount)
         vault.write(
@@ -212,20 +212,44 @@ class Postgres(Server):
             f"{DATABASE}?sslmode=disable",
             username=SUPERUSER,
             password=self.password,
-            allowed_roles=["app", "static"],
+            allowed_roles=["*"],
             verify_connection=True,
         )
-        vault.write(
-            f"{mount}/roles/app",
-            db_name="app",
-            creation_statements=CREATION,
-            revocation_statements=REVOCATION,
-            default_ttl=ttl,
-            max_ttl=max_ttl,
-        )
+        self.add_role(vault, "app", mount=mount, ttl=ttl, max_ttl=max_ttl)
         vault.write(
             f"{mount}/static-roles/static",
             db_name="app",
             username=STATIC_USER,
             rotation_period=rotation_period,
         )
+
+    @staticmethod
+    def add_role(
+        vault: hvac.Client, name: str, *, mount: str = "database", ttl: str, max_ttl: str
+    ) -> None:
+        """A dynamic role: a new PostgreSQL role (v-...) per read, recorded in the ledger."""
+        vault.write(
+            f"{mount}/roles/{name}",
+            db_name="app",
+            creation_statements=CREATION,
+            revocation_statements=REVOCATION,
+            default_ttl=ttl,
+            max_ttl=max_ttl,
+        )
+
+    @staticmethod
+    def leases(vault: hvac.Client, mount: str = "database") -> set[str]:
+        """The lease ids Vault holds for the dynamic roles of mount (as an admin sees them)."""
+        found: set[str] = set()
+        try:
+            roles = vault.sys.list_leases(f"{mount}/creds/")["data"]["keys"]
+        except hvac.exceptions.InvalidPath:
+            return found
+        for role in roles:
+            prefix = f"{mount}/creds/{role}"
+            try:
+                keys = vault.sys.list_leases(prefix)["data"]["keys"]
+            except hvac.exceptions.InvalidPath:
+                continue
+            found.update(f"{prefix}{key}" for key in keys)
+        return found

@@ -312,7 +312,12 @@ class Stack:
         events = self.core.list_event_for_all_namespaces().items
         places["events"] = "\n".join(f"{e.reason} {e.message}" for e in events)
         statuses = []
-        for plural in ("vaultsecrets", "vaultpkisecrets", "vaulttransitkeys"):
+        for plural in (
+            "vaultsecrets",
+            "vaultpkisecrets",
+            "vaultdynamicsecrets",
+            "vaulttransitkeys",
+        ):
             objects: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
             statuses += [o.get("status") for o in objects["items"]]
         places["statuses"] = json.dumps(statuses)

@@ -155,10 +155,10 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         assert lease is not None
         next_at = self._observe(body, record, lease, spec, still, fields, dest.name)
         restarted = self.restarts.after_sync(body, spec, key, previous, data)  # never fails
-        waits = [renewal.wait(next_at, datetime.now(UTC)), restarted.wake_after]
+        wake = sooner(renewal.wait(next_at, datetime.now(UTC)), restarted.wake_after)
         if still:
             first = min(p.at for p in still)
-            waits.append(REVOKE_RETRY if failed else renewal.wait(first, datetime.now(UTC)))
+            wake = sooner(wake, REVOKE_RETRY if failed else renewal.wait(first, datetime.now(UTC)))
         holds = f"lease {record.lease_id}" if record.lease_id else "the static role's password"
         message = f"Secret {dest.name!r} holds the credential of {holds}; next: {rfc3339(next_at)}"
         return Result(
@@ -167,7 +167,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 "Leased",
                 message,
                 written=step.action is not Action.NONE,
-                wake_after=sooner(*waits),
+                wake_after=wake,
                 conditions=(restarted.condition,),
             ),
             {k: v for k, v in fields.items() if v is not None or k in status},

@@ -1,0 +1,389 @@
+"""VaultDynamicSecret end to end: OpenBao's database engine against a real PostgreSQL
+(e2e/harness/postgres.py) -> Secrets whose credentials log in; the lease renewed past its TTL,
+a new credential before max_ttl with exactly one rollout of a restart target and the old
+credential revoked after the grace; an operator restart (kill -9) that issues, revokes and
+rolls nothing; deletion revokes; a lease revoked out of band is replaced; Vault sealed or
+PostgreSQL down across a renewal point never empties the Secret; a static role's rotation
+rolls the target once. At the end: issued - revoked - live == 0, counted by PostgreSQL (a
+ledger the roles' own statements write) and by Vault (its leases, as an admin).
+
+Every password synced is registered for the session's leak scan (operator log, Events,
+statuses).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.harness.manifests import deployment
+from e2e.harness.polling import eventually
+from e2e.harness.postgres import STATIC_USER, Postgres
+from e2e.harness.stack import Stack, add_tenant, tenant_policy
+from vaultsync import GROUP, VERSION
+
+pytestmark = pytest.mark.e2e
+
+MOUNT = "database"
+PLURAL = "vaultdynamicsecrets"
+REPORT: dict[str, Any] = {}
+"""Figures for the report at the end of the module (printed with -s)."""
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres(stack: Stack) -> Iterator[Postgres]:
+    """PostgreSQL with OpenBao's database engine on it: roles `app` (ttl 1h: no renewal
+    during a test), `short` (ttl 6 s, max_ttl 1h: renewed), `capped` (ttl 6 s, max_ttl 14 s:
+    replaced) and the static role `static` (rotated every 12 s)."""
+    server = Postgres()
+    server.start()
+    try:
+        vault = stack.vault
+        server.configure_vault(vault, ttl="1h", max_ttl="2h", rotation_period="12s")
+        server.add_role(vault, "short", ttl="6s", max_ttl="1h")
+        server.add_role(vault, "capped", ttl="6s", max_ttl="14s")
+        yield server
+        _no_lease_leaked(stack, server)
+    finally:
+        server.stop()
+        if REPORT:
+            print(f"\nVaultDynamicSecret e2e figures: {REPORT}")
+
+
+def _no_lease_leaked(stack: Stack, postgres: Postgres) -> None:
+    """Every object of the module deleted: no role left in PostgreSQL, no lease in Vault, and
+    every credential issued was revoked (by vaultsync, or by Vault at its expiry)."""
+    objects = stack.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    for obj in objects:
+        meta = obj["metadata"]
+        stack.cp.kubectl(
+            "delete", "vaultdynamicsecret", meta["name"], "-n", meta["namespace"], "--wait=false"
+        )
+    eventually(
+        lambda: not stack.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"],
+        90,
+        "every VaultDynamicSecret gone",
+    )
+    counts = eventually(
+        lambda: (c := postgres.counts()).live == 0 and not postgres.leases(stack.vault) and c,
+        90,
+        "no dynamic role left in PostgreSQL and no lease in Vault",
+    )
+    REPORT["issued"], REPORT["revoked"], REPORT["live"] = counts.issued, counts.revoked, 0
+    assert counts.issued - counts.revoked - counts.live == 0, counts
+
+
+@pytest.fixture(scope="module")
+def ns(stack: Stack, postgres: Postgres) -> str:
+    """A tenant whose Vault policy is the minimal one of docs/vaultdynamicsecret.md, for the
+    roles of this module."""
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    add_tenant(stack.cp, stack.bao, name)
+    policy = tenant_policy(name) + (
+        f'path "{MOUNT}/creds/*" {{ capabilities = ["read"] }}\n'
+        f'path "{MOUNT}/static-creds/static" {{ capabilities = ["read"] }}\n'
+        'path "sys/leases/renew" { capabilities = ["update"] }\n'
+        'path "sys/leases/revoke" { capabilities = ["update"] }\n'
+    )
+    stack.vault.sys.create_or_update_policy(f"{name}-read", policy)
+    return name
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def dynamic(namespace: str, name: str, role: str = "app", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VaultDynamicSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"path": f"creds/{role}", "destination": {"name": f"{name}-db"}, **spec},
+    }
+
+
+def get(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
+    return stack.get(PLURAL, name, namespace)
+
+
+def ready_is(stack: Stack, namespace: str, name: str, status: str) -> dict[str, Any] | None:
+    obj = get(stack, namespace, name)
+    generation = obj["metadata"]["generation"]
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if (
+            condition["type"] == "Ready"
+            and condition["status"] == status
+            and condition["observedGeneration"] == generation
+        ):
+            return condition
+    return None
+
+
+def credential(stack: Stack, namespace: str, secret: str) -> dict[str, str] | None:
+    """The Secret's data (registering its password for the leak scan), or None."""
+    data = stack.secret_data(namespace, secret)
+    if data is None:
+        return None
+    stack.values.update(v for k, v in data.items() if "password" in k.lower() and len(v) >= 6)
+    return data
+
+
+def synced(stack: Stack, namespace: str, name: str) -> dict[str, str]:
+    eventually(lambda: ready_is(stack, namespace, name, "True"), 60, f"{name} Ready")
+    data = credential(stack, namespace, f"{name}-db")
+    assert data is not None
+    return data
+
+
+def rollouts(stack: Stack, namespace: str, name: str) -> int:
+    apps = client.AppsV1Api(stack.core.api_client)
+    uid = apps.read_namespaced_deployment(name, namespace).metadata.uid
+    return sum(
+        1
+        for rs in apps.list_namespaced_replica_set(namespace).items
+        if any(ref.uid == uid for ref in rs.metadata.owner_references or [])
+    )
+
+
+def lease_record(stack: Stack, namespace: str, secret: str) -> dict[str, Any]:
+    annotations = stack.core.read_namespaced_secret(secret, namespace).metadata.annotations
+    found: dict[str, Any] = json.loads(annotations["vaultsync.io/lease"])
+    return found
+
+
+def metric(stack: Stack, name: str, **labels: str) -> float:
+    return stack.operator.metric(name, **labels)
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    stack.apply(deployment(ns, "api"))
+    eventually(lambda: rollouts(stack, ns, "api") == 1, 30, "the first ReplicaSet")
+    started = time.monotonic()
+    stack.apply(
+        dynamic(
+            ns,
+            "app",
+            keys=[{"from": "username", "to": "DB_USER"}, {"from": "password", "to": "DB_PASS"}],
+            template={"DATABASE_URL": "postgres://{{ username }}@db:5432/app"},
+            rolloutRestartTargets=[{"kind": "Deployment", "name": "api"}],
+        )
+    )
+    data = synced(stack, ns, "app")
+    REPORT["issue_seconds"] = round(time.monotonic() - started, 2)
+    assert sorted(data) == ["DATABASE_URL", "DB_PASS", "DB_USER"]
+    assert data["DATABASE_URL"] == f"postgres://{data['DB_USER']}@db:5432/app"
+    assert postgres.can_log_in(data["DB_USER"], data["DB_PASS"])
+
+    status = get(stack, ns, "app")["status"]
+    assert status["leaseID"].startswith(f"{MOUNT}/creds/app/")
+    assert status["leaseDuration"] == 3600 and status["secretName"] == "app-db"
+    assert status["leaseExpiry"] and status["nextRenewal"] and status["lastIssueTime"]
+    record = lease_record(stack, ns, "app-db")
+    assert record["lease"] == status["leaseID"] and record["ttl"] == 3600
+    assert data["DB_PASS"] not in json.dumps(record) and data["DB_PASS"] not in json.dumps(status)
+    secret = stack.core.read_namespaced_secret("app-db", ns)
+    assert secret.metadata.owner_references[0].kind == "VaultDynamicSecret"
+    assert get(stack, ns, "app")["metadata"]["finalizers"] == ["vaultsync.io/finalizer"]
+    assert rollouts(stack, ns, "api") == 1  # a new Secret restarts nothing
+
+    # kill -9 and start again: the live lease is re-used
+    roles, leases = postgres.roles(), postgres.leases(stack.vault)
+    version = secret.metadata.resource_version
+    stack.operator.kill()
+    stack.operator.start()
+    eventually(
+        lambda: metric(stack, "vaultsync_syncs_total", kind="VaultDynamicSecret") >= 1,
+        60,
+        "a reconcile of the VaultDynamicSecret by the restarted operator",
+    )
+    time.sleep(2)
+    for operation in ("credential_read", "lease_revoke"):
+        count = metric(stack, "vaultsync_vault_request_duration_seconds_count", operation=operation)
+        assert count == 0, operation
+    assert postgres.roles() == roles and postgres.leases(stack.vault) == leases
+    assert stack.core.read_namespaced_secret("app-db", ns).metadata.resource_version == version
+    assert rollouts(stack, ns, "api") == 1
+    assert ready_is(stack, ns, "app", "True")
+    REPORT["restart"] = {"new_roles": 0, "leases_before": len(leases), "after": len(leases)}
+
+
+def test_the_lease_is_renewed_past_its_ttl(stack: Stack, postgres: Postgres, ns: str) -> None:
+    stack.apply(dynamic(ns, "renewed", role="short"))
+    data = synced(stack, ns, "renewed")
+    lease = get(stack, ns, "renewed")["status"]["leaseID"]
+    before = metric(stack, "vaultsync_lease_renewals_total", result="renewed")
+    time.sleep(15)  # 2.5 lease durations
+    status = get(stack, ns, "renewed")["status"]
+    assert status["leaseID"] == lease and status["lastRenewalTime"]
+    assert credential(stack, ns, "renewed-db") == data
+    assert postgres.can_log_in(data["username"], data["password"])
+    assert stack.vault.sys.read_lease(lease)["data"]["ttl"] > 0
+    renewals = metric(stack, "vaultsync_lease_renewals_total", result="renewed") - before
+    assert 2 <= renewals <= 6, renewals  # at about two thirds of 6 s, with jitter
+    REPORT["renewals_in_15s_ttl_6s"] = renewals
+
+
+def test_a_new_credential_before_max_ttl_rolls_the_target_once_and_the_old_one_is_revoked(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    stack.apply(deployment(ns, "worker"))
+    eventually(lambda: rollouts(stack, ns, "worker") == 1, 30, "the first ReplicaSet")
+    stack.apply(
+        dynamic(
+            ns,
+            "capped",
+            role="capped",
+            revokeGracePeriod="3s",
+            rolloutRestartTargets=[{"kind": "Deployment", "name": "worker"}],
+        )
+    )
+    seen: dict[str, dict[str, str]] = {}  # lease -> credential
+    first = synced(stack, ns, "capped")
+    seen[lease_record(stack, ns, "capped-db")["lease"]] = first
+    deadline = time.monotonic() + 36  # max_ttl 14 s: two new credentials at least
+    while time.monotonic() < deadline:
+        data = credential(stack, ns, "capped-db")
+        assert data and data.get("username") and data.get("password"), "never emptied"
+        lease = lease_record(stack, ns, "capped-db")["lease"]
+        seen.setdefault(lease, data)
+        time.sleep(0.5)
+    assert len(seen) >= 3, list(seen)
+    current = credential(stack, ns, "capped-db")
+    assert current is not None
+    assert postgres.can_log_in(current["username"], current["password"])
+    # every replaced credential stops working after its grace (revoked, or at its max_ttl)
+    for old in list(seen.values())[:-1]:
+        eventually(
+            lambda o=old: not postgres.can_log_in(o["username"], o["password"]),
+            20,
+            "the replaced credential revoked",
+        )
+    revoked = metric(stack, "vaultsync_lease_revocations_total", result="revoked")
+    assert revoked >= 1
+
+    def one_rollout_per_credential() -> bool:
+        lease = lease_record(stack, ns, "capped-db")["lease"]
+        seen.setdefault(lease, {})
+        return rollouts(stack, ns, "worker") == len(seen)
+
+    eventually(one_rollout_per_credential, 15, "exactly one rollout per new credential")
+    time.sleep(2)
+    assert one_rollout_per_credential(), (len(seen), rollouts(stack, ns, "worker"))
+    REPORT["new_credentials_in_36s"] = len(seen) - 1
+    REPORT["rollouts_per_new_credential"] = (rollouts(stack, ns, "worker") - 1) / (len(seen) - 1)
+
+
+def test_a_lease_revoked_out_of_band_is_replaced(stack: Stack, postgres: Postgres, ns: str) -> None:
+    stack.apply(dynamic(ns, "oob", role="short"))
+    data = synced(stack, ns, "oob")
+    lease = get(stack, ns, "oob")["status"]["leaseID"]
+    stack.vault.sys.revoke_lease(lease)
+    assert not postgres.can_log_in(data["username"], data["password"])
+    replaced = eventually(
+        lambda: (d := credential(stack, ns, "oob-db")) and d != data and d,
+        30,
+        "a new credential at the next renewal point",
+    )
+    assert postgres.can_log_in(replaced["username"], replaced["password"])
+    status = eventually(
+        lambda: (s := get(stack, ns, "oob")["status"])["leaseID"] != lease and s, 10, "status"
+    )
+    assert lease not in {p["leaseID"] for p in status.get("pendingRevocations") or []}
+    eventually(lambda: ready_is(stack, ns, "oob", "True"), 10, "Ready again")
+
+
+@pytest.mark.parametrize("outage", ["vault-sealed", "postgres-down"])
+def test_an_outage_across_a_renewal_point_keeps_the_secret_and_leaks_nothing(
+    stack: Stack, postgres: Postgres, ns: str, outage: str
+) -> None:
+    name = f"out-{outage.split('-')[0]}"
+    stack.apply(dynamic(ns, name, role="short"))
+    data = synced(stack, ns, name)
+    if outage == "vault-sealed":
+        stack.bao.seal()
+    else:
+        postgres.kill()
+    try:
+        failed = eventually(
+            lambda: ready_is(stack, ns, name, "False"), 30, "Ready=False at the renewal point"
+        )
+        assert "the Secret keeps the credential of lease" in failed["message"]
+        steady = time.monotonic() + 8  # past the lease's end
+        while time.monotonic() < steady:
+            assert credential(stack, ns, f"{name}-db") == data  # never emptied, never replaced
+            time.sleep(0.5)
+    finally:
+        if outage == "vault-sealed":
+            stack.bao.unseal()
+        else:
+            postgres.start()
+    eventually(lambda: ready_is(stack, ns, name, "True"), 60, "Ready after the outage")
+    now = credential(stack, ns, f"{name}-db")
+    assert now is not None and postgres.can_log_in(now["username"], now["password"])
+    live = get(stack, ns, name)["status"]["leaseID"]
+    # what Vault holds of this object is its one lease (and what awaits revocation)
+    pending = {p["leaseID"] for p in get(stack, ns, name)["status"].get("pendingRevocations") or []}
+    prefix = f"{MOUNT}/creds/short/"
+    mine = {lease for lease in postgres.leases(stack.vault) if lease.startswith(prefix)}
+    assert live in mine
+    REPORT[f"{outage}_failed_reason"] = failed["reason"]
+    REPORT[f"{outage}_pending_after"] = len(pending)
+
+
+def test_deletion_revokes_the_lease(stack: Stack, postgres: Postgres, ns: str) -> None:
+    stack.apply(dynamic(ns, "gone"))
+    data = synced(stack, ns, "gone")
+    lease = get(stack, ns, "gone")["status"]["leaseID"]
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "gone", "-n", ns, "--timeout=60s")
+    assert data["username"] not in postgres.roles()
+    assert not postgres.can_log_in(data["username"], data["password"])
+    assert lease not in postgres.leases(stack.vault)
+    eventually(lambda: credential(stack, ns, "gone-db") is None, 30, "the Secret collected")
+
+
+def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    stack.apply(deployment(ns, "reporter"))
+    eventually(lambda: rollouts(stack, ns, "reporter") == 1, 30, "the first ReplicaSet")
+    stack.apply(
+        dynamic(
+            ns,
+            "static",
+            path="static-creds/static",
+            rolloutRestartTargets=[{"kind": "Deployment", "name": "reporter"}],
+        )
+    )
+    first = synced(stack, ns, "static")
+    assert first["username"] == STATIC_USER
+    status = get(stack, ns, "static")["status"]
+    assert status["leaseID"] == "" and status["credentialExpiry"]
+    rotated = eventually(
+        lambda: (
+            (d := credential(stack, ns, "static-db")) and d["password"] != first["password"] and d
+        ),
+        40,
+        "the rotated password in the Secret",
+    )
+    assert postgres.can_log_in(STATIC_USER, rotated["password"])
+    assert not postgres.can_log_in(STATIC_USER, first["password"])
+    eventually(lambda: rollouts(stack, ns, "reporter") == 2, 15, "one rollout")
+    time.sleep(2)
+    passwords = {first["password"], rotated["password"]}
+    current = credential(stack, ns, "static-db")
+    assert current is not None
+    passwords.add(current["password"])  # a second rotation meanwhile: one more rollout
+    assert rollouts(stack, ns, "reporter") == len(passwords)
