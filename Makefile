@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .dev
 export PYTHONPATH := operator:.
 
-.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries clean bench bench-5000 bench-peers
+.PHONY: dev down test lint unit integration e2e crds chart-readme cluster-binaries postgres clean bench bench-5000 bench-peers
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml
 cluster-binaries: $(VENV)/.installed
 	$(PY) -m e2e.harness build
 	$(PY) -m e2e.harness.helm
+
+# PostgreSQL for the dynamic database credentials of the integration and e2e tests (the
+# harness starts its own server: e2e/harness/postgres.py); installed only when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || \
+		(apt-get update && (apt-get install -y postgresql-15 || apt-get install -y postgresql))
 
 crds: $(VENV)/.installed
 	$(PY) -m vaultsync crds crds charts/vaultsync/crds
@@ -34,19 +40,19 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-integration: $(VENV)/.installed
+integration: $(VENV)/.installed postgres
 	$(VENV)/bin/pytest tests/integration
 
-e2e: cluster-binaries
+e2e: cluster-binaries postgres
 	$(VENV)/bin/pytest e2e
 
-test: lint cluster-binaries
+test: lint cluster-binaries postgres
 	$(VENV)/bin/pytest tests e2e
 
 dev: cluster-binaries
 	$(PY) -m e2e.harness.dev up --state-dir $(STATE)
 
-bench: cluster-binaries
+bench: cluster-binaries postgres
 	$(PY) -m e2e.harness.bench
 
 # long, not part of `make bench`: 5000 VaultSecrets (floor, sync from start and from the first

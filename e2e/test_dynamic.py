@@ -91,8 +91,8 @@ def ns(stack: Stack, postgres: Postgres) -> str:
     policy = tenant_policy(name) + (
         f'path "{MOUNT}/creds/*" {{ capabilities = ["read"] }}\n'
         f'path "{MOUNT}/static-creds/static" {{ capabilities = ["read"] }}\n'
-        'path "sys/leases/renew" { capabilities = ["update"] }\n'
-        'path "sys/leases/revoke" { capabilities = ["update"] }\n'
+        f'path "sys/leases/renew/{MOUNT}/creds/*" {{ capabilities = ["update"] }}\n'
+        f'path "sys/leases/revoke/{MOUNT}/creds/*" {{ capabilities = ["update"] }}\n'
     )
     stack.vault.sys.create_or_update_policy(f"{name}-read", policy)
     return name

@@ -51,12 +51,12 @@ def tenant(root: hvac.Client, rules: str) -> hvac.Client:
 
 
 def minimal(mount: str) -> str:
-    """The tenant policy of docs/vaultdynamicsecret.md for one role."""
+    """The tenant policy of docs/vaultdynamicsecret.md for one role (and the static one)."""
     return (
         f'path "{mount}/creds/app" {{ capabilities = ["read"] }}\n'
         f'path "{mount}/static-creds/static" {{ capabilities = ["read"] }}\n'
-        'path "sys/leases/renew" { capabilities = ["update"] }\n'
-        'path "sys/leases/revoke" { capabilities = ["update"] }\n'
+        f'path "sys/leases/renew/{mount}/creds/app/*" {{ capabilities = ["update"] }}\n'
+        f'path "sys/leases/revoke/{mount}/creds/app/*" {{ capabilities = ["update"] }}\n'
     )
 
 
@@ -127,11 +127,18 @@ def test_what_a_tenant_without_the_grants_is_told(root: hvac.Client, mount: str)
     with pytest.raises(PermissionDenied, match=f"needs 'read' on {mount}/creds/app"):
         leases.read(nothing, mount, "creds/app")
     credential = leases.read(tenant(root, minimal(mount)), mount, "creds/app")
-    with pytest.raises(PermissionDenied, match="needs 'update' on sys/leases/renew"):
+    renew = f"needs 'update' on sys/leases/renew/{credential.lease_id}"
+    with pytest.raises(PermissionDenied, match=renew):
         leases.renew(nothing, credential.lease_id, 6)
-    with pytest.raises(PermissionDenied, match="needs 'update' on sys/leases/revoke"):
+    with pytest.raises(PermissionDenied, match=f"needs 'update' on sys/leases/revoke/{mount}/"):
         leases.revoke(nothing, credential.lease_id)
-    root.sys.revoke_lease(credential.lease_id)
+    # the grants of one role do not reach the leases of another
+    Postgres.add_role(root, "other", mount=mount, ttl="1m", max_ttl="1m")
+    other = leases.read(root, mount, "creds/other")
+    with pytest.raises(PermissionDenied):
+        leases.revoke(tenant(root, minimal(mount)), other.lease_id)
+    for lease in (credential.lease_id, other.lease_id):
+        root.sys.revoke_lease(lease)
 
 
 def test_a_path_that_issues_nothing_is_credential_refused(root: hvac.Client, mount: str) -> None:

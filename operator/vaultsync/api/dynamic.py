@@ -23,7 +23,8 @@ class VaultDynamicSecretSpec(Model):
         description="The VaultAuth to log in with: the one of this name in the "
         "VaultDynamicSecret's namespace, else the one in the operator's namespace if its "
         "allowedNamespaces lists this namespace (AuthNotAllowed otherwise). The tenant's policy "
-        "needs read on <mount>/<path>, and update on sys/leases/renew and sys/leases/revoke.",
+        "needs read on <mount>/<path>, and update on sys/leases/renew/<mount>/<path>/* and "
+        "sys/leases/revoke/<mount>/<path>/*.",
     )
     mount: VaultMount = Field(
         default="database", description="Mount path of the secrets engine, e.g. database."

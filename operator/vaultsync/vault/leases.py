@@ -1,6 +1,11 @@
 """Leased secrets: read a credential from any secrets engine path that issues one (a
 database engine's creds/<role>, or static-creds/<role> whose password Vault rotates), renew
-its lease (sys/leases/renew) and revoke it (sys/leases/revoke).
+its lease and revoke it.
+
+Renewal and revocation name the lease in the URL (sys/leases/renew/<lease id>,
+sys/leases/revoke/<lease id>), so that a tenant's policy can allow them for the leases of its
+own role only (`sys/leases/revoke/database/creds/team-a/*`) rather than for any lease whose id
+it learns.
 
 The credential's data is kept in Credential only, which never shows it in its repr; messages
 are built from the operation, the path or lease id and Vault's error strings alone (a lease
@@ -108,14 +113,9 @@ def read(client: hvac.Client, mount: str, path: str) -> Credential:
 def renew(client: hvac.Client, lease_id: str, increment: int) -> Renewed:
     """Extend the lease by increment seconds; Vault may give less (its max TTL)."""
     where = f"renew lease {lease_id}"
+    path = f"sys/leases/renew/{lease_id}"
     try:
-        response = _put(
-            client,
-            "/v1/sys/leases/renew",
-            {"lease_id": lease_id, "increment": increment},
-            where,
-            "sys/leases/renew",
-        )
+        response = _put(client, f"/v1/{path}", {"increment": increment}, where, path)
     except InvalidRequest as exc:
         raise LeaseGone(str(exc)) from None
     if not isinstance(response, dict):
@@ -127,10 +127,5 @@ def renew(client: hvac.Client, lease_id: str, increment: int) -> Renewed:
 def revoke(client: hvac.Client, lease_id: str) -> None:
     """Revoke the lease (Vault revokes the credential at its source: the database role is
     dropped); a lease Vault no longer knows counts as revoked."""
-    _put(
-        client,
-        "/v1/sys/leases/revoke",
-        {"lease_id": lease_id},
-        f"revoke lease {lease_id}",
-        "sys/leases/revoke",
-    )
+    path = f"sys/leases/revoke/{lease_id}"
+    _put(client, f"/v1/{path}", {}, f"revoke lease {lease_id}", path)

@@ -1,0 +1,307 @@
+"""VaultDynamicSecret's pure logic: the spec's rules, lease timing (renewal point, jitter
+bounds, replacement before the credential ends), the record a Secret carries, and what to do
+given the state of a lease (keep, renew, issue; a lost status, a changed spec, a static role)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vaultsync.api.base import parse
+from vaultsync.api.crds import KINDS, crd
+from vaultsync.api.dynamic import VaultDynamicSecretSpec
+from vaultsync.runtime.errors import SyncError
+from vaultsync.secrets import leased, renewal
+from vaultsync.secrets.destination import OWNER_ANNOTATIONS, Owner, owner_of, plan
+from vaultsync.secrets.digest import keyed_digest
+from vaultsync.secrets.dynamic import destination
+from vaultsync.secrets.leased import Held, Lease, Pending, Record, Step
+from vaultsync.secrets.renewal import Lifetime
+from vaultsync.vault.leases import Credential
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+KEY = b"k" * 32
+DATA = {"username": b"v-app-1", "password": b"pw-0123456789"}
+OWNER = Owner("db", "team-a", "uid-1", kind="VaultDynamicSecret")
+
+
+def spec(**fields: Any) -> VaultDynamicSecretSpec:
+    return parse(
+        VaultDynamicSecretSpec,
+        {"path": "creds/app", "destination": {"name": "db-dynamic"}, **fields},
+    )
+
+
+def record(**fields: Any) -> Record:
+    values: dict[str, Any] = {
+        "lease_id": "database/creds/app/abc",
+        "request": leased.request_digest(spec()),
+        "issued": NOW,
+        "ttl": 60,
+        "renewable": True,
+        "data": keyed_digest(KEY, DATA),
+    }
+    return Record(**(values | fields))
+
+
+def at(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def test_the_sketch_of_the_design_parses_with_its_defaults() -> None:
+    parsed = spec(
+        authRef="default",
+        mount="database",
+        renewalPercent=67,
+        rolloutRestartTargets=[{"kind": "Deployment", "name": "api"}],
+    )
+    assert parsed.renewal_percent == 67 and parsed.revoke_grace_period == "5m"
+    assert spec().mount == "database" and spec().renewal_percent == 67
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"renewalPercent": 95}, "less than or equal to 90"),
+        ({"renewalPercent": 0}, "greater than or equal to 1"),
+        ({"revokeGracePeriod": "soon"}, "should match pattern"),
+        ({"path": "creds/../../sys"}, ""),
+        (
+            {"keys": [{"from": "username", "to": "U"}, {"from": "password", "to": "U"}]},
+            "two keys entries write the same Secret key",
+        ),
+        (
+            {"keys": [{"from": "username", "to": "U"}], "template": {"U": "x"}},
+            "a keys entry and a template key write the same Secret key",
+        ),
+    ],
+)
+def test_a_bad_spec_is_invalid_spec(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(SyncError) as caught:
+        spec(**fields)
+    assert caught.value.reason == "InvalidSpec" and not caught.value.retryable
+    assert message in str(caught.value)
+
+
+def test_the_crd_carries_the_shape_rules_and_a_printer_column_for_the_lease() -> None:
+    kind = next(k for k in KINDS if k.kind == "VaultDynamicSecret")
+    generated = crd(kind)
+    version = generated["spec"]["versions"][0]
+    rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+    assert any("two keys entries" in r["message"] for r in rules)
+    assert ".status.leaseExpiry" in {c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert generated["spec"]["names"]["shortNames"] == ["vdyn"]
+
+
+def test_a_secret_written_by_a_dynamic_secret_names_its_owner() -> None:
+    made = plan(None, destination(spec(), record()), OWNER, DATA, key=KEY).body
+    annotations = made["metadata"]["annotations"]
+    assert annotations[OWNER_ANNOTATIONS["VaultDynamicSecret"]] == "db"
+    assert owner_of(made) == ("VaultDynamicSecret", "db")
+    assert json.loads(annotations[leased.LEASE_ANNOTATION])["lease"] == "database/creds/app/abc"
+    assert "pw-0123456789" not in json.dumps(made["metadata"])
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@given(
+    span=st.floats(min_value=1, max_value=1e7),
+    percent=st.integers(min_value=1, max_value=90),
+    seed=st.text(max_size=40),
+)
+def test_a_renewal_is_at_percent_of_the_lease_and_jitter_only_makes_it_earlier(
+    span: float, percent: int, seed: str
+) -> None:
+    life = Lifetime(NOW, at(span))
+    when = renewal.lease_renewal(life, percent, seed)
+    latest = NOW + timedelta(seconds=span * percent / 100)
+    assert latest - timedelta(seconds=span * renewal.JITTER) <= when <= latest
+    assert renewal.lease_renewal(life, percent, seed) == when  # the same after a restart
+
+
+def test_jitter_spreads_leases_issued_together() -> None:
+    points = {renewal.jitter(f"database/creds/app/{n}", 60) for n in range(100)}
+    assert len(points) == 100
+    assert all(0 <= p < 6 for p in points)
+    assert max(points) - min(points) > 4  # spread over most of the tenth
+
+
+def test_a_credential_is_replaced_while_the_rest_of_a_lease_duration_is_left() -> None:
+    assert renewal.replacement(at(100), 60, 67) == at(100 - 60 * 0.33)
+    assert renewal.replacement(at(100), 60, 90) == at(94)
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def test_the_record_round_trips_and_bad_text_is_none() -> None:
+    full = record(revoke=(Pending("database/creds/app/old", at(300)),))
+    assert Record.parse(full.text()) == full
+    for text in (
+        None,
+        "",
+        "{",
+        "[]",
+        '{"lease": "x"}',
+        json.dumps({**json.loads(full.text()), "issued": "no"}),
+    ):
+        assert Record.parse(text) is None
+
+
+def secret(data: dict[str, bytes] = DATA, rec: Record | None = None) -> dict[str, Any]:
+    made = plan(None, destination(spec(), rec or record()), OWNER, data, key=KEY).body
+    return made
+
+
+def test_a_secret_of_ours_is_held_and_edited_data_is_not() -> None:
+    held = leased.kept(secret(), OWNER, KEY)
+    assert isinstance(held, Held) and held.data == DATA and held.record == record()
+    assert leased.kept(None, OWNER, KEY) == "the Secret does not exist"
+    other = Owner("db", "team-a", "uid-2", kind="VaultDynamicSecret")
+    foreign = secret()
+    foreign["metadata"]["ownerReferences"] = []
+    foreign["metadata"]["annotations"].pop(OWNER_ANNOTATIONS["VaultDynamicSecret"])
+    assert "holds no credential" in str(leased.kept(foreign, other, KEY))
+    edited = secret()
+    edited["data"]["password"] = base64.b64encode(b"hand-made").decode()
+    assert leased.kept(edited, OWNER, KEY) == "the Secret's data was changed by someone else"
+    relabelled = secret()
+    relabelled["metadata"]["labels"]["vaultsync.io/managed"] = "no"
+    assert isinstance(leased.kept(relabelled, OWNER, KEY), Held)  # repaired, credential kept
+    unrecorded = secret()
+    del unrecorded["metadata"]["annotations"][leased.LEASE_ANNOTATION]
+    assert leased.kept(unrecorded, OWNER, KEY) == "the Secret holds no lease record"
+
+
+def test_status_describes_the_lease_only_when_it_names_the_records() -> None:
+    rec = record()
+    status = {"leaseID": rec.lease_id, "leaseExpiry": "2026-01-01T12:01:00Z"}
+    lease = leased.lease_of(status, rec)
+    assert lease == Lease(Lifetime(NOW, at(60)), None)
+    renewed = {
+        **status,
+        "lastRenewalTime": "2026-01-01T12:00:40Z",
+        "leaseExpiry": "2026-01-01T12:01:40Z",
+    }
+    assert leased.lease_of(renewed, rec) == Lease(Lifetime(at(40), at(100)), None)
+    assert leased.lease_of({**status, "leaseID": "database/creds/app/old"}, rec) is None
+    assert leased.lease_of({}, rec) is None
+
+
+def test_pending_revocations_come_from_the_secret_and_status_without_the_held_lease() -> None:
+    rec = record(revoke=(Pending("a", at(10)),))
+    status = {
+        "pendingRevocations": [
+            {"leaseID": "a", "revokeAt": "2026-01-01T12:00:10Z"},
+            {"leaseID": "b", "revokeAt": "2026-01-01T12:00:20Z"},
+            {"leaseID": rec.lease_id, "revokeAt": "2026-01-01T12:00:20Z"},
+            {"leaseID": "c"},
+        ]
+    }
+    found = leased.pending(Held(rec, DATA), status, rec.lease_id)
+    assert found == (Pending("a", at(10)), Pending("b", at(20)))
+
+
+def test_a_new_credential_replaces_the_held_lease_and_the_one_status_names() -> None:
+    rec = record()
+    status = {"leaseID": "database/creds/app/restored-over"}
+    replaced = leased.replaced(Held(rec, DATA), status, 30, NOW)
+    assert replaced == (Pending(rec.lease_id, at(30)), Pending(status["leaseID"], at(30)))
+    assert leased.replaced("the Secret does not exist", {}, 30, NOW) == ()
+
+
+def test_a_static_roles_password_read_again_unchanged_keeps_its_record() -> None:
+    static = record(lease_id="", renewable=False)
+    fresh = Credential(dict(DATA), "", 30, False)
+    digest = keyed_digest(KEY, DATA)
+    assert leased.new_record(Held(static, DATA), fresh, static.request, digest, at(99)) is static
+    rotated = leased.new_record(Held(static, DATA), fresh, static.request, "other", at(99))
+    assert rotated.issued == at(99) and rotated.data == "other"
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def lease(start: float = 0, end: float = 60, credential_end: float | None = None) -> Lease:
+    return Lease(
+        Lifetime(at(start), at(end)), None if credential_end is None else at(credential_end)
+    )
+
+
+def decide(held: Held | str, lease_: Lease | None, now: float, **fields: Any) -> leased.Decision:
+    return leased.decide(held, leased.request_digest(spec(**fields)), lease_, 67, at(now))
+
+
+def test_nothing_is_due_before_the_renewal_point() -> None:
+    held = Held(record(), DATA)
+    decision = decide(held, lease(), 30)
+    assert decision.step is Step.KEEP
+    assert at(40.2 - 6) <= (decision.at or NOW) <= at(40.2)
+
+
+def test_the_lease_is_renewed_at_its_renewal_point() -> None:
+    assert decide(Held(record(), DATA), lease(), 40.2).step is Step.RENEW
+
+
+def test_a_lost_status_renews_at_once_which_issues_nothing() -> None:
+    decision = decide(Held(record(), DATA), None, 1)
+    assert decision.step is Step.RENEW and "not recorded" in decision.why
+
+
+def test_no_credential_held_issues_one() -> None:
+    decision = decide("the Secret does not exist", None, 0)
+    assert (decision.step, decision.why) == (Step.ISSUE, "the Secret does not exist")
+
+
+def test_a_changed_request_issues_a_new_credential_and_a_label_does_not() -> None:
+    held = Held(record(), DATA)
+    assert decide(held, lease(), 1, path="creds/other").step is Step.ISSUE
+    assert decide(held, lease(), 1, template={"URL": "{{ username }}"}).step is Step.ISSUE
+    relabelled = {"destination": {"name": "db-dynamic", "labels": {"team": "a"}}}
+    assert decide(held, lease(), 1, **relabelled).step is Step.KEEP
+    assert (
+        decide(held, lease(), 1, rolloutRestartTargets=[{"kind": "Deployment", "name": "x"}]).step
+        is Step.KEEP
+    )
+
+
+def test_a_lease_at_its_max_ttl_is_replaced_before_it_ends() -> None:
+    held = Held(record(), DATA)
+    capped = lease(start=100, end=130, credential_end=130)  # the last renewal gave 30 s of 60
+    replace_at = at(130 - 60 * 0.33)
+    assert decide(held, capped, 110) == leased.Decision(Step.KEEP, at=replace_at)
+    decision = decide(held, capped, 111)
+    assert decision.step is Step.ISSUE and "ends at 2026-01-01T12:02:10Z" in decision.why
+
+
+def test_a_non_renewable_lease_is_replaced_at_percent_of_it() -> None:
+    held = Held(record(renewable=False), DATA)
+    assert decide(held, lease(), 40).step is Step.KEEP
+    assert decide(held, lease(), 40.2).step is Step.ISSUE
+
+
+def test_a_renewal_that_gets_less_than_asked_marks_the_credentials_end() -> None:
+    life = Lifetime(at(50), at(80))
+    assert leased.renewed(life, 60, 30, True).credential_end == at(80)
+    assert leased.renewed(life, 30, 30, False).credential_end == at(80)
+    assert leased.renewed(life, 30, 30, True).credential_end is None
+
+
+def test_a_static_role_is_read_again_just_after_vault_rotates_it() -> None:
+    static = Held(record(lease_id="", renewable=False), DATA)
+    rotation = lease(end=30)
+    assert decide(static, rotation, 31) == leased.Decision(
+        Step.KEEP, at=at(30 + leased.ROTATION_MARGIN)
+    )
+    assert decide(static, rotation, 32).step is Step.ISSUE
+    assert decide(static, None, 1).step is Step.ISSUE  # no record of the time: read again
