@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
+from e2e.harness import conditions
 from e2e.harness.manifests import deployment
 from e2e.harness.polling import eventually
 from e2e.harness.postgres import STATIC_USER, Postgres
@@ -115,16 +115,7 @@ def get(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
 
 
 def ready_is(stack: Stack, namespace: str, name: str, status: str) -> dict[str, Any] | None:
-    obj = get(stack, namespace, name)
-    generation = obj["metadata"]["generation"]
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if (
-            condition["type"] == "Ready"
-            and condition["status"] == status
-            and condition["observedGeneration"] == generation
-        ):
-            return condition
-    return None
+    return conditions.ready_is(get(stack, namespace, name), status)
 
 
 def credential(stack: Stack, namespace: str, secret: str) -> dict[str, str] | None:
@@ -143,14 +134,11 @@ def synced(stack: Stack, namespace: str, name: str) -> dict[str, str]:
     return data
 
 
-def rollouts(stack: Stack, namespace: str, name: str) -> int:
-    apps = client.AppsV1Api(stack.core.api_client)
-    uid = apps.read_namespaced_deployment(name, namespace).metadata.uid
-    return sum(
-        1
-        for rs in apps.list_namespaced_replica_set(namespace).items
-        if any(ref.uid == uid for ref in rs.metadata.owner_references or [])
-    )
+def restarted(stack: Stack, namespace: str, name: str) -> list[dict[str, str]]:
+    """A Deployment `name` with its first ReplicaSet, as rolloutRestartTargets name it."""
+    stack.apply(deployment(namespace, name))
+    eventually(lambda: stack.rollouts(namespace, name) == 1, 30, "the first ReplicaSet")
+    return [{"kind": "Deployment", "name": name}]
 
 
 def lease_record(stack: Stack, namespace: str, secret: str) -> dict[str, Any]:
@@ -169,8 +157,7 @@ def metric(stack: Stack, name: str, **labels: str) -> float:
 def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:
-    stack.apply(deployment(ns, "api"))
-    eventually(lambda: rollouts(stack, ns, "api") == 1, 30, "the first ReplicaSet")
+    targets = restarted(stack, ns, "api")
     started = time.monotonic()
     stack.apply(
         dynamic(
@@ -178,7 +165,7 @@ def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
             "app",
             keys=[{"from": "username", "to": "DB_USER"}, {"from": "password", "to": "DB_PASS"}],
             template={"DATABASE_URL": "postgres://{{ username }}@db:5432/app"},
-            rolloutRestartTargets=[{"kind": "Deployment", "name": "api"}],
+            rolloutRestartTargets=targets,
         )
     )
     data = synced(stack, ns, "app")
@@ -197,7 +184,7 @@ def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
     secret = stack.core.read_namespaced_secret("app-db", ns)
     assert secret.metadata.owner_references[0].kind == "VaultDynamicSecret"
     assert get(stack, ns, "app")["metadata"]["finalizers"] == ["vaultsync.io/finalizer"]
-    assert rollouts(stack, ns, "api") == 1  # a new Secret restarts nothing
+    assert stack.rollouts(ns, "api") == 1  # a new Secret restarts nothing
 
     # kill -9 and start again: the live lease is re-used
     roles, leases = postgres.roles(), postgres.leases(stack.vault)
@@ -215,7 +202,7 @@ def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
         assert count == 0, operation
     assert postgres.roles() == roles and postgres.leases(stack.vault) == leases
     assert stack.core.read_namespaced_secret("app-db", ns).metadata.resource_version == version
-    assert rollouts(stack, ns, "api") == 1
+    assert stack.rollouts(ns, "api") == 1
     assert ready_is(stack, ns, "app", "True")
     REPORT["restart"] = {"new_roles": 0, "leases_before": len(leases), "after": len(leases)}
 
@@ -239,15 +226,14 @@ def test_the_lease_is_renewed_past_its_ttl(stack: Stack, postgres: Postgres, ns:
 def test_a_new_credential_before_max_ttl_rolls_the_target_once_and_the_old_one_is_revoked(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:
-    stack.apply(deployment(ns, "worker"))
-    eventually(lambda: rollouts(stack, ns, "worker") == 1, 30, "the first ReplicaSet")
+    targets = restarted(stack, ns, "worker")
     stack.apply(
         dynamic(
             ns,
             "capped",
             role="capped",
             revokeGracePeriod="3s",
-            rolloutRestartTargets=[{"kind": "Deployment", "name": "worker"}],
+            rolloutRestartTargets=targets,
         )
     )
     seen: dict[str, dict[str, str]] = {}  # lease -> credential
@@ -277,13 +263,13 @@ def test_a_new_credential_before_max_ttl_rolls_the_target_once_and_the_old_one_i
     def one_rollout_per_credential() -> bool:
         lease = lease_record(stack, ns, "capped-db")["lease"]
         seen.setdefault(lease, {})
-        return rollouts(stack, ns, "worker") == len(seen)
+        return stack.rollouts(ns, "worker") == len(seen)
 
     eventually(one_rollout_per_credential, 15, "exactly one rollout per new credential")
     time.sleep(2)
-    assert one_rollout_per_credential(), (len(seen), rollouts(stack, ns, "worker"))
+    assert one_rollout_per_credential(), (len(seen), stack.rollouts(ns, "worker"))
     REPORT["new_credentials_in_36s"] = len(seen) - 1
-    REPORT["rollouts_per_new_credential"] = (rollouts(stack, ns, "worker") - 1) / (len(seen) - 1)
+    REPORT["rollouts_per_new_credential"] = (stack.rollouts(ns, "worker") - 1) / (len(seen) - 1)
 
 
 def test_a_lease_revoked_out_of_band_is_replaced(stack: Stack, postgres: Postgres, ns: str) -> None:
@@ -357,14 +343,13 @@ def test_deletion_revokes_the_lease(stack: Stack, postgres: Postgres, ns: str) -
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:
-    stack.apply(deployment(ns, "reporter"))
-    eventually(lambda: rollouts(stack, ns, "reporter") == 1, 30, "the first ReplicaSet")
+    targets = restarted(stack, ns, "reporter")
     stack.apply(
         dynamic(
             ns,
             "static",
             path="static-creds/static",
-            rolloutRestartTargets=[{"kind": "Deployment", "name": "reporter"}],
+            rolloutRestartTargets=targets,
         )
     )
     first = synced(stack, ns, "static")
@@ -380,10 +365,10 @@ def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
     )
     assert postgres.can_log_in(STATIC_USER, rotated["password"])
     assert not postgres.can_log_in(STATIC_USER, first["password"])
-    eventually(lambda: rollouts(stack, ns, "reporter") == 2, 15, "one rollout")
+    eventually(lambda: stack.rollouts(ns, "reporter") == 2, 15, "one rollout")
     time.sleep(2)
     passwords = {first["password"], rotated["password"]}
     current = credential(stack, ns, "static-db")
     assert current is not None
     passwords.add(current["password"])  # a second rotation meanwhile: one more rollout
-    assert rollouts(stack, ns, "reporter") == len(passwords)
+    assert stack.rollouts(ns, "reporter") == len(passwords)

@@ -20,7 +20,6 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from kubernetes import client
 
 from e2e.harness.manifests import deployment
 from e2e.harness.metrics import parse
@@ -148,16 +147,6 @@ def serial(data: dict[str, bytes]) -> str:
     return serial_text(leaf(data).serial_number)
 
 
-def rollouts(stack: Stack, namespace: str, name: str) -> int:
-    apps = client.AppsV1Api(stack.core.api_client)
-    uid = apps.read_namespaced_deployment(name, namespace).metadata.uid
-    return sum(
-        1
-        for rs in apps.list_namespaced_replica_set(namespace).items
-        if any(ref.uid == uid for ref in rs.metadata.owner_references or [])
-    )
-
-
 def expiry(stack: Stack, namespace: str, name: str) -> list[float]:
     """The samples of vaultsync_certificate_expiry_timestamp_seconds of one VaultPKISecret
     (its label `name` clashes with the harness's metric(name, ...), so filtered here)."""
@@ -265,7 +254,7 @@ def test_the_certificate_is_reissued_before_expiry_and_each_one_rolls_the_target
 ) -> None:
     ns = pki_tenant
     stack.apply(deployment(ns, "api"))
-    eventually(lambda: rollouts(stack, ns, "api") == 1, 30, "the first ReplicaSet")
+    eventually(lambda: stack.rollouts(ns, "api") == 1, 30, "the first ReplicaSet")
     stack.apply(
         pki_secret(
             ns, "short", ttl="30s", rolloutRestartTargets=[{"kind": "Deployment", "name": "api"}]
@@ -300,14 +289,14 @@ def test_the_certificate_is_reissued_before_expiry_and_each_one_rolls_the_target
         data = tls(stack, ns, "short-tls")
         assert data is not None
         seen.setdefault(serial(data), leaf(data))
-        return rollouts(stack, ns, "api") == len(seen)
+        return stack.rollouts(ns, "api") == len(seen)
 
     eventually(one_rollout_per_renewal, 15, "exactly one rollout per new certificate")
     time.sleep(3)  # and no more after a while
-    assert one_rollout_per_renewal(), (len(seen), rollouts(stack, ns, "api"))
+    assert one_rollout_per_renewal(), (len(seen), stack.rollouts(ns, "api"))
     REPORT["renewals_in_75s"] = renewed
     REPORT["renewal_gaps_s"] = [round(g, 1) for g in renewals]
-    REPORT["rollouts_per_new_certificate"] = (rollouts(stack, ns, "api") - 1) / (len(seen) - 1)
+    REPORT["rollouts_per_new_certificate"] = (stack.rollouts(ns, "api") - 1) / (len(seen) - 1)
 
 
 def test_a_spec_change_reissues_at_once_and_a_label_change_does_not(

@@ -348,6 +348,16 @@ class Stack:
         found: dict[str, Any] = obj
         return found
 
+    def rollouts(self, namespace: str, deployment: str) -> int:
+        """The ReplicaSets of a Deployment: its first, and one per rollout."""
+        apps = client.AppsV1Api(self.core.api_client)
+        uid = apps.read_namespaced_deployment(deployment, namespace).metadata.uid
+        return sum(
+            1
+            for rs in apps.list_namespaced_replica_set(namespace).items
+            if any(ref.uid == uid for ref in rs.metadata.owner_references or [])
+        )
+
     def vaultsecret(self, namespace: str, name: str) -> dict[str, Any]:
         return self.get("vaultsecrets", name, namespace)
 

@@ -26,8 +26,10 @@ class Outcome:
     """Conditions besides Ready to set or remove (none: the others stay as they are)."""
 
     @classmethod
-    def failed(cls, error: SyncError) -> Outcome:
-        return cls(False, error.reason, str(error), retryable=error.retryable)
+    def failed(cls, error: SyncError, keeps: str = "") -> Outcome:
+        """Ready=False for error; keeps: what the Secret keeps meanwhile, said after it."""
+        message = f"{error}; the Secret keeps {keeps}" if keeps else str(error)
+        return cls(False, error.reason, message, retryable=error.retryable)
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,7 @@ from vaultsync.secrets.digest import keyed_digest
 from vaultsync.secrets.leased import Decision, Held, Lease, Pending, Record, Step
 from vaultsync.secrets.render import render
 from vaultsync.secrets.renewal import Lifetime, rfc3339
-from vaultsync.secrets.writer import (
-    REVOKE_PATIENCE,
-    TenantSecretReconciler,
-    deleting_for,
-    needs_release,
-)
+from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import leases
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.leases import LeaseGone
@@ -68,6 +63,14 @@ def destination(spec: VaultDynamicSecretSpec, record: Record | None) -> Destinat
         return spec.destination
     annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: record.text()}
     return spec.destination.model_copy(update={"annotations": annotations})
+
+
+def _keeps(held: Held | str) -> str:
+    """The credential a failure leaves in the Secret, for the message."""
+    if not isinstance(held, Held):
+        return ""
+    lease = held.record.lease_id
+    return f"the credential of lease {lease}" if lease else "the static role's password"
 
 
 class VaultDynamicSecretReconciler(TenantSecretReconciler):
@@ -149,7 +152,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         except SyncError as exc:
             if fresh is not None and fresh.lease_id:
                 self._revoke_quietly(body, view, fresh.lease_id)
-            return Result(self._failed(exc, held), fields)
+            return Result(Outcome.failed(exc, _keeps(held)), fields)
         if fresh is not None and fresh.leased:
             metrics.CREDENTIALS_ISSUED.inc()
         assert lease is not None
@@ -286,20 +289,6 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         metrics.LEASE_EXPIRY.labels(meta["namespace"], meta["name"]).set(lease.life.end.timestamp())
         return at
 
-    @staticmethod
-    def _failed(error: SyncError, held: Held | str) -> Outcome:
-        """Ready=False; the message says what the Secret keeps meanwhile."""
-        outcome = Outcome.failed(error)
-        if not isinstance(held, Held):
-            return outcome
-        lease = held.record.lease_id or "the static role's password"
-        return Outcome(
-            False,
-            outcome.reason,
-            f"{outcome.message}; the Secret keeps the credential of lease {lease}",
-            retryable=outcome.retryable,
-        )
-
     def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
         """Always: a lease to revoke (deletionPolicy Delete), or a Secret to release."""
         try:
@@ -344,14 +333,14 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         ids = [i for i in dict.fromkeys(ids) if i]
         if not ids:
             return "no lease to revoke"
-        try:
+
+        def revoke() -> None:
             identity = self._identity(body, view, spec.auth_ref)
             for lease_id in ids:
                 self._revoke(identity, lease_id)
-        except SyncError as exc:
-            if exc.retryable and deleting_for(body) < REVOKE_PATIENCE:
-                raise
-            message = f"leases {', '.join(ids)} were not all revoked, the deletion goes on: {exc}"
-            events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
-            return message
-        return f"revoked lease{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+
+        listed = f"lease{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+        failed = self.revoke_patiently(
+            body, revoke, f"{listed} {'were' if len(ids) > 1 else 'was'}"
+        )
+        return failed or f"revoked {listed}"

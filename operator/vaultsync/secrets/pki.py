@@ -26,7 +26,7 @@ from typing import Any
 from vaultsync.api.base import parse, parse_duration
 from vaultsync.api.pki import TLS_TYPE, TLSDestination, VaultPKISecretSpec
 from vaultsync.api.secret import CreationPolicy, Destination
-from vaultsync.kube import events, hmackey, secrets
+from vaultsync.kube import hmackey, secrets
 from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
@@ -47,12 +47,7 @@ from vaultsync.secrets.certificates import (
 )
 from vaultsync.secrets.certificates import parse as parse_certificate
 from vaultsync.secrets.destination import Action, Owner, drifted, is_managed_by, plan
-from vaultsync.secrets.writer import (
-    REVOKE_PATIENCE,
-    TenantSecretReconciler,
-    deleting_for,
-    needs_release,
-)
+from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import pki
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.errors import VaultError
@@ -141,6 +136,14 @@ def until_renewal(status: Mapping[str, Any], now: datetime | None = None) -> flo
     return left if left > 0 else None
 
 
+def _keeps(holding: Kept | str) -> str:
+    """The certificate a failure leaves in the Secret, for the message."""
+    if not isinstance(holding, Kept):
+        return ""
+    cert = holding.certificate
+    return f"certificate {cert.serial_number}, valid until {rfc3339(cert.not_after)}"
+
+
 class VaultPKISecretReconciler(TenantSecretReconciler):
     """Everything a VaultPKISecret reconcile needs; one instance per operator."""
 
@@ -211,7 +214,7 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             previous, step = self.writer.write(namespace, dest, owner, data, key)
             self.writer.release_renamed(body, dest, owner)
         except SyncError as exc:
-            return Result(self._failed(exc, holding), fields)
+            return Result(Outcome.failed(exc, _keeps(holding)), fields)
         when = self._observe(body, certificate, spec, fields)
         fields["secretName"] = dest.name
         restarted = self.restarts.after_sync(body, spec, key, previous, data)  # never fails
@@ -252,21 +255,6 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
         )
         return when
 
-    @staticmethod
-    def _failed(error: SyncError, holding: Kept | str) -> Outcome:
-        """Ready=False; the message says what the Secret keeps meanwhile."""
-        outcome = Outcome.failed(error)
-        if not isinstance(holding, Kept):
-            return outcome
-        cert = holding.certificate
-        kept_text = (
-            f"; the Secret keeps certificate {cert.serial_number}, valid until "
-            f"{rfc3339(cert.not_after)}"
-        )
-        return Outcome(
-            False, outcome.reason, outcome.message + kept_text, retryable=outcome.retryable
-        )
-
     def needs_cleanup(self, body: Mapping[str, Any]) -> bool:
         """With revokeOnDelete, or a Secret that is not simply garbage collected."""
         try:
@@ -304,13 +292,10 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             serial = found[0].serial_number if found is not None else None
         if not serial:
             return "no certificate to revoke"
-        try:
+
+        def revoke() -> None:
             identity = self.identities.tenant(meta["namespace"], spec.auth_ref, view)
             with_client(self.sessions, identity, lambda c: pki.revoke(c, spec.mount, serial))
-        except SyncError as exc:
-            if exc.retryable and deleting_for(body) < REVOKE_PATIENCE:
-                raise
-            message = f"certificate {serial} was not revoked, the deletion goes on: {exc}"
-            events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
-            return message
-        return f"revoked certificate {serial}"
+
+        failed = self.revoke_patiently(body, revoke, f"certificate {serial} was")
+        return failed or f"revoked certificate {serial}"

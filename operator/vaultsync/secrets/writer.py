@@ -8,7 +8,7 @@ be ours rests on a fresh read. A release applies the deletion policy, and always
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ heal (Vault down); after that, or at once for one that will not heal, the deleti
 without it and says so in a Warning Event: a deletion always finishes."""
 
 
-def deleting_for(body: Mapping[str, Any]) -> float:
+def _deleting_for(body: Mapping[str, Any]) -> float:
     """Seconds since the object's deletion was asked for."""
     since = parse_time(body["metadata"].get("deletionTimestamp"))
     return 0.0 if since is None else (datetime.now(UTC) - since).total_seconds()
@@ -144,6 +144,23 @@ class TenantSecretReconciler:
         self.namespace = settings.namespace  # where the HMAC key Secret lives
         self.restarts = Restarts(kube)
         self.writer = SecretWriter(kube)
+
+    def revoke_patiently(
+        self, body: Mapping[str, Any], revoke: Callable[[], None], what: str
+    ) -> str | None:
+        """A revocation in Vault during body's deletion (what: "certificate 1a:2b was"). A
+        failure that may heal is raised again, so the deletion is retried, for REVOKE_PATIENCE;
+        after that, or at once for one that will not heal, a Warning Event says so and the
+        deletion goes on: the message is returned. None when revoked."""
+        try:
+            revoke()
+        except SyncError as exc:
+            if exc.retryable and _deleting_for(body) < REVOKE_PATIENCE:
+                raise
+            message = f"{what} not revoked, the deletion goes on: {exc}"
+            events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
+            return message
+        return None
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """The object is gone: what restarts remember of it goes too."""

@@ -8,7 +8,9 @@ own error strings, never from request or response bodies.
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import hvac
 import hvac.exceptions as hv
 import requests
 import urllib3
@@ -128,3 +130,12 @@ def translate_refusal(exc: Exception, action: str, needs: str) -> VaultError:
     if isinstance(error, PermissionDenied):
         return PermissionDenied(f"{action}: permission denied; needs {needs}")
     return error
+
+
+def update(client: hvac.Client, url: str, body: dict[str, Any], where: str, path: str) -> Any:
+    """POST body to url (Vault's update); a refusal says the tenant's policy lacks 'update' on
+    path (where: the action, for the message)."""
+    try:
+        return client.adapter.post(url, json=body)
+    except Exception as exc:
+        raise translate_refusal(exc, where, f"'update' on {path}") from None

@@ -25,6 +25,7 @@ from vaultsync.vault.errors import (
     SecretNotFound,
     VaultError,
     translate_refusal,
+    update,
 )
 from vaultsync.vault.observe import request
 
@@ -70,13 +71,6 @@ class Renewed:
     renewable: bool
 
 
-def _put(client: hvac.Client, url: str, body: dict[str, Any], where: str, path: str) -> Any:
-    try:
-        return client.adapter.put(url, json=body)
-    except Exception as exc:
-        raise translate_refusal(exc, where, f"'update' on {path}") from None
-
-
 @request("credential_read")
 def read(client: hvac.Client, mount: str, path: str) -> Credential:
     """A credential from <mount>/<path> (a new one per read for a dynamic role)."""
@@ -115,7 +109,7 @@ def renew(client: hvac.Client, lease_id: str, increment: int) -> Renewed:
     where = f"renew lease {lease_id}"
     path = f"sys/leases/renew/{lease_id}"
     try:
-        response = _put(client, f"/v1/{path}", {"increment": increment}, where, path)
+        response = update(client, f"/v1/{path}", {"increment": increment}, where, path)
     except InvalidRequest as exc:
         raise LeaseGone(str(exc)) from None
     if not isinstance(response, dict):
@@ -128,4 +122,4 @@ def revoke(client: hvac.Client, lease_id: str) -> None:
     """Revoke the lease (Vault revokes the credential at its source: the database role is
     dropped); a lease Vault no longer knows counts as revoked."""
     path = f"sys/leases/revoke/{lease_id}"
-    _put(client, f"/v1/{path}", {}, f"revoke lease {lease_id}", path)
+    update(client, f"/v1/{path}", {}, f"revoke lease {lease_id}", path)

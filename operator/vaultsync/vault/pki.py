@@ -17,7 +17,7 @@ from vaultsync.vault.errors import (
     InvalidRequest,
     SecretNotFound,
     VaultError,
-    translate_refusal,
+    update,
 )
 from vaultsync.vault.observe import request
 
@@ -67,14 +67,6 @@ class CertificateRequest:
         return body
 
 
-def _post(client: hvac.Client, url: str, body: dict[str, Any], where: str, path: str) -> Any:
-    """POST body to url; a refusal names the capability and path the tenant's policy lacks."""
-    try:
-        return client.adapter.post(url, json=body)
-    except Exception as exc:
-        raise translate_refusal(exc, where, f"'update' on {path}") from None
-
-
 @request("pki_issue")
 def issue(
     client: hvac.Client, mount: str, role: str, wanted: CertificateRequest
@@ -83,7 +75,7 @@ def issue(
     where = f"issue a certificate from {mount}/issue/{role}"
     url = format_url("/v1/{0}/issue/{1}", mount, role)
     try:
-        response = _post(client, url, wanted.payload(), where, f"{mount}/issue/{role}")
+        response = update(client, url, wanted.payload(), where, f"{mount}/issue/{role}")
     except (InvalidRequest, SecretNotFound) as exc:
         raise IssueRefused(str(exc)) from None
     data = response.get("data") if isinstance(response, dict) else None
@@ -107,7 +99,7 @@ def revoke(client: hvac.Client, mount: str, serial_number: str) -> None:
     where = f"revoke certificate {serial_number} at {mount}/revoke"
     url = format_url("/v1/{0}/revoke", mount)
     try:
-        _post(client, url, {"serial_number": serial_number}, where, f"{mount}/revoke")
+        update(client, url, {"serial_number": serial_number}, where, f"{mount}/revoke")
     except (InvalidRequest, SecretNotFound) as exc:
         if "not found" not in str(exc):
             raise
