@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cache, partial
 from typing import Any
 
 import hvac
@@ -46,6 +47,8 @@ from vaultsync.vault.leases import LeaseGone
 from vaultsync.vault.sessions import Identity
 
 KIND = "VaultDynamicSecret"
+Who = Callable[[], Identity]
+"""The tenant's identity, found when first needed."""
 REVOKE_RETRY = 10.0
 """Seconds before a failed revocation of a replaced lease is tried again."""
 log = logging.getLogger(__name__)
@@ -109,7 +112,8 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             now = datetime.now(UTC)
             lease = leased.lease_of(status, held.record) if isinstance(held, Held) else None
             decision = leased.decide(held, request, lease, spec.renewal_percent, now)
-            identity = self._identity(body, view, spec.auth_ref)
+            # asked for only when Vault is: a reconcile with nothing due makes no request
+            identity = cache(partial(self._identity, body, view, spec.auth_ref))
             if decision.step is Step.RENEW:
                 assert isinstance(held, Held)
                 lease, decision = self._renew(identity, held.record, lease, spec, fields)
@@ -176,12 +180,14 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             {k: v for k, v in fields.items() if v is not None or k in status},
         )
 
-    def _issue(self, identity: Identity, spec: VaultDynamicSecretSpec) -> leases.Credential:
-        return with_client(self.sessions, identity, lambda c: leases.read(c, spec.mount, spec.path))
+    def _issue(self, identity: Who, spec: VaultDynamicSecretSpec) -> leases.Credential:
+        return with_client(
+            self.sessions, identity(), lambda c: leases.read(c, spec.mount, spec.path)
+        )
 
     def _renew(
         self,
-        identity: Identity,
+        identity: Who,
         record: Record,
         lease: Lease | None,
         spec: VaultDynamicSecretSpec,
@@ -195,7 +201,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             return leases.renew(client, record.lease_id, record.ttl)
 
         try:
-            got = with_client(self.sessions, identity, renew)
+            got = with_client(self.sessions, identity(), renew)
         except LeaseGone as exc:
             metrics.LEASE_RENEWALS.labels(exc.reason).inc()
             why = f"Vault no longer knows lease {record.lease_id} ({exc})"
@@ -215,7 +221,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def _revoke_due(
         self,
         body: Mapping[str, Any],
-        identity: Identity,
+        identity: Who,
         pending: tuple[Pending, ...],
         now: datetime,
         issued: bool,
@@ -242,9 +248,9 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
         return tuple(left), failed
 
-    def _revoke(self, identity: Identity, lease_id: str) -> None:
+    def _revoke(self, identity: Who, lease_id: str) -> None:
         try:
-            with_client(self.sessions, identity, lambda c: leases.revoke(c, lease_id))
+            with_client(self.sessions, identity(), lambda c: leases.revoke(c, lease_id))
         except SyncError as exc:
             metrics.LEASE_REVOCATIONS.labels(exc.reason).inc()
             raise
@@ -255,7 +261,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         at once (if that fails too, its lease expires unrenewed)."""
         try:
             spec = parse_spec(body.get("spec"))
-            self._revoke(self._identity(body, view, spec.auth_ref), lease_id)
+            self._revoke(partial(self._identity, body, view, spec.auth_ref), lease_id)
         except SyncError as exc:
             log.warning("%s: lease %s of an unused credential: %s", KIND, lease_id, exc)
 
@@ -335,7 +341,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             return "no lease to revoke"
 
         def revoke() -> None:
-            identity = self._identity(body, view, spec.auth_ref)
+            identity = cache(partial(self._identity, body, view, spec.auth_ref))
             for lease_id in ids:
                 self._revoke(identity, lease_id)
 
