@@ -3,18 +3,18 @@ creds/<role>, or static-creds/<role>) in a Kubernetes Secret (namespaced)."""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from vaultsync.api.base import ConditionedStatus, Duration, K8sName, Model
+from vaultsync.api.base import CheckedModel, ConditionedStatus, Duration, K8sName, Model
 from vaultsync.api.names import VaultMount, VaultPath
 from vaultsync.api.restart import RESTART_DESCRIPTION, RestartSpec, RolloutRestartTargets
-from vaultsync.api.secret import Destination, Keys, Template, check_shape
+from vaultsync.api.secret import Destination, Keys, Template, shape_problems
 
 DEFAULT_RENEWAL_PERCENT = 67
 DEFAULT_REVOKE_GRACE = "5m"
 
 
-class VaultDynamicSecretSpec(Model):
+class VaultDynamicSecretSpec(CheckedModel):
     """Which path to take a leased credential from, how to shape it, when to renew and replace
     it, and the Secret to write it to."""
 
@@ -62,10 +62,8 @@ class VaultDynamicSecretSpec(Model):
     rollout_restart_targets: RolloutRestartTargets = Field(default_factory=list)
     restart: RestartSpec | None = Field(default=None, description=RESTART_DESCRIPTION)
 
-    @model_validator(mode="after")
-    def _shape(self) -> VaultDynamicSecretSpec:
-        check_shape(self.keys, self.template)
-        return self
+    def problems(self) -> list[str]:
+        return shape_problems(self.keys, self.template)
 
 
 class PendingRevocation(Model):

@@ -105,13 +105,15 @@ class Shape(Protocol):
     def template(self) -> dict[str, str]: ...
 
 
-def check_shape(keys: list[KeyMapping], template: dict[str, str]) -> None:
+def shape_problems(keys: list[KeyMapping], template: dict[str, str]) -> list[str]:
     """What SHAPE_RULES say, for objects an older API server let through."""
     targets = [k.target for k in keys]
+    found = []
     if len(targets) != len(set(targets)):
-        raise ValueError(MESSAGES["unique_keys"])
+        found.append(MESSAGES["unique_keys"])
     if set(targets) & set(template):
-        raise ValueError(MESSAGES["keys_and_template"])
+        found.append(MESSAGES["keys_and_template"])
+    return found
 
 
 class SecretDestination(Model):
@@ -236,7 +238,9 @@ class VaultSecretSpec(Model):
 
     @model_validator(mode="after")
     def _unique_targets(self) -> VaultSecretSpec:
-        check_shape(self.keys, self.template)
+        shape = shape_problems(self.keys, self.template)
+        if shape:
+            raise ValueError(shape[0])
         if self.rotation is not None and self.version != 0:
             raise ValueError(MESSAGES["rotation_latest"])
         if self.path is None and self.encrypted is None:
@@ -244,7 +248,7 @@ class VaultSecretSpec(Model):
         if self.path is None and (self.keys or self.rotation is not None or self.version):
             raise ValueError(MESSAGES["kv_needs_path"])
         encrypted = set(self.encrypted.data) if self.encrypted is not None else set()
-        if encrypted & (set(targets) | set(self.template)):
+        if encrypted & ({k.target for k in self.keys} | set(self.template)):
             raise ValueError(MESSAGES["encrypted_keys"])
         return self
 
