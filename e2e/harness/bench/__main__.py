@@ -12,8 +12,15 @@ from pathlib import Path
 
 from e2e.harness import ROOT
 from e2e.harness.bench import __doc__ as bench_doc
+from e2e.harness.bench.dynamic import DynamicResult, run_dynamic
 from e2e.harness.bench.measure import SizeResult, run_size, say
-from e2e.harness.bench.report import report, rotation_table, sharding_table, table
+from e2e.harness.bench.report import (
+    dynamic_section,
+    report,
+    rotation_table,
+    sharding_table,
+    table,
+)
 from e2e.harness.bench.rotation import RotationResult, run_rotation
 from e2e.harness.bench.sharding import ShardingResult, run_sharding
 from e2e.harness.binaries import build
@@ -62,9 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the sharding scenario (a stack of its own)",
     )
     parser.add_argument(
+        "--dynamic-size",
+        type=int,
+        default=100,
+        help="VaultDynamicSecrets of the dynamic scenario (database credentials, PostgreSQL)",
+    )
+    parser.add_argument(
+        "--no-dynamic",
+        dest="dynamic",
+        action="store_false",
+        help="skip the dynamic scenario (a stack and a PostgreSQL of its own)",
+    )
+    parser.add_argument(
         "--only",
-        choices=("sizes", "rotation", "sharding"),
-        help="run only the sizes, the rotation or the sharding scenario (the report holds only it)",
+        choices=("sizes", "rotation", "sharding", "dynamic"),
+        help="run only the sizes, the rotation, the sharding or the dynamic scenario (the "
+        "report holds only it)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args(argv)
@@ -80,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SizeResult] = []
     rotation: RotationResult | None = None
     sharding: ShardingResult | None = None
+    dynamic: DynamicResult | None = None
     ok = True
     try:
         for size in sizes:
@@ -97,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             sharding, sharding_ok = run_sharding(tmp / "sharding", args)
             ok = ok and sharding_ok
             print(f"\n### Sharding, N = {sharding.size}\n\n{sharding_table(sharding)}\n")
+        if args.dynamic and args.only in (None, "dynamic"):
+            dynamic, dynamic_ok = run_dynamic(tmp / "dynamic", args)
+            ok = ok and dynamic_ok
+            print("\n".join(dynamic_section(dynamic)), flush=True)
     finally:
         if ok and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             say(f"stack files (logs) kept in {tmp}")
-    text = report(results, rotation, args, time.monotonic() - started, sharding)
+    text = report(results, rotation, args, time.monotonic() - started, sharding, dynamic)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     say(f"wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min")

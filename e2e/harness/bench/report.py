@@ -15,6 +15,7 @@ from pathlib import Path
 
 from e2e.harness import ROOT
 from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted, resource_of
+from e2e.harness.bench.dynamic import STEADY, TTL, DynamicResult
 from e2e.harness.bench.floor import FLOOR_THREADS
 from e2e.harness.bench.measure import CREATORS, START_POLL, VAULT_REQUESTS, SizeResult, Usage
 from e2e.harness.bench.procstats import Memory, machine
@@ -361,6 +362,102 @@ def rotation_table(r: RotationResult) -> str:
             "rotated VaultSecret, nothing changed in the quiet window."
         )
     return text
+
+
+def dynamic_section(r: DynamicResult) -> list[str]:
+    """The section's heading, its paragraph, its table and how it was measured."""
+    n = r.size
+    per_minute = None if not r.renewals or not r.steady_s else r.renewals * 60 / r.steady_s
+    rows: list[tuple[str, str]] = [
+        ("VaultDynamicSecrets / namespaces = Vault identities", f"{n} / {r.identities}"),
+        (f"create the N objects ({CREATORS} parallel API clients)", _s(r.create_s)),
+        (
+            "**issue**: first create → every VaultDynamicSecret Ready=True and its Secret exists",
+            _s(r.issue_s),
+        ),
+        (
+            "  per object, its create → Ready (p50 / p95 / max)",
+            " / ".join(_s(v) for v in (r.ready_p50_s, r.ready_p95_s, r.ready_max_s)),
+        ),
+        *_cpu(r.issue_usage),
+        ("  credentials issued (`vaultsync_dynamic_credentials_issued_total`)", _must(r.issued, n)),
+        (
+            "  leases in Vault / roles in PostgreSQL",
+            f"{_must(r.leases_after_issue, n)} / {_must(r.roles_after_issue, n)}",
+        ),
+        ("  reconciles that did not end Leased", _reasons(r.failures_issue)),
+        (
+            f"**steady window**: lease TTL {TTL} s, renewed at 67% (jitter up to 10%)",
+            _s(r.steady_s),
+        ),
+        (
+            '  renewals per minute (`vaultsync_lease_renewals_total{result="renewed"}`)',
+            "—" if per_minute is None else f"{per_minute:.0f} ({per_minute / n:.2f} per lease)",
+        ),
+        ("  renewals by result", _reasons({k: int(v) for k, v in r.renewal_results.items()})),
+        *_cpu(r.steady_usage),
+        ("  new credentials (must be 0)", _must(r.steady_issued, 0)),
+        ("  Secret writes (resourceVersion changes, must be 0)", _must(r.steady_secret_changes, 0)),
+        ("**operator restart**: SIGKILL, start → N reconciles by the new process", _s(r.resync_s)),
+        *_cpu(r.restart_usage),
+        (
+            "  leases outstanding in Vault after the restart (must be N)",
+            _must(r.leases_after_restart, n),
+        ),
+        ("  roles in PostgreSQL after the restart (must be N)", _must(r.roles_after_restart, n)),
+        ("  credentials read by the new process (must be 0)", _must(r.restart_reads, 0)),
+        ("  leases revoked by the new process (must be 0)", _must(r.restart_revoked, 0)),
+        ("  Secret writes (must be 0)", _must(r.restart_secret_changes, 0)),
+        ("**deletion** of all N → no lease in Vault, no role in PostgreSQL", _s(r.delete_s)),
+        ("  revocations counted (`vaultsync_lease_revocations_total`)", _n(r.revoked)),
+        (
+            "  leases / roles left (must be 0)",
+            f"{_must(r.leases_after_delete, 0)} / {_must(r.roles_after_delete, 0)}",
+        ),
+    ]
+    for label, value in r.memory.items():
+        rows.append((f"operator memory {label}: VmRSS (VmHWM)", str(value)))
+    text = _markdown(rows, r.log_warnings, r.load_before, r.error)
+    if r.violations:
+        text += "\n\n**FAILED** — a guarantee was broken:\n\n" + "\n".join(
+            f"- {v}" for v in r.violations
+        )
+    elif r.error is None:
+        text += (
+            "\n\nEvery correctness figure held: one credential per object, none issued while "
+            "renewing, the live leases re-used after SIGKILL (N leases outstanding), all revoked "
+            "on deletion."
+        )
+    return [
+        f"## Dynamic database credentials (N = {n})",
+        "",
+        f"On the machine above, on a stack of its own plus a PostgreSQL 15 server "
+        f"(`e2e/harness/postgres.py`): {n} VaultDynamicSecrets over {r.identities} tenants, each "
+        "reading `database/creds/app` of OpenBao's database engine (a new PostgreSQL role per "
+        f"read, lease TTL {TTL} s, max_ttl 24 h) with the tenant's identity and the minimal "
+        "policy of [the guide](vaultdynamicsecret.md#vault-setup). Created at once with the "
+        f"operator running; then {STEADY} s of renewals with nothing else to do; then the "
+        "operator is killed (SIGKILL) and started again; then all N are deleted. The bench "
+        "fails (exit status 1) unless the figures marked *must* hold.",
+        "",
+        text,
+        "",
+        "- *issue*: per object from its create to the first poll (every 0.5 s) that sees it "
+        "Ready for its generation; the Secrets are listed once all are Ready. Leases are "
+        "counted by listing `sys/leases/lookup/database/creds/<role>/` as an admin, roles as "
+        "`pg_roles` named `v-%`.",
+        "- *steady window*: deltas of the operator's counters and of the Secrets' "
+        "resourceVersions; a renewal extends a lease by its TTL, so each lease is renewed "
+        f"about every {0.67 * TTL:.0f} s (less up to a tenth of the TTL, spread by the lease "
+        "id).",
+        "- *operator restart*: timed from the SIGKILL to the new process's N-th reconcile "
+        "(`vaultsync_syncs_total`), counted 5 s later; the new process's counters start at 0, "
+        "so its totals are what it did.",
+        "- *deletion*: `kubectl delete` of all N at once (not waiting), timed until Vault lists "
+        "no lease and PostgreSQL no role: each deletion revokes its lease with the tenant's "
+        "identity before its finalizer goes.",
+        "",
+    ]
 
 
 def _share(share: Share | None) -> str:
@@ -867,6 +964,7 @@ def report(
     args: argparse.Namespace,
     wall_s: float,
     sharding: ShardingResult | None = None,
+    dynamic: DynamicResult | None = None,
 ) -> str:
     facts = machine()
     command = "python -m e2e.harness.bench " + " ".join(
@@ -919,6 +1017,8 @@ def report(
         ]
     if sharding is not None:
         parts += sharding_section(sharding)
+    if dynamic is not None:
+        parts += dynamic_section(dynamic)
     parts += [
         "## What is measured",
         "",
