@@ -16,14 +16,19 @@ window with an operator restart in which nothing may change; a broken guarantee 
 the run. Unless --no-sharding, a last stack runs --sharding-size VaultSecrets (1000) over 30
 namespaces with one `--shards` replica and then three: the time to sync, the per-replica
 split of shards, objects, CPU and memory, and the takeover after a kill and a clean stop.
---operator-source runs another checkout's operator/ (to compare commits). The results go to
+Unless --no-dynamic, a stack with a PostgreSQL of its own runs --dynamic-size
+VaultDynamicSecrets (100): the time to issue all, renewals per minute at steady state, the
+leases outstanding after a SIGKILL and restart (must be N, with no credential read) and their
+revocation on deletion; a broken guarantee fails the run. --operator-source runs another checkout's operator/ (to compare commits). The results go to
 a Markdown file.
 
     python -m e2e.harness.bench [--sizes 1000] [--rotations 100]
-                                [--only sizes|rotation|sharding] [--operator-source DIR]
+                                [--only sizes|rotation|sharding|dynamic]
+                                [--dynamic-size 100] [--operator-source DIR]
                                 [--out docs/benchmarks.md]
 
 ``measure`` runs the phases of a size (with ``procstats`` reading /proc, ``floor`` and
 ``apiserver``), ``rotation`` those of the rotation scenario, ``sharding`` the replicas',
+``dynamic`` the dynamic credentials',
 ``report`` writes the Markdown, ``__main__`` is the command line.
 """
