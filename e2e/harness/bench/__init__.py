@@ -19,8 +19,8 @@ split of shards, objects, CPU and memory, and the takeover after a kill and a cl
 Unless --no-dynamic, a stack with a PostgreSQL of its own runs --dynamic-size
 VaultDynamicSecrets (100): the time to issue all, renewals per minute at steady state, the
 leases outstanding after a SIGKILL and restart (must be N, with no credential read) and their
-revocation on deletion; a broken guarantee fails the run. --operator-source runs another checkout's operator/ (to compare commits). The results go to
-a Markdown file.
+revocation on deletion; a broken guarantee fails the run. --operator-source runs another
+checkout's operator/ (to compare commits). The results go to a Markdown file.
 
     python -m e2e.harness.bench [--sizes 1000] [--rotations 100]
                                 [--only sizes|rotation|sharding|dynamic]
