@@ -206,6 +206,42 @@ def test_credentials_log_in_and_an_operator_restart_reuses_the_lease(
     assert ready_is(stack, ns, "app", "True")
     REPORT["restart"] = {"new_roles": 0, "leases_before": len(leases), "after": len(leases)}
 
+    # a new shape is a new credential (the Secret holds shaped data only): one rollout, and
+    # the old lease waits out its grace period (5m here: it is revoked when the object is
+    # deleted at the end of the module, with the lease it has then)
+    old_lease = get(stack, ns, "app")["status"]["leaseID"]
+    obj = get(stack, ns, "app")
+    obj["spec"]["template"] = {"DATABASE_URL": "postgresql://{{ username }}@db/app"}
+    stack.apply({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    reshaped = eventually(
+        lambda: (d := credential(stack, ns, "app-db")) and d["DB_USER"] != data["DB_USER"] and d,
+        30,
+        "a new credential for the new template",
+    )
+    assert reshaped["DATABASE_URL"] == f"postgresql://{reshaped['DB_USER']}@db/app"
+    eventually(lambda: stack.rollouts(ns, "api") == 2, 15, "one rollout")
+    status = get(stack, ns, "app")["status"]
+    assert [p["leaseID"] for p in status["pendingRevocations"]] == [old_lease]
+    assert postgres.can_log_in(data["DB_USER"], data["DB_PASS"])  # within its grace
+    assert postgres.can_log_in(reshaped["DB_USER"], reshaped["DB_PASS"])
+
+
+def test_keys_that_do_not_fit_the_credential_revoke_it_at_once(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    before = postgres.counts()
+    stack.apply(dynamic(ns, "misfit", keys=[{"from": "user"}]))
+    failed = eventually(lambda: ready_is(stack, ns, "misfit", "False"), 30, "Ready=False")
+    assert failed["reason"] == "KeyNotFound"
+    assert credential(stack, ns, "misfit-db") is None
+    after = eventually(
+        lambda: (c := postgres.counts()).issued > before.issued and c, 10, "the issue"
+    )
+    # the credential read for nothing is revoked in the same reconcile; not retried (Stalled)
+    assert after.issued - before.issued == after.revoked - before.revoked == 1
+    assert after.live == before.live
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "misfit", "-n", ns, "--timeout=60s")
+
 
 def test_the_lease_is_renewed_past_its_ttl(stack: Stack, postgres: Postgres, ns: str) -> None:
     stack.apply(dynamic(ns, "renewed", role="short"))
