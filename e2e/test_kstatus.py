@@ -21,8 +21,9 @@ from e2e.harness.argocd import health
 from e2e.harness.kstatus import Kstatus, kstatus, target
 from e2e.harness.manifests import API_VERSION, vault_auth, vault_secret
 from e2e.harness.polling import Pending, eventually
+from e2e.harness.postgres import Postgres
 from e2e.harness.processes import free_port
-from e2e.harness.stack import Stack
+from e2e.harness.stack import Stack, tenant_policy
 from e2e.harness.vaultadmin import grant_operator, operator_objects
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +37,10 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str]]] = {
     "VaultSecret": {
         "transient": ("InProgress", "Reconciling", "PermissionDenied"),
         "permanent": ("Failed", "Stalled", "SecretNotFound"),
+    },
+    "VaultDynamicSecret": {
+        "transient": ("InProgress", "Reconciling", "PermissionDenied"),
+        "permanent": ("Failed", "Stalled", "KeyNotFound"),
     },
     "VaultPolicy": {
         "transient": ("InProgress", "Reconciling", "AuthNotFound"),
@@ -69,6 +74,10 @@ STATES = {
 }
 HOW = {
     "VaultSecret": ("a path its Vault policy does not grant", "a path with nothing in Vault"),
+    "VaultDynamicSecret": (
+        "a database role its Vault policy does not grant",
+        "keys the credential does not have",
+    ),
     "VaultPolicy": ("an authRef to no VaultAuth", "HCL that Vault rejects"),
     "VaultAuditDevice": ("an authRef to no VaultAuth", "a file outside the allowed directories"),
     "VaultTransitKey": ("an authRef to no VaultAuth", "a minDecryptionVersion above the latest"),
@@ -153,6 +162,52 @@ def vaultsecret_case(stack: Stack, tenant: str, uid: str, _tmp: Path) -> Case:
         change,
         fix,
     )
+
+
+def vaultdynamicsecret_case(stack: Stack, tenant: str, uid: str, _tmp: Path) -> Case:
+    """A PostgreSQL of the case's own behind a database mount of its own (stopped by cleanup,
+    after the objects' deletion revoked their leases)."""
+    postgres = Postgres()
+    postgres.start()
+    mount = f"db-kstatus-{uid}"
+    postgres.configure_vault(stack.vault, mount=mount, ttl="1h", max_ttl="2h")
+    postgres.add_role(stack.vault, "other", mount=mount, ttl="1h", max_ttl="2h")
+    policy = tenant_policy(tenant) + (
+        f'path "{mount}/creds/app" {{ capabilities = ["read"] }}\n'
+        f'path "sys/leases/renew/{mount}/creds/app/*" {{ capabilities = ["update"] }}\n'
+        f'path "sys/leases/revoke/{mount}/creds/app/*" {{ capabilities = ["update"] }}\n'
+    )
+    stack.vault.sys.create_or_update_policy(f"{tenant}-read", policy)
+
+    def dynamic(name: str, role: str = "app", **spec: Any) -> Manifest:
+        destination = {"name": name}
+        return _object(
+            "VaultDynamicSecret",
+            name,
+            {"mount": mount, "path": f"creds/{role}", "destination": destination, **spec},
+            tenant,
+        )
+
+    def change(m: Manifest) -> None:
+        m["spec"]["renewalPercent"] = 60  # timing only: no new credential
+
+    def fix(m: Manifest) -> None:
+        m["spec"]["keys"] = [{"from": "username"}, {"from": "password"}]
+
+    objects = {
+        "new": dynamic("new"),
+        "ready": dynamic("ready"),
+        "transient": dynamic("transient", role="other"),
+        "permanent": dynamic("permanent", keys=[{"from": "user"}]),
+    }
+
+    def cleanup() -> None:
+        try:
+            _delete(stack, "vaultdynamicsecrets", "-n", tenant, *objects)
+        finally:
+            postgres.stop()
+
+    return Case("vaultdynamicsecrets", tenant, objects, change, fix, cleanup=cleanup)
 
 
 def vaultpolicy_case(stack: Stack, _tenant: str, uid: str, _tmp: Path) -> Case:
@@ -311,6 +366,7 @@ def vaultauth_case(stack: Stack, tenant: str, uid: str, _tmp: Path) -> Case:
 
 CASES = {
     "VaultSecret": vaultsecret_case,
+    "VaultDynamicSecret": vaultdynamicsecret_case,
     "VaultPolicy": vaultpolicy_case,
     "VaultAuditDevice": vaultauditdevice_case,
     "VaultTransitKey": vaulttransitkey_case,
