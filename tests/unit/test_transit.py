@@ -323,12 +323,22 @@ def test_a_secret_manifest_with_data_and_string_data() -> None:
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/basic-auth",
-        "metadata": {"name": "db", "namespace": "team-a", "labels": {"x": "y"}},
+        "metadata": {
+            "name": "db",
+            "namespace": "team-a",
+            "labels": {"x": "y", "vaultsync.io/managed": "true"},
+            "annotations": {
+                "team": "a",
+                "kubectl.kubernetes.io/last-applied-configuration": '{"stringData": "s3cret"}',
+            },
+        },
         "data": {"username": base64.b64encode(b"app").decode(), "password": "b2xk"},
         "stringData": {"password": "s3cret"},
     }
     plain = from_secret(doc)
     assert plain.values == {"username": b"app", "password": b"s3cret"}
+    # the Secret's own metadata is carried; ours and kubectl's copy of the values are not
+    assert (plain.labels, plain.annotations) == ({"x": "y"}, {"team": "a"})
     assert (plain.name, plain.namespace, plain.type) == ("db", "team-a", "kubernetes.io/basic-auth")
     with pytest.raises(ManifestError, match="not valid base64") as err:
         from_secret({**doc, "data": {"k": "!!s3cret!!"}})
@@ -358,12 +368,15 @@ def test_the_vaultsecret_manifest_is_a_valid_vaultsecret() -> None:
         key="team-a",
         ciphertexts={"b": CIPHER, "a": CIPHER},
         secret_type="kubernetes.io/basic-auth",
+        labels={"app": "db"},
+        annotations={"team": "a"},
     )
     assert manifest["apiVersion"] == "vaultsync.io/v1alpha1"
     assert manifest["metadata"] == {"name": "db", "namespace": "team-a"}
     spec = VaultSecretSpec.model_validate(manifest["spec"])
     assert spec.encrypted is not None and list(spec.encrypted.data) == ["a", "b"]
     assert spec.destination.type == "kubernetes.io/basic-auth"
+    assert (spec.destination.labels, spec.destination.annotations) == ({"app": "db"}, {"team": "a"})
     opaque = vault_secret("db", "team-a", mount="transit", key="k", ciphertexts={"a": CIPHER})
     assert opaque["spec"]["destination"] == {"name": "db"}
 

@@ -109,7 +109,14 @@ def encrypt(
     _key_exists(client, mount, key)
     ciphertexts = transit.encrypt(client, mount, key, plain.values, context_for(namespace))
     manifest = vault_secret(
-        name, namespace, mount=mount, key=key, ciphertexts=ciphertexts, secret_type=plain.type
+        name,
+        namespace,
+        mount=mount,
+        key=key,
+        ciphertexts=ciphertexts,
+        secret_type=plain.type,
+        labels=plain.labels,
+        annotations=plain.annotations,
     )
     return _dump([manifest])
 

@@ -12,7 +12,7 @@ import base64
 import binascii
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vaultsync import GROUP, VERSION
@@ -33,6 +33,20 @@ class Plain:
     name: str | None = None
     namespace: str | None = None
     type: str = "Opaque"
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+_NOT_CARRIED = ("vaultsync.io/", "kubectl.kubernetes.io/last-applied-configuration")
+"""Metadata of a Secret manifest that its VaultSecret does not declare for the Secret: ours
+(written by the operator itself) and kubectl's copy of the applied manifest (which holds the
+plaintext values)."""
+
+
+def _carried(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {
+        str(k): str(v) for k, v in (values or {}).items() if not str(k).startswith(_NOT_CARRIED)
+    }
 
 
 def _check_key(key: str) -> None:
@@ -72,7 +86,14 @@ def from_secret(doc: Mapping[str, Any]) -> Plain:
     if not values:
         raise ManifestError("the Secret has no data or stringData")
     meta = doc.get("metadata") or {}
-    return Plain(values, meta.get("name"), meta.get("namespace"), doc.get("type") or "Opaque")
+    return Plain(
+        values,
+        meta.get("name"),
+        meta.get("namespace"),
+        doc.get("type") or "Opaque",
+        _carried(meta.get("labels")),
+        _carried(meta.get("annotations")),
+    )
 
 
 def vault_secret(
@@ -83,11 +104,18 @@ def vault_secret(
     key: str,
     ciphertexts: Mapping[str, str],
     secret_type: str = "Opaque",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The VaultSecret manifest carrying ciphertexts, into the Secret of the same name."""
+    """The VaultSecret manifest carrying ciphertexts, into the Secret of the same name (with
+    the type, labels and annotations given)."""
     destination: dict[str, Any] = {"name": name}
     if secret_type != "Opaque":
         destination["type"] = secret_type
+    if labels:
+        destination["labels"] = dict(labels)
+    if annotations:
+        destination["annotations"] = dict(annotations)
     return {
         "apiVersion": API_VERSION,
         "kind": "VaultSecret",
