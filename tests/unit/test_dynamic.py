@@ -218,6 +218,14 @@ def test_a_new_credential_replaces_the_held_lease_and_the_one_status_names() -> 
     replaced = leased.replaced(Held(rec, DATA), status, 30, NOW)
     assert replaced == (Pending(rec.lease_id, at(30)), Pending(status["leaseID"], at(30)))
     assert leased.replaced("the Secret does not exist", {}, 30, NOW) == ()
+    # one Vault no longer knows, or already pending, is not added again
+    known = {rec.lease_id, Pending(status["leaseID"], at(5))}
+    assert leased.replaced(Held(rec, DATA), status, 30, NOW, known) == ()
+
+
+def test_a_credential_read_now_has_a_lease_from_now_and_a_static_one_ends_for_good() -> None:
+    assert Lease.issued(60, True, NOW) == Lease(Lifetime(NOW, at(60)), None)
+    assert Lease.issued(30, False, NOW) == Lease(Lifetime(NOW, at(30)), at(30))
 
 
 def test_a_static_roles_password_read_again_unchanged_keeps_its_record() -> None:

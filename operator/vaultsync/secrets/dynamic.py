@@ -124,26 +124,13 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 plan(current, spec.destination, owner, {}, key=key)
                 fresh = self._issue(identity, spec)
                 data = render(spec, fresh.data)
-                grace = parse_duration(spec.revoke_grace_period)
-                known = {decision.gone, *(p.lease_id for p in to_revoke)}
-                to_revoke += tuple(
-                    p for p in leased.replaced(held, status, grace, now) if p.lease_id not in known
-                )
                 record = leased.new_record(held, fresh, request, keyed_digest(key, data), now)
-                end = now + timedelta(seconds=fresh.ttl)
-                lease = Lease(Lifetime(now, end), None if fresh.renewable else end)
-                fields["lastIssueTime"] = rfc3339(now)
-                fields["lastRenewalTime"] = None
-                log.info(
-                    "%s %s/%s: read %s: %s",
-                    KIND,
-                    namespace,
-                    name,
-                    f"a credential with lease {fresh.lease_id}"
-                    if fresh.leased
-                    else "a static role",
-                    decision.why,
-                )
+                lease = Lease.issued(fresh.ttl, fresh.renewable, now)
+                grace = parse_duration(spec.revoke_grace_period)
+                to_revoke += leased.replaced(held, status, grace, now, {decision.gone, *to_revoke})
+                fields.update(lastIssueTime=rfc3339(now), lastRenewalTime=None)
+                what = f"lease {fresh.lease_id}" if fresh.leased else "a static role"
+                log.info("%s %s/%s: read %s: %s", KIND, namespace, name, what, decision.why)
             else:
                 assert isinstance(held, Held)
                 record, data = held.record, held.data
@@ -168,6 +155,8 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             wake = sooner(wake, REVOKE_RETRY if failed else renewal.wait(first, datetime.now(UTC)))
         holds = f"lease {record.lease_id}" if record.lease_id else "the static role's password"
         message = f"Secret {dest.name!r} holds the credential of {holds}; next: {rfc3339(next_at)}"
+        if fresh is not None:
+            message += f" (read now: {decision.why})"
         return Result(
             Outcome(
                 True,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -153,6 +153,12 @@ class Lease:
     life: Lifetime
     credential_end: datetime | None
 
+    @classmethod
+    def issued(cls, ttl: int, renewable: bool, now: datetime) -> Lease:
+        """The lease of a credential read now: a static role's (not renewable) ends for good."""
+        end = now + timedelta(seconds=ttl)
+        return cls(Lifetime(now, end), None if renewable else end)
+
 
 def lease_of(status: Mapping[str, Any], record: Record) -> Lease | None:
     """The lease status describes, if it is the record's; None when status cannot say."""
@@ -187,14 +193,20 @@ def pending(
 
 
 def replaced(
-    held: Held | str, status: Mapping[str, Any], grace: float, now: datetime
+    held: Held | str,
+    status: Mapping[str, Any],
+    grace: float,
+    now: datetime,
+    known: Iterable[str | Pending] = (),
 ) -> tuple[Pending, ...]:
     """Leases a new credential replaces, revoked after the grace period: the one the Secret
-    held and the one status names (a Secret restored from a backup, or deleted by hand)."""
+    held and the one status names (a Secret restored from a backup, or deleted by hand),
+    without those known already (pending, or gone from Vault)."""
     ids = [held.record.lease_id] if isinstance(held, Held) else []
     ids.append(str(status.get("leaseID") or ""))
+    skip = {k.lease_id if isinstance(k, Pending) else k for k in known}
     at = now + timedelta(seconds=grace)
-    return tuple(Pending(lease, at) for lease in dict.fromkeys(ids) if lease)
+    return tuple(Pending(lease, at) for lease in dict.fromkeys(ids) if lease and lease not in skip)
 
 
 class Step(StrEnum):
