@@ -349,18 +349,25 @@ def rotation_table(r: RotationResult) -> str:
         (f"quiet window + restart: {what} counted by the operator (must be 0)", _must(count, 0))
         for what, count in r.quiet_counted.items()
     ]
-    for label, value in r.memory.items():
-        rows.append((f"operator memory {label}: VmRSS (VmHWM)", str(value)))
+    return _judged(
+        rows,
+        r,
+        "one new KV version and one rollout per rotated VaultSecret, nothing changed in the "
+        "quiet window.",
+    )
+
+
+def _judged(rows: list[tuple[str, str]], r: RotationResult | DynamicResult, held: str) -> str:
+    """A scenario's table, its memory rows added, then the verdict: what broke a guarantee,
+    or (when it completed) that every correctness figure held (held: which)."""
+    rows = rows + [(f"operator memory {k}: VmRSS (VmHWM)", str(v)) for k, v in r.memory.items()]
     text = _markdown(rows, r.log_warnings, r.load_before, r.error)
     if r.violations:
         text += "\n\n**FAILED** — a guarantee was broken:\n\n" + "\n".join(
             f"- {v}" for v in r.violations
         )
     elif r.error is None:
-        text += (
-            "\n\nEvery correctness figure held: one new KV version and one rollout per "
-            "rotated VaultSecret, nothing changed in the quiet window."
-        )
+        text += f"\n\nEvery correctness figure held: {held}"
     return text
 
 
@@ -415,19 +422,12 @@ def dynamic_section(r: DynamicResult) -> list[str]:
             f"{_must(r.leases_after_delete, 0)} / {_must(r.roles_after_delete, 0)}",
         ),
     ]
-    for label, value in r.memory.items():
-        rows.append((f"operator memory {label}: VmRSS (VmHWM)", str(value)))
-    text = _markdown(rows, r.log_warnings, r.load_before, r.error)
-    if r.violations:
-        text += "\n\n**FAILED** — a guarantee was broken:\n\n" + "\n".join(
-            f"- {v}" for v in r.violations
-        )
-    elif r.error is None:
-        text += (
-            "\n\nEvery correctness figure held: one credential per object, none issued while "
-            "renewing, the live leases re-used after SIGKILL (N leases outstanding), all revoked "
-            "on deletion."
-        )
+    text = _judged(
+        rows,
+        r,
+        "one credential per object, none issued while renewing, the live leases re-used after "
+        "SIGKILL (N leases outstanding), all revoked on deletion.",
+    )
     return [
         f"## Dynamic database credentials (N = {n})",
         "",
