@@ -103,7 +103,7 @@ def test_the_crd_carries_the_shape_rules_and_a_printer_column_for_the_lease() ->
 
 
 def test_a_secret_written_by_a_dynamic_secret_names_its_owner() -> None:
-    made = plan(None, destination(spec(), record()), OWNER, DATA, key=KEY).body
+    made = plan(None, destination(spec(), record(), KEY), OWNER, DATA, key=KEY).body
     annotations = made["metadata"]["annotations"]
     assert annotations[OWNER_ANNOTATIONS["VaultDynamicSecret"]] == "db"
     assert owner_of(made) == ("VaultDynamicSecret", "db")
@@ -146,20 +146,20 @@ def test_a_credential_is_replaced_while_the_rest_of_a_lease_duration_is_left() -
 
 def test_the_record_round_trips_and_bad_text_is_none() -> None:
     full = record(revoke=(Pending("database/creds/app/old", at(300)),))
-    assert Record.parse(full.text()) == full
+    assert Record.parse(full.text(KEY), KEY) == full
     for text in (
         None,
         "",
         "{",
         "[]",
         '{"lease": "x"}',
-        json.dumps({**json.loads(full.text()), "issued": "no"}),
+        json.dumps({**json.loads(full.text(KEY)), "issued": "no"}),
     ):
-        assert Record.parse(text) is None
+        assert Record.parse(text, KEY) is None
 
 
 def secret(data: dict[str, bytes] = DATA, rec: Record | None = None) -> dict[str, Any]:
-    made = plan(None, destination(spec(), rec or record()), OWNER, data, key=KEY).body
+    made = plan(None, destination(spec(), rec or record(), KEY), OWNER, data, key=KEY).body
     return made
 
 
@@ -180,7 +180,27 @@ def test_a_secret_of_ours_is_held_and_edited_data_is_not() -> None:
     assert isinstance(leased.kept(relabelled, OWNER, KEY), Held)  # repaired, credential kept
     unrecorded = secret()
     del unrecorded["metadata"]["annotations"][leased.LEASE_ANNOTATION]
-    assert leased.kept(unrecorded, OWNER, KEY) == "the Secret holds no lease record"
+    assert leased.kept(unrecorded, OWNER, KEY) == "the Secret holds no lease record vaultsync wrote"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"lease": "database/creds/other-team/xyz"},  # renew or revoke someone else's lease
+        {"revoke": [["database/creds/other-team/xyz", "2026-01-01T12:00:00Z"]]},
+        {"ttl": 999999},
+    ],
+)
+def test_a_lease_record_edited_by_hand_is_no_record(forged: dict[str, Any]) -> None:
+    """Whoever may edit the Secret cannot make vaultsync renew or revoke a lease of their
+    choosing: the record is sealed with the operator's key."""
+    edited = secret()
+    annotations = edited["metadata"]["annotations"]
+    raw = json.loads(annotations[leased.LEASE_ANNOTATION])
+    annotations[leased.LEASE_ANNOTATION] = json.dumps(raw | forged)
+    assert Record.parse(annotations[leased.LEASE_ANNOTATION], KEY) is None
+    assert leased.kept(edited, OWNER, KEY) == "the Secret holds no lease record vaultsync wrote"
+    assert Record.parse(json.dumps(raw), b"another key" * 3) is None
 
 
 def test_status_describes_the_lease_only_when_it_names_the_records() -> None:

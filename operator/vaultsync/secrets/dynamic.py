@@ -59,12 +59,12 @@ def parse_spec(raw: Any) -> VaultDynamicSecretSpec:
     return parse(VaultDynamicSecretSpec, raw)
 
 
-def destination(spec: VaultDynamicSecretSpec, record: Record | None) -> Destination:
+def destination(spec: VaultDynamicSecretSpec, record: Record | None, key: bytes) -> Destination:
     """The Secret as destination.py plans it, with the lease record among the annotations
     vaultsync keeps."""
     if record is None:
         return spec.destination
-    annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: record.text()}
+    annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: record.text(key)}
     return spec.destination.model_copy(update={"annotations": annotations})
 
 
@@ -82,12 +82,14 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     kind = KIND
     plural = "vaultdynamicsecrets"
 
-    def _current(self, namespace: str, name: str, lease_id: str | None) -> dict[str, Any] | None:
+    def _current(
+        self, namespace: str, name: str, lease_id: str | None, key: bytes
+    ) -> dict[str, Any] | None:
         """The Secret, from the watch's copy when that holds the lease status names; else
         read: a decision to issue never rests on a copy that may be stale."""
         seen = self.kube.secrets.get(namespace, name)
         annotations = ((seen or {}).get("metadata") or {}).get("annotations") or {}
-        record = leased.Record.parse(annotations.get(leased.LEASE_ANNOTATION))
+        record = leased.Record.parse(annotations.get(leased.LEASE_ANNOTATION), key)
         if lease_id is not None and record is not None and record.lease_id == lease_id:
             return seen
         return secrets.read(self.kube, namespace, name)
@@ -107,7 +109,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             owner = Owner(name, namespace, meta["uid"], kind=KIND)
             key = hmackey.shared(self.kube, self.namespace)
             request = leased.request_digest(spec)
-            current = self._current(namespace, spec.destination.name, status.get("leaseID"))
+            current = self._current(namespace, spec.destination.name, status.get("leaseID"), key)
             held = leased.kept(current, owner, key)
             now = datetime.now(UTC)
             lease = leased.lease_of(status, held.record) if isinstance(held, Held) else None
@@ -137,7 +139,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             to_revoke = tuple(p for p in to_revoke if p.lease_id != record.lease_id)
             still, failed = self._revoke_due(body, identity, to_revoke, now, fresh is not None)
             record = leased.with_revoke(record, still)
-            dest = destination(spec, record)
+            dest = destination(spec, record, key)
             previous, step = self.writer.write(namespace, dest, owner, data, key)
             self.writer.release_renamed(body, dest, owner)
         except SyncError as exc:
@@ -320,7 +322,8 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         status = body.get("status") or {}
         current = secrets.read(self.kube, meta["namespace"], spec.destination.name)
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        record = Record.parse(annotations.get(leased.LEASE_ANNOTATION))
+        key = hmackey.shared(self.kube, self.namespace)
+        record = Record.parse(annotations.get(leased.LEASE_ANNOTATION), key)
         held: Held | str = Held(record, {}) if record is not None else "no record"
         ids = [p.lease_id for p in leased.pending(held, status, None)]
         ids += [record.lease_id] if record is not None else []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,8 @@ class Pending:
 class Record:
     """The annotation: lease ("" for a static role), request digest, when issued, the
     duration Vault gave then, whether renewable, the data's keyed digest, pending
-    revocations."""
+    revocations; sealed with a keyed MAC, so that whoever may edit the Secret cannot make
+    vaultsync renew or revoke a lease of their choosing (a record that fails it is none)."""
 
     lease_id: str
     request: str
@@ -68,24 +70,25 @@ class Record:
     data: str
     revoke: tuple[Pending, ...] = ()
 
-    def text(self) -> str:
-        return json.dumps(
-            {
-                "lease": self.lease_id,
-                "request": self.request,
-                "issued": rfc3339(self.issued),
-                "ttl": self.ttl,
-                "renewable": self.renewable,
-                "data": self.data,
-                "revoke": [[p.lease_id, rfc3339(p.at)] for p in self.revoke],
-            },
-            separators=(",", ":"),
-        )
+    def text(self, key: bytes) -> str:
+        body = {
+            "lease": self.lease_id,
+            "request": self.request,
+            "issued": rfc3339(self.issued),
+            "ttl": self.ttl,
+            "renewable": self.renewable,
+            "data": self.data,
+            "revoke": [[p.lease_id, rfc3339(p.at)] for p in self.revoke],
+        }
+        return json.dumps({**body, "mac": _mac(key, body)}, separators=(",", ":"))
 
     @classmethod
-    def parse(cls, text: str | None) -> Record | None:
+    def parse(cls, text: str | None, key: bytes) -> Record | None:
         try:
             raw = json.loads(text or "")
+            mac = raw.pop("mac")
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, raw)):
+                return None
             issued = parse_time(raw["issued"])
             pending = tuple(
                 Pending(str(lease), at)
@@ -105,6 +108,11 @@ class Record:
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _mac(key: bytes, body: Mapping[str, Any]) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return keyed_digest(key, {LEASE_ANNOTATION: text.encode()})
 
 
 @dataclass(frozen=True)
@@ -133,9 +141,9 @@ def kept(current: Mapping[str, Any] | None, owner: Owner, key: bytes) -> Held | 
     if not is_managed_by(current, owner):
         return f"the Secret holds no credential of this {owner.kind}"
     annotations = (current.get("metadata") or {}).get("annotations") or {}
-    record = Record.parse(annotations.get(LEASE_ANNOTATION))
+    record = Record.parse(annotations.get(LEASE_ANNOTATION), key)
     if record is None:
-        return "the Secret holds no lease record"
+        return "the Secret holds no lease record vaultsync wrote"
     try:
         data = ours(current)
     except ValueError:
