@@ -1,28 +1,37 @@
-"""VaultDynamicSecret's pure logic: the spec's rules, lease timing (renewal point, jitter
-bounds, replacement before the credential ends), the record a Secret carries, and what to do
-given the state of a lease (keep, renew, issue; a lost status, a changed spec, a static role)."""
+"""VaultDynamicSecret without a cluster: the spec's rules, lease timing (renewal point, jitter
+bounds, replacement before the credential ends), the record a Secret carries, what to do
+given the state of a lease (keep, renew, issue; a lost status, a changed spec, a static role),
+and whole reconciles against fakes of Vault's leases and the Secrets (issue, keep, renew,
+replace and revoke after the grace, a lost lease, failures that keep the Secret, deletion)."""
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import Cluster, Restarted
 from vaultsync.api.base import parse
 from vaultsync.api.crds import KINDS, crd
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.runtime.errors import SyncError
-from vaultsync.secrets import leased, renewal
+from vaultsync.runtime.settings import Settings
+from vaultsync.runtime.view import View
+from vaultsync.secrets import dynamic, leased, renewal
 from vaultsync.secrets.destination import OWNER_ANNOTATIONS, Owner, owner_of, plan
 from vaultsync.secrets.digest import keyed_digest
 from vaultsync.secrets.dynamic import destination
 from vaultsync.secrets.leased import Held, Lease, Pending, Record, Step
 from vaultsync.secrets.renewal import Lifetime
+from vaultsync.vault import leases as vault_leases
+from vaultsync.vault.errors import VaultUnavailable
 from vaultsync.vault.leases import Credential
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -333,3 +342,188 @@ def test_a_static_role_is_read_again_just_after_vault_rotates_it() -> None:
     )
     assert decide(static, rotation, 32).step is Step.ISSUE
     assert decide(static, None, 1).step is Step.ISSUE  # no record of the time: read again
+
+
+# --------------------------------------------------------------------------- whole reconciles
+
+
+class Leases:
+    """Vault's leased paths and sys/leases as a fake: a new credential per read."""
+
+    def __init__(self) -> None:
+        self.live: set[str] = set()
+        self.issued: list[str] = []
+        self.renewed: list[str] = []
+        self.revoked: list[str] = []
+        self.cap: int | None = None  # what a renewal gives, when less than asked
+        self.failure: Exception | None = None
+
+    def read(self, _client: Any, mount: str, path: str) -> Credential:
+        if self.failure is not None:
+            raise self.failure
+        lease = f"{mount}/{path}/{len(self.issued)}"
+        self.issued.append(lease)
+        self.live.add(lease)
+        data = {"username": f"v-{len(self.issued)}", "password": f"pw-{len(self.issued)}"}
+        return Credential(data, lease, 60, True)
+
+    def renew(self, _client: Any, lease: str, increment: int) -> vault_leases.Renewed:
+        if self.failure is not None:
+            raise self.failure
+        if lease not in self.live:
+            raise vault_leases.LeaseGone(f"renew lease {lease}: lease not found")
+        self.renewed.append(lease)
+        return vault_leases.Renewed(self.cap if self.cap is not None else increment, True)
+
+    def revoke(self, _client: Any, lease: str) -> None:
+        self.revoked.append(lease)
+        self.live.discard(lease)
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    vault, cluster = Leases(), Cluster()
+    for module in ("dynamic", "writer"):
+        target = f"vaultsync.secrets.{module}.secrets"
+        monkeypatch.setattr(f"{target}.read", cluster.read)
+        monkeypatch.setattr(f"{target}.create", cluster.create)
+        monkeypatch.setattr(f"{target}.replace", cluster.replace)
+    monkeypatch.setattr("vaultsync.secrets.dynamic.hmackey.shared", lambda *_: KEY)
+    for call in ("read", "renew", "revoke"):
+        monkeypatch.setattr(f"vaultsync.secrets.dynamic.leases.{call}", getattr(vault, call))
+    monkeypatch.setattr(
+        "vaultsync.secrets.dynamic.with_client", lambda _sessions, _identity, op: op(None)
+    )
+    kube = SimpleNamespace(secrets=SimpleNamespace(get=lambda ns, n: None))
+    settings = Settings(namespace="ops", metrics_port=0, workers=1, min_backoff=1, max_backoff=5)
+    reconciler = dynamic.VaultDynamicSecretReconciler(kube, None, settings)  # type: ignore[arg-type]
+    reconciler.identities = SimpleNamespace(tenant=lambda *_: "identity")  # type: ignore[assignment]
+    reconciler.restarts = restarts = Restarted()  # type: ignore[assignment]
+    return SimpleNamespace(vault=vault, cluster=cluster, reconciler=reconciler, restarts=restarts)
+
+
+def dynamic_object(**fields: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "vaultsync.io/v1alpha1",
+        "kind": "VaultDynamicSecret",
+        "metadata": {"name": "db", "namespace": "team-a", "uid": "uid-1", "generation": 1},
+        "spec": {"path": "creds/app", "destination": {"name": "db-dynamic"}, **fields},
+    }
+
+
+def reconcile(world: SimpleNamespace, body: dict[str, Any]) -> Any:
+    result = world.reconciler.sync(body, View())
+    body["status"] = {
+        k: v for k, v in {**(body.get("status") or {}), **result.fields}.items() if v is not None
+    }
+    return result.outcome
+
+
+def held_secret(world: SimpleNamespace) -> dict[str, Any]:
+    found: dict[str, Any] = world.cluster.secrets[("team-a", "db-dynamic")]
+    return found
+
+
+def password(world: SimpleNamespace) -> str:
+    return base64.b64decode(held_secret(world)["data"]["password"]).decode()
+
+
+def past_renewal(body: dict[str, Any]) -> None:
+    """Status as if the lease's renewal point had passed."""
+    body["status"]["leaseExpiry"] = "2020-01-01T00:00:00Z"
+
+
+def test_a_reconcile_issues_then_keeps_and_renews_without_writing(world: SimpleNamespace) -> None:
+    body = dynamic_object()
+    outcome = reconcile(world, body)
+    assert outcome.ready and outcome.reason == "Leased"
+    assert world.vault.issued == ["database/creds/app/0"] and password(world) == "pw-1"
+    assert body["status"]["leaseID"] == "database/creds/app/0"
+    assert "pw-1" not in json.dumps(body["status"]) and "pw-1" not in outcome.message
+    writes = world.cluster.writes
+
+    outcome = reconcile(world, body)  # nothing due: no Vault call, no write
+    assert outcome.ready and not outcome.written
+    assert (world.vault.issued, world.vault.renewed) == (["database/creds/app/0"], [])
+
+    past_renewal(body)
+    assert reconcile(world, body).ready
+    assert world.vault.renewed == ["database/creds/app/0"]
+    assert world.cluster.writes == writes and len(world.vault.issued) == 1
+    assert body["status"]["lastRenewalTime"]
+
+
+def test_a_lost_status_renews_the_leases_of_the_secret(world: SimpleNamespace) -> None:
+    body = dynamic_object()
+    reconcile(world, body)
+    body["status"] = {}
+    assert reconcile(world, body).ready
+    assert world.vault.renewed == ["database/creds/app/0"] and len(world.vault.issued) == 1
+    assert body["status"]["leaseID"] == "database/creds/app/0"
+
+
+def test_a_capped_renewal_issues_a_new_credential_and_revokes_the_old_after_grace(
+    world: SimpleNamespace,
+) -> None:
+    body = dynamic_object(revokeGracePeriod="0")
+    reconcile(world, body)
+    world.vault.cap = 5  # max_ttl is 5 s away: less than a third of 60 s
+    past_renewal(body)
+    outcome = reconcile(world, body)
+    assert outcome.ready and "read now: the credential ends at" in outcome.message
+    assert world.vault.issued == ["database/creds/app/0", "database/creds/app/1"]
+    assert password(world) == "pw-2"
+    previous, data = world.restarts.runs[-1]
+    assert previous is not None and data["password"] == b"pw-2"  # a change: targets roll
+    assert [p["leaseID"] for p in body["status"]["pendingRevocations"]] == ["database/creds/app/0"]
+    assert world.vault.revoked == []  # not in the reconcile that wrote the new one
+    reconcile(world, body)
+    assert world.vault.revoked == ["database/creds/app/0"]
+    assert body["status"]["pendingRevocations"] == []
+    assert (
+        "database/creds/app/0"
+        not in held_secret(world)["metadata"]["annotations"][leased.LEASE_ANNOTATION]
+    )
+
+
+def test_a_lease_vault_no_longer_knows_is_replaced_and_not_revoked(world: SimpleNamespace) -> None:
+    body = dynamic_object()
+    reconcile(world, body)
+    world.vault.live.clear()  # revoked out of band
+    past_renewal(body)
+    assert reconcile(world, body).ready
+    assert len(world.vault.issued) == 2 and password(world) == "pw-2"
+    assert body["status"]["pendingRevocations"] == []
+
+
+def test_a_failure_keeps_the_secret_and_a_credential_for_nothing_is_revoked(
+    world: SimpleNamespace,
+) -> None:
+    body = dynamic_object()
+    reconcile(world, body)
+    before = copy.deepcopy(held_secret(world))
+    world.vault.failure = VaultUnavailable("renew lease: cannot reach Vault")
+    past_renewal(body)
+    outcome = reconcile(world, body)
+    assert not outcome.ready and outcome.reason == "VaultUnavailable"
+    assert "the Secret keeps the credential of lease database/creds/app/0" in outcome.message
+    assert held_secret(world) == before
+
+    world.vault.failure = None
+    body["spec"]["keys"] = [{"from": "user"}]  # a new request that does not fit the credential
+    outcome = reconcile(world, body)
+    assert not outcome.ready and outcome.reason == "KeyNotFound" and not outcome.retryable
+    assert world.vault.revoked == ["database/creds/app/1"]  # the one read for nothing
+    assert held_secret(world) == before
+
+
+def test_deletion_revokes_the_lease_and_the_pending_ones(world: SimpleNamespace) -> None:
+    body = dynamic_object()
+    reconcile(world, body)
+    world.vault.cap = 5
+    past_renewal(body)
+    reconcile(world, body)  # a new credential; the first one pending for 5 minutes
+    assert world.reconciler.needs_cleanup(body)
+    message = world.reconciler.cleanup(body, View())
+    assert sorted(world.vault.revoked) == ["database/creds/app/0", "database/creds/app/1"]
+    assert "revoked leases" in message

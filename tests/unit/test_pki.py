@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.fakes import Cluster, Restarted
 from vaultsync.api.base import parse
 from vaultsync.api.crds import KINDS, crd
 from vaultsync.api.pki import MESSAGES, VaultPKISecretSpec
@@ -36,7 +37,6 @@ from vaultsync.secrets.destination import (
     released,
     unmarked,
 )
-from vaultsync.secrets.restarts import NO_TARGETS
 from vaultsync.vault import pki as vault_pki
 from vaultsync.vault.errors import PermissionDenied, VaultUnavailable
 
@@ -400,43 +400,6 @@ class Vault:
         cert = issued(wanted.common_name, tuple(wanted.alt_names), self.start, self.lifetime)
         self.issued.append(cert)
         return cert
-
-
-class Cluster:
-    """The Secrets API as a fake, plus the watch's copy of them (kube.secrets)."""
-
-    def __init__(self) -> None:
-        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
-        self.writes = 0
-        self.reads = 0
-
-    def read(self, _kube: Any, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads += 1
-        found = self.secrets.get((namespace, name))
-        return copy.deepcopy(found)
-
-    def create(self, _kube: Any, namespace: str, body: dict[str, Any]) -> None:
-        if (namespace, body["metadata"]["name"]) in self.secrets:
-            raise SyncError("create Secret: exists", reason="AlreadyExists")
-        self.replace(_kube, namespace, body)
-
-    def replace(self, _kube: Any, namespace: str, body: dict[str, Any]) -> None:
-        self.writes += 1
-        self.secrets[(namespace, body["metadata"]["name"])] = copy.deepcopy(body)
-
-
-class Restarted:
-    def __init__(self) -> None:
-        self.runs: list[tuple[Any, dict[str, bytes]]] = []
-
-    def after_sync(
-        self, body: Any, spec: Any, key: bytes, previous: Any, data: dict[str, bytes]
-    ) -> Any:
-        self.runs.append((previous, data))
-        return NO_TARGETS
-
-    def forget(self, namespace: str, name: str) -> None:
-        pass
 
 
 @pytest.fixture
