@@ -517,6 +517,19 @@ def test_a_failure_keeps_the_secret_and_a_credential_for_nothing_is_revoked(
     assert held_secret(world) == before
 
 
+def test_a_lease_without_a_duration_is_refused_and_revoked_not_replaced_in_a_loop(
+    world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read(_client: Any, mount: str, path: str) -> Credential:
+        world.vault.live.add("database/creds/app/0")
+        return Credential({"username": "u", "password": "p"}, "database/creds/app/0", 0, True)
+
+    monkeypatch.setattr("vaultsync.secrets.dynamic.leases.read", read)
+    outcome = reconcile(world, dynamic_object())
+    assert not outcome.ready and outcome.reason == "CredentialRefused"
+    assert world.vault.revoked == ["database/creds/app/0"] and not world.cluster.secrets
+
+
 def test_deletion_revokes_the_lease_and_the_pending_ones(world: SimpleNamespace) -> None:
     body = dynamic_object()
     reconcile(world, body)

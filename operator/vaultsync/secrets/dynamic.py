@@ -125,6 +125,11 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 # before a credential is issued for nothing
                 plan(current, spec.destination, owner, {}, key=key)
                 fresh = self._issue(identity, spec)
+                if fresh.leased and fresh.ttl < 1:  # it would be replaced again at once
+                    raise leases.CredentialRefused(
+                        f"read a credential from {spec.mount}/{spec.path}: Vault gave lease "
+                        f"{fresh.lease_id} no duration"
+                    )
                 data = render(spec, fresh.data)
                 record = leased.new_record(held, fresh, request, keyed_digest(key, data), now)
                 lease = Lease.issued(fresh.ttl, fresh.renewable, now)
