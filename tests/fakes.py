@@ -1,12 +1,20 @@
-"""Fakes for whole reconciles in unit tests: the Secrets API, and restarts that only record."""
+"""Fakes for whole reconciles in unit tests: the Secrets API, restarts that only record, and
+a reconciler of a kind that writes a Secret wired to them."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import pytest
 
 from vaultsync.runtime.errors import SyncError
+from vaultsync.runtime.settings import Settings
 from vaultsync.secrets.restarts import NO_TARGETS
+from vaultsync.secrets.writer import TenantSecretReconciler
+
+R = TypeVar("R", bound=TenantSecretReconciler)
 
 
 class Cluster:
@@ -44,3 +52,27 @@ class Restarted:
 
     def forget(self, namespace: str, name: str) -> None:
         pass
+
+
+def faked(
+    monkeypatch: pytest.MonkeyPatch, module: str, kind: type[R], key: bytes
+) -> tuple[Cluster, R, Restarted]:
+    """A reconciler of vaultsync.secrets.<module> whose Secrets, HMAC key, Vault sessions
+    (an operation runs with client None), tenant identity and restarts are fakes."""
+    cluster = Cluster()
+    for name in (module, "writer"):
+        target = f"vaultsync.secrets.{name}.secrets"
+        monkeypatch.setattr(f"{target}.read", cluster.read)
+        monkeypatch.setattr(f"{target}.create", cluster.create)
+        monkeypatch.setattr(f"{target}.replace", cluster.replace)
+    monkeypatch.setattr(f"vaultsync.secrets.{module}.hmackey.shared", lambda *_: key)
+    monkeypatch.setattr(
+        f"vaultsync.secrets.{module}.with_client", lambda _sessions, _identity, op: op(None)
+    )
+    kube = SimpleNamespace(secrets=SimpleNamespace(get=lambda ns, n: None))
+    settings = Settings(namespace="ops", metrics_port=0, workers=1, min_backoff=1, max_backoff=5)
+    reconciler = kind(kube, None, settings)  # type: ignore[arg-type]
+    reconciler.identities = SimpleNamespace(tenant=lambda *_: "identity")  # type: ignore[assignment]
+    restarts = Restarted()
+    reconciler.restarts = restarts  # type: ignore[assignment]
+    return cluster, reconciler, restarts

@@ -17,12 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fakes import Cluster, Restarted
+from tests.fakes import faked
 from vaultsync.api.base import parse
 from vaultsync.api.crds import KINDS, crd
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.runtime.errors import SyncError
-from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets import dynamic, leased, renewal
 from vaultsync.secrets.destination import OWNER_ANNOTATIONS, Owner, owner_of, plan
@@ -382,23 +381,11 @@ class Leases:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    vault, cluster = Leases(), Cluster()
-    for module in ("dynamic", "writer"):
-        target = f"vaultsync.secrets.{module}.secrets"
-        monkeypatch.setattr(f"{target}.read", cluster.read)
-        monkeypatch.setattr(f"{target}.create", cluster.create)
-        monkeypatch.setattr(f"{target}.replace", cluster.replace)
-    monkeypatch.setattr("vaultsync.secrets.dynamic.hmackey.shared", lambda *_: KEY)
+    vault = Leases()
+    kind = dynamic.VaultDynamicSecretReconciler
+    cluster, reconciler, restarts = faked(monkeypatch, "dynamic", kind, KEY)
     for call in ("read", "renew", "revoke"):
         monkeypatch.setattr(f"vaultsync.secrets.dynamic.leases.{call}", getattr(vault, call))
-    monkeypatch.setattr(
-        "vaultsync.secrets.dynamic.with_client", lambda _sessions, _identity, op: op(None)
-    )
-    kube = SimpleNamespace(secrets=SimpleNamespace(get=lambda ns, n: None))
-    settings = Settings(namespace="ops", metrics_port=0, workers=1, min_backoff=1, max_backoff=5)
-    reconciler = dynamic.VaultDynamicSecretReconciler(kube, None, settings)  # type: ignore[arg-type]
-    reconciler.identities = SimpleNamespace(tenant=lambda *_: "identity")  # type: ignore[assignment]
-    reconciler.restarts = restarts = Restarted()  # type: ignore[assignment]
     return SimpleNamespace(vault=vault, cluster=cluster, reconciler=reconciler, restarts=restarts)
 
 

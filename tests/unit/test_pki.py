@@ -17,14 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.fakes import Cluster, Restarted
+from tests.fakes import faked
 from vaultsync.api.base import parse
 from vaultsync.api.crds import KINDS, crd
 from vaultsync.api.pki import MESSAGES, VaultPKISecretSpec
 from vaultsync.api.secret import CreationPolicy, Destination
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
-from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets import certificates, pki, renewal
 from vaultsync.secrets.destination import (
@@ -404,23 +403,9 @@ class Vault:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    vault, cluster = Vault(), Cluster()
-    for module in ("pki", "writer"):
-        target = f"vaultsync.secrets.{module}.secrets"
-        monkeypatch.setattr(f"{target}.read", cluster.read)
-        monkeypatch.setattr(f"{target}.create", cluster.create)
-        monkeypatch.setattr(f"{target}.replace", cluster.replace)
-    monkeypatch.setattr("vaultsync.secrets.pki.hmackey.shared", lambda *_: KEY)
+    vault = Vault()
+    cluster, reconciler, restarts = faked(monkeypatch, "pki", pki.VaultPKISecretReconciler, KEY)
     monkeypatch.setattr("vaultsync.secrets.pki.pki.issue", vault.issue)
-    monkeypatch.setattr(
-        "vaultsync.secrets.pki.with_client", lambda _sessions, _identity, op: op(None)
-    )
-    kube = SimpleNamespace(secrets=SimpleNamespace(get=lambda ns, n: None))
-    settings = Settings(namespace="ops", metrics_port=0, workers=1, min_backoff=1, max_backoff=5)
-    reconciler = pki.VaultPKISecretReconciler(kube, None, settings)  # type: ignore[arg-type]
-    reconciler.identities = SimpleNamespace(tenant=lambda *_: "identity")  # type: ignore[assignment]
-    restarts = Restarted()
-    reconciler.restarts = restarts  # type: ignore[assignment]
     return SimpleNamespace(vault=vault, cluster=cluster, reconciler=reconciler, restarts=restarts)
 
 
