@@ -27,6 +27,7 @@ from e2e.harness.metrics import parse
 from e2e.harness.polling import eventually
 from e2e.harness.stack import OPERATOR_NAMESPACE, Operator, Stack, rotating_tenant_policy
 from vaultsync.kube.api import Kube
+from vaultsync.kube.core import CoreV1
 from vaultsync.kube.hmackey import SECRET_NAME
 from vaultsync.kube.workloads import (
     DAEMON_SET,
@@ -641,7 +642,7 @@ def test_a_denied_restart_is_a_condition_and_the_rest_restarts(
 @pytest.fixture
 def kube(stack: Stack) -> Kube:
     api = config.new_client_from_config(str(stack.cp.kubeconfig))
-    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
+    return Kube(CoreV1(api), client.CustomObjectsApi(api))
 
 
 def test_server_side_apply_owns_only_our_annotations(stack: Stack, kube: Kube) -> None:

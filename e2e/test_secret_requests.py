@@ -20,6 +20,7 @@ from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack
 from vaultsync.kube import secrets
 from vaultsync.kube.api import Kube
+from vaultsync.kube.core import CoreV1
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
@@ -46,9 +47,11 @@ class Harness:
         configuration = client.Configuration()
         config.load_kube_config(str(stack.cp.kubeconfig), client_configuration=configuration)
         self.api = Recording(configuration)
-        self.kube = Kube(client.CoreV1Api(self.api), client.CustomObjectsApi(self.api))
+        self.kube = Kube(CoreV1(self.api), client.CustomObjectsApi(self.api))
         self.tenant = tenant
-        self.reader = Kube(stack.core, stack.custom)  # the test's own reads, not counted
+        self.reader = Kube(
+            CoreV1(stack.core.api_client), stack.custom
+        )  # the test's own reads, not counted
         settings = Settings(OPERATOR_NAMESPACE, 0, 2, 1, 1)
         self.reconciler = VaultSecretReconciler(
             self.kube, Sessions(KubeCredentials(self.kube)), settings

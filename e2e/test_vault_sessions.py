@@ -7,6 +7,7 @@ from kubernetes import client, config
 
 from e2e.harness.stack import Stack
 from vaultsync.kube.api import Kube
+from vaultsync.kube.core import CoreV1
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.runtime import metrics
 from vaultsync.vault import kv
@@ -27,7 +28,7 @@ class Clock:
 
 def sessions_for(stack: Stack, clock: Clock) -> Sessions:
     api = config.new_client_from_config(str(stack.cp.kubeconfig))
-    kube = Kube(client.CoreV1Api(api), client.CustomObjectsApi(api))
+    kube = Kube(CoreV1(api), client.CustomObjectsApi(api))
     return Sessions(KubeCredentials(kube), clock=clock)
 
 

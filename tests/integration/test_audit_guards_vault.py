@@ -14,7 +14,6 @@ from typing import Any
 
 import hvac
 import pytest
-from kubernetes import client as k8s
 
 from vaultsync.api.audit import FALSE_SPELLINGS, TRUE_SPELLINGS, AuditType, insecure_options
 from vaultsync.audit.guards import file_path_problem
@@ -39,23 +38,20 @@ class FakeKubeApi:
     def __init__(self, token: str) -> None:
         self.token = token
         self.statuses: list[dict[str, Any]] = []
-        self.events: list[k8s.CoreV1Event] = []
+        self.events: list[dict[str, Any]] = []
 
-    def read_namespaced_secret(self, name: str, namespace: str) -> k8s.V1Secret:
-        return k8s.V1Secret(data={"token": base64.b64encode(self.token.encode()).decode()})
+    def read_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
+        return {"data": {"token": base64.b64encode(self.token.encode()).decode()}}
 
     def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> SimpleNamespace:
         self.statuses.append(args[-1]["status"])
         return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
-    def create_namespaced_event(
-        self, namespace: str, event: k8s.CoreV1Event, **_: Any
-    ) -> SimpleNamespace:
+    def create_namespaced_event(self, namespace: str, event: dict[str, Any]) -> None:
         self.events.append(event)
-        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
     def warnings(self) -> list[str]:
-        return [e.message for e in self.events if e.reason == INSECURE_EVENT]
+        return [e["message"] for e in self.events if e["reason"] == INSECURE_EVENT]
 
 
 class Operator:
@@ -169,8 +165,8 @@ def test_acknowledged_options_are_enabled_with_a_warning_not_at_every_resync(
     assert operator.status["insecureOptions"] == ["log_raw=true"]
     [warning] = operator.api.warnings()
     assert f"audit device {name!r} is enabled with options that weaken" in warning
-    [event] = [e for e in operator.api.events if e.reason == INSECURE_EVENT]
-    assert event.type == "Warning"
+    [event] = [e for e in operator.api.events if e["reason"] == INSECURE_EVENT]
+    assert event["type"] == "Warning"
 
     for _ in range(3):
         steady = operator.sync(name, options=options, acknowledgeInsecureOptions=True)

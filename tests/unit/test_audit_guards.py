@@ -242,9 +242,8 @@ class _Recorder:
         self.statuses.append(args[-1]["status"])
         return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
-    def create_namespaced_event(self, _namespace: str, event: Any, **_: Any) -> SimpleNamespace:
+    def create_namespaced_event(self, _namespace: str, event: dict[str, Any]) -> None:
         self.events.append(event)
-        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
 
 class _NoVault:
@@ -276,4 +275,4 @@ def test_a_refused_spec_never_reaches_vault(options: dict[str, str], reason: str
     assert (outcome.ready, outcome.reason) == (False, reason)
     [status] = recorder.statuses
     assert status["managed"] is False and "insecureOptions" not in status
-    assert [(e.type, e.reason) for e in recorder.events] == [("Warning", reason)]
+    assert [(e["type"], e["reason"]) for e in recorder.events] == [("Warning", reason)]

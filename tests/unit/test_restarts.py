@@ -11,7 +11,6 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -457,9 +456,8 @@ class FakeCore:
     def __init__(self) -> None:
         self.events: list[Any] = []
 
-    def create_namespaced_event(self, namespace: str, event: Any, **_: Any) -> SimpleNamespace:
+    def create_namespaced_event(self, namespace: str, event: dict[str, Any]) -> None:
         self.events.append(event)
-        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
 
 
 @dataclass
@@ -517,7 +515,7 @@ def test_runner_adopts_then_restarts_once_per_change_and_caches() -> None:
     changed = run(restarts, {"p": b"2"}, {"p": b"1"})
     assert changed.restarted == ("Deployment/api",)
     assert fake.rollouts[("Deployment", "api")] == 1
-    reasons = [e.reason for e in kube.core.events]
+    reasons = [e["reason"] for e in kube.core.events]
     assert reasons.count("RolloutRestarted") == 2  # on the VaultSecret and on the Deployment
     stored = fake.objects[("Deployment", "api")]
     value = stored["spec"]["template"]["metadata"]["annotations"][TRIGGER_PREFIX + "db"]
@@ -571,7 +569,7 @@ def test_problems_are_a_condition_and_retried_and_a_change_is_not_lost() -> None
         "TargetNotFound",
         "Deployment 'api' does not exist in namespace 'team-a'",
     )
-    assert [e.type for e in kube.core.events] == ["Warning"]
+    assert [e["type"] for e in kube.core.events] == ["Warning"]
     fake.add(deployment())
     fake.denied.add(("Deployment", "api"))
     denied = run(restarts, {"p": b"2"}, {"p": b"1"})  # the data changed now, restart denied
@@ -647,14 +645,14 @@ class KeyCore:
     def read_namespaced_secret(self, name: str, namespace: str) -> Any:
         if self.stored is None:
             raise ApiException(status=404)
-        return type("S", (), {"data": {"key": self.stored}})()
+        return {"data": {"key": self.stored}}
 
-    def create_namespaced_secret(self, namespace: str, body: Any) -> Any:
+    def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.creates += 1
         if self.race is not None:
             self.stored = self.race
             raise ApiException(status=409)
-        self.stored = body.data["key"]
+        self.stored = body["data"]["key"]
         return body
 
 

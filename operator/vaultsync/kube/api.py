@@ -11,6 +11,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from vaultsync.kube.core import CoreV1
 from vaultsync.runtime.errors import SyncError
 
 
@@ -45,7 +46,7 @@ class Seen:
 
 @dataclass(frozen=True)
 class Kube:
-    core: client.CoreV1Api
+    core: CoreV1
     custom: client.CustomObjectsApi
     secrets: Seen = field(default_factory=Seen)
     """The Secrets vaultsync writes (labelled `vaultsync.io/managed`), as watched."""
@@ -65,7 +66,7 @@ def connect(pool_size: int = 16, field_manager: str = "vaultsync", agent: str = 
     api = client.ApiClient(configuration)
     if agent:  # who sent a request, in the API server's audit log
         api.user_agent = agent
-    return Kube(client.CoreV1Api(api), client.CustomObjectsApi(api), field_manager=field_manager)
+    return Kube(CoreV1(api), client.CustomObjectsApi(api), field_manager=field_manager)
 
 
 def drain(response: object) -> bytes:
@@ -99,24 +100,33 @@ def watchable(
     closed at once), else what stands in the way: the API server unreachable, the resource
     not served (a CRD not installed), or RBAC refusing list or watch."""
     resource = f"{plural}.{group}" if group else plural
-    options: dict[str, Any] = {"_request_timeout": timeout, "_preload_content": False}
-    if label_selector:
-        options["label_selector"] = label_selector
 
-    def request(**query: Any) -> Any:
-        if group == "" and plural == "secrets":
-            return kube.core.list_secret_for_all_namespaces(**options, **query)
-        if group == "" and plural == "namespaces":
-            return kube.core.list_namespace(**options, **query)
-        return kube.custom.list_cluster_custom_object(group, version, plural, **options, **query)
+    def request(limit: int | None = None, version_seen: str | None = None) -> Any:
+        watch = version_seen is not None
+        if group == "":
+            query = {
+                "labelSelector": label_selector,
+                "limit": limit,
+                "watch": watch or None,
+                "resourceVersion": version_seen,
+                "timeoutSeconds": 1 if watch else None,
+            }
+            return kube.core.list(plural, query, timeout)
+        options: dict[str, Any] = {"_request_timeout": timeout, "_preload_content": False}
+        if label_selector:
+            options["label_selector"] = label_selector
+        if watch:
+            options.update(watch=True, resource_version=version_seen, timeout_seconds=1)
+        else:
+            options.update(limit=limit)
+        return kube.custom.list_cluster_custom_object(group, version, plural, **options)
 
     verb = "list"
     try:
         listing = json.loads(request(limit=1).data)
-        version_seen = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+        seen = str((listing.get("metadata") or {}).get("resourceVersion") or "")
         verb = "watch"
-        stream = request(watch=True, resource_version=version_seen, timeout_seconds=1)
-        stream.close()
+        request(version_seen=seen).close()
     except ApiException as exc:
         return f"cannot {verb} {resource}: {describe(exc)}"
     except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vaultsync.kube.api import Kube, describe
@@ -24,11 +24,10 @@ class KubeCredentials:
     def service_account_token(
         self, namespace: str, name: str, audiences: tuple[str, ...], expiration_seconds: int
     ) -> str:
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(
-                audiences=list(audiences) or None, expiration_seconds=expiration_seconds
-            )
-        )
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         try:
             response = self._kube.core.create_namespaced_service_account_token(
                 name, namespace, request
@@ -37,9 +36,10 @@ class KubeCredentials:
             raise CredentialsUnavailable(
                 f"TokenRequest for ServiceAccount {namespace}/{name}: {describe(exc)}"
             ) from None
-        if response.status is None or not response.status.token:
+        token = (response.get("status") or {}).get("token")
+        if not token:
             raise CredentialsUnavailable(f"TokenRequest for {namespace}/{name} returned no token")
-        return str(response.status.token)
+        return str(token)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         try:
@@ -48,7 +48,7 @@ class KubeCredentials:
             raise CredentialsUnavailable(
                 f"token Secret {namespace}/{name}: {describe(exc)}"
             ) from None
-        encoded = (secret.data or {}).get(key)
+        encoded = (secret.get("data") or {}).get(key)
         if not encoded:
             raise CredentialsUnavailable(f"token Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(encoded).decode().strip()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
+from collections.abc import Mapping
+from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vaultsync import MANAGED_BY, MANAGED_BY_LABEL
@@ -29,8 +30,8 @@ class HmacKeyUnavailable(SyncError):
     reason = "HmacKeyUnavailable"
 
 
-def _decode(secret: client.V1Secret, namespace: str, name: str) -> bytes:
-    encoded = (secret.data or {}).get(DATA_KEY)
+def _decode(secret: Mapping[str, Any], namespace: str, name: str) -> bytes:
+    encoded = (secret.get("data") or {}).get(DATA_KEY)
     try:
         key = base64.b64decode(encoded or "", validate=True)
     except ValueError:
@@ -58,13 +59,17 @@ def load_or_create(kube: Kube, namespace: str, name: str = SECRET_NAME) -> bytes
     found = _read(kube, namespace, name)
     if found is not None:
         return found
-    body = client.V1Secret(
-        metadata=client.V1ObjectMeta(
-            name=name, namespace=namespace, labels={MANAGED_BY_LABEL: MANAGED_BY}
-        ),
-        type="Opaque",
-        data={DATA_KEY: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()},
-    )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+        },
+        "type": "Opaque",
+        "data": {DATA_KEY: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()},
+    }
     try:
         created = kube.core.create_namespaced_secret(namespace, body)
     except ApiException as exc:

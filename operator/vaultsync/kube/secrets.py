@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vaultsync.kube.api import Kube, describe, drain
+from vaultsync.kube.api import Kube, describe
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 
@@ -25,46 +24,36 @@ STALE = frozenset({"AlreadyExists", "Conflict"})
 
 
 def read(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    """The Secret as JSON (the client's models, never needed here, cost more to build than
-    the request: every call here skips them)."""
+    """The Secret as JSON."""
     try:
-        response: Any = kube.core.read_namespaced_secret(name, namespace, _preload_content=False)
+        body = kube.core.read_namespaced_secret(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise SyncError(
             f"read Secret {name!r}: {describe(exc)}", reason="KubernetesError"
         ) from None
-    body: dict[str, Any] = json.loads(drain(response))
     body.setdefault("apiVersion", "v1")
     body.setdefault("kind", "Secret")
     return body
 
 
 def create(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
-    call = kube.core.create_namespaced_secret
     manager = kube.field_manager
-    _write(
-        "create",
-        body,
-        lambda: call(namespace, body, field_manager=manager, _preload_content=False),  # type: ignore[arg-type]
-    )
+    _write("create", body, lambda: kube.core.create_namespaced_secret(namespace, body, manager))
 
 
 def replace(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
     """Replace at body's resourceVersion: a concurrent change is a Conflict, retried later."""
-    call, name = kube.core.replace_namespaced_secret, body["metadata"]["name"]
-    manager = kube.field_manager
+    name, manager = body["metadata"]["name"], kube.field_manager
     _write(
-        "replace",
-        body,
-        lambda: call(name, namespace, body, field_manager=manager, _preload_content=False),  # type: ignore[arg-type]
+        "replace", body, lambda: kube.core.replace_namespaced_secret(name, namespace, body, manager)
     )
 
 
 def _write(operation: str, body: dict[str, Any], call: Callable[[], object]) -> None:
     try:
-        drain(call())
+        call()
     except ApiException as exc:
         raise SyncError(
             f"{operation} Secret {body['metadata']['name']!r}: {describe(exc)}",
