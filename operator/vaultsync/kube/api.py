@@ -100,33 +100,18 @@ def watchable(
     closed at once), else what stands in the way: the API server unreachable, the resource
     not served (a CRD not installed), or RBAC refusing list or watch."""
     resource = f"{plural}.{group}" if group else plural
+    path = f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
 
-    def request(limit: int | None = None, version_seen: str | None = None) -> Any:
-        watch = version_seen is not None
-        if group == "":
-            query = {
-                "labelSelector": label_selector,
-                "limit": limit,
-                "watch": watch or None,
-                "resourceVersion": version_seen,
-                "timeoutSeconds": 1 if watch else None,
-            }
-            return kube.core.list(plural, query, timeout)
-        options: dict[str, Any] = {"_request_timeout": timeout, "_preload_content": False}
-        if label_selector:
-            options["label_selector"] = label_selector
-        if watch:
-            options.update(watch=True, resource_version=version_seen, timeout_seconds=1)
-        else:
-            options.update(limit=limit)
-        return kube.custom.list_cluster_custom_object(group, version, plural, **options)
+    def request(**query: str | int | bool) -> Any:
+        selected = {"labelSelector": label_selector, **query}
+        return kube.core.raw("GET", path, query=selected, timeout=timeout)
 
     verb = "list"
     try:
         listing = json.loads(request(limit=1).data)
         seen = str((listing.get("metadata") or {}).get("resourceVersion") or "")
         verb = "watch"
-        request(version_seen=seen).close()
+        request(watch=True, resourceVersion=seen, timeoutSeconds=1).close()
     except ApiException as exc:
         return f"cannot {verb} {resource}: {describe(exc)}"
     except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:

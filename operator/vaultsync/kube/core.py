@@ -39,9 +39,9 @@ class CoreV1:
         body: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """The response to method on path, unread (read it to its end, or close a stream:
-        only that gives the connection back to the pool); an answer outside 2xx raises
-        ApiException."""
+        """The response to method on path (any path of the API server), unread: read it to
+        its end, or close a stream, which gives the connection back to the pool. An answer
+        outside 2xx raises ApiException."""
         params = [
             (k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items()
         ]
@@ -100,8 +100,3 @@ class CoreV1:
 
     def create_namespaced_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         self.raw("POST", f"/api/v1/namespaces/{_segment(namespace)}/events", body=body).read()
-
-    def list(self, plural: str, query: Query | None = None, timeout: float | None = None) -> Any:
-        """A cluster-wide list (or, with watch=true in query, a watch) of secrets or
-        namespaces, unread."""
-        return self.raw("GET", f"/api/v1/{plural}", query=query, timeout=timeout)
