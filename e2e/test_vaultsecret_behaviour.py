@@ -379,4 +379,9 @@ def test_renamed_destination_releases_the_old_secret(stack: Stack, tenant: str) 
     stack.apply(vault_secret(tenant, "moving", f"{tenant}/moving", destination={"name": "new"}))
     eventually(lambda: stack.secret_data(tenant, "new") == {"k": "moving-value-1"}, 30, "new")
     eventually(lambda: stack.secret_data(tenant, "old") is None, 30, "old released (deleted)")
-    assert stack.vaultsecret(tenant, "moving")["status"]["secretName"] == "new"
+    # the status patch follows the Secret writes of the same reconcile
+    eventually(
+        lambda: stack.vaultsecret(tenant, "moving")["status"].get("secretName") == "new",
+        30,
+        "secretName recorded as the new Secret",
+    )
