@@ -180,10 +180,15 @@ class Postgres(Server):
             return False
 
     def counts(self) -> Counts:
+        """One statement, so one snapshot: a revocation (its ledger row and its DROP ROLE, one
+        transaction) is seen whole or not at all, never its DROP without its row."""
         with self.connect() as conn:
-            rows = dict(conn.execute(f"SELECT event, count(*) FROM {LEDGER} GROUP BY event"))
-            live = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%'").fetchone()
-        return Counts(int(rows.get("issued", 0)), int(rows.get("revoked", 0)), int(live[0]))
+            row = conn.execute(
+                f"SELECT (SELECT count(*) FROM {LEDGER} WHERE event = 'issued'), "
+                f"(SELECT count(*) FROM {LEDGER} WHERE event = 'revoked'), "
+                "(SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%')"
+            ).fetchone()
+        return Counts(int(row[0]), int(row[1]), int(row[2]))
 
     def roles(self) -> set[str]:
         """The names of the dynamic roles that exist now."""
