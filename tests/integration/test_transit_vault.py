@@ -239,3 +239,20 @@ def test_the_encrypt_and_rewrap_commands(vault: hvac.Client, name: str) -> None:
     assert fresh["TOKEN"].startswith("vault:v2:")
     assert {**out[0], "spec": None} == {**doc, "spec": None}
     assert transit.decrypt(vault, MOUNT, name, fresh, CONTEXT) == {"TOKEN": b"command-plaintext"}
+
+
+def test_a_second_rewrap_changes_nothing(vault: hvac.Client, name: str) -> None:
+    """Vault encrypts again on every rewrap: a manifest at the latest version comes back as it
+    was (no diff in Git), and of a mixed one only the values at an older version change."""
+    keep(vault, name, spec(derived=True))
+    first = commands.encrypt(vault, from_pairs(["A=a"]), key=name, name="x", namespace="team-a")
+    assert commands.rewrap(vault, first) == first
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    [doc] = yaml.safe_load_all(first)
+    newer = transit.encrypt(vault, MOUNT, name, {"B": b"b"}, CONTEXT)["B"]
+    doc["spec"]["encrypted"]["data"]["B"] = newer
+    once = commands.rewrap(vault, yaml.safe_dump(doc))
+    data = yaml.safe_load(once)["spec"]["encrypted"]["data"]
+    assert data["A"].startswith("vault:v2:") and data["B"] == newer
+    assert transit.decrypt(vault, MOUNT, name, data, CONTEXT) == {"A": b"a", "B": b"b"}
+    assert commands.rewrap(vault, once) == once

@@ -32,6 +32,7 @@ from vaultsync.transit.manifests import (
     encrypted_of,
     from_pairs,
     from_secret,
+    rewrapped,
     vault_secret,
     with_ciphertexts,
 )
@@ -396,6 +397,16 @@ def test_rewrap_swaps_ciphertexts_and_nothing_else() -> None:
     with pytest.raises(ManifestError, match="--namespace"):
         encrypted_of(doc)
     assert encrypted_of(doc, "other") is not None
+
+
+def test_a_rewrap_keeps_the_ciphertexts_at_the_version_vault_rewrapped_to() -> None:
+    old = {"a": "vault:v1:OLD1", "b": "vault:v2:OLD2", "c": "vault:v10:OLD3"}
+    fresh = {"a": "vault:v2:NEW1", "b": "vault:v2:NEW2", "c": "vault:v10:NEW3"}
+    assert rewrapped(old, fresh) == {
+        "a": "vault:v2:NEW1",
+        "b": "vault:v2:OLD2",
+        "c": "vault:v10:OLD3",
+    }
 
 
 def test_the_cli_needs_a_key_and_vault(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -25,6 +25,7 @@ from vaultsync.transit.manifests import (
     encrypted_of,
     from_pairs,
     from_secret,
+    rewrapped,
     vault_secret,
     with_ciphertexts,
 )
@@ -123,7 +124,8 @@ def encrypt(
 
 def rewrap(client: hvac.Client, text: str, namespace: str | None = None) -> str:
     """The manifests of text with every VaultSecret's ciphertexts rewrapped to the latest
-    version of their key; other documents unchanged."""
+    version of their key (those at it already unchanged, so a second run changes nothing);
+    other documents unchanged."""
     out = []
     for doc in _documents(text):
         wrapped = encrypted_of(doc, namespace)
@@ -135,6 +137,6 @@ def rewrap(client: hvac.Client, text: str, namespace: str | None = None) -> str:
                 wrapped.ciphertexts,
                 context_for(wrapped.namespace),
             )
-            doc = with_ciphertexts(doc, fresh)
+            doc = with_ciphertexts(doc, rewrapped(wrapped.ciphertexts, fresh))
         out.append(doc)
     return _dump(out)

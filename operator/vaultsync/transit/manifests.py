@@ -160,6 +160,21 @@ def encrypted_of(doc: Mapping[str, Any], namespace: str | None = None) -> Wrappe
     )
 
 
+def version_of(ciphertext: str) -> str:
+    """The key version a ciphertext names: "v2" of "vault:v2:..."."""
+    return ciphertext.split(":", 2)[1] if ciphertext.count(":") >= 2 else ""
+
+
+def rewrapped(old: Mapping[str, str], fresh: Mapping[str, str]) -> dict[str, str]:
+    """The ciphertexts a rewrap settles on: Vault's, except where the old one already was at
+    the version Vault rewrapped to. Vault encrypts again on every rewrap (a new nonce), so
+    without this every run would change every value of a manifest kept in Git."""
+    return {
+        key: old[key] if key in old and version_of(old[key]) == version_of(value) else value
+        for key, value in fresh.items()
+    }
+
+
 def with_ciphertexts(doc: Mapping[str, Any], ciphertexts: Mapping[str, str]) -> dict[str, Any]:
     """doc with spec.encrypted.data replaced by ciphertexts (same keys), nothing else changed."""
     out = copy.deepcopy(dict(doc))
