@@ -425,6 +425,24 @@ def test_deletion_revokes_the_lease_and_retain_keeps_it(
     stack.core.delete_namespaced_secret("kept-db", ns)
 
 
+def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_lease(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    """A second VaultDynamicSecret naming the Secret of another is SecretConflict and issues
+    nothing; its deletion must not revoke the lease the other one's Secret records."""
+    stack.apply(dynamic(ns, "holder"))
+    data = synced(stack, ns, "holder")
+    lease = get(stack, ns, "holder")["status"]["leaseID"]
+    stack.apply(dynamic(ns, "intruder", destination={"name": "holder-db"}))
+    failed = eventually(lambda: ready_is(stack, ns, "intruder", "False"), 60, "SecretConflict")
+    assert failed["reason"] == "SecretConflict"
+    assert not get(stack, ns, "intruder")["status"].get("leaseID")
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "intruder", "-n", ns, "--timeout=60s")
+    assert lease in postgres.leases(stack.vault)
+    assert postgres.can_log_in(data["username"], data["password"])
+    assert credential(stack, ns, "holder-db") == data
+
+
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:

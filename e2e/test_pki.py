@@ -403,6 +403,25 @@ def test_revoke_on_delete_revokes_the_serial(stack: Stack, pki_tenant: str) -> N
     assert "PRIVATE KEY" not in stack.operator.log_text()
 
 
+def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_certificate(
+    stack: Stack, pki_tenant: str
+) -> None:
+    """A second VaultPKISecret (revokeOnDelete) naming the Secret of another is SecretConflict;
+    its deletion must not revoke the certificate the other one's Secret holds."""
+    ns = pki_tenant
+    stack.apply(pki_secret(ns, "holder", ttl="20m"))
+    number = serial(issued(stack, ns, "holder"))
+    intruder = pki_secret(ns, "intruder", revokeOnDelete=True, destination={"name": "holder-tls"})
+    stack.apply(intruder)
+    failed = eventually(lambda: ready_is(stack, ns, "intruder", "False"), 60, "SecretConflict")
+    assert failed["reason"] == "SecretConflict"
+    stack.cp.kubectl("delete", "vaultpkisecret", "intruder", "-n", ns, "--timeout=60s")
+    data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
+    assert int(data.get("revocation_time") or 0) == 0
+    held = tls(stack, ns, "holder-tls")
+    assert held is not None and serial(held) == number
+
+
 def test_a_bad_spec_is_refused_at_apply_time(stack: Stack, pki_tenant: str) -> None:
     bad = pki_secret(pki_tenant, "bad", ttl="1h", renewBefore="2h")
     result = stack.cp.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)

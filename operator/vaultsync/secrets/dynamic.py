@@ -35,7 +35,7 @@ from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.scheduling import sooner
 from vaultsync.runtime.view import View
 from vaultsync.secrets import leased, renewal
-from vaultsync.secrets.destination import Action, Owner, plan
+from vaultsync.secrets.destination import Action, Owner, is_managed_by, plan
 from vaultsync.secrets.digest import keyed_digest
 from vaultsync.secrets.leased import Decision, Held, Lease, Pending, Record, Step
 from vaultsync.secrets.render import render
@@ -316,16 +316,23 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         except SyncError:
             return f"{KIND} {meta['namespace']}/{meta['name']} deleted: its spec was invalid"
         done = []
-        if spec.destination.deletion_policy is DeletionPolicy.DELETE:
-            done.append(self._revoke_all(body, view, spec))
         owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
+        if spec.destination.deletion_policy is DeletionPolicy.DELETE:
+            done.append(self._revoke_all(body, view, spec, owner))
         done.append(self.writer.release(body, spec.destination, owner))
         return f"{KIND} {meta['namespace']}/{meta['name']} deleted: {'; '.join(done)}"
 
-    def _revoke_all(self, body: Mapping[str, Any], view: View, spec: VaultDynamicSecretSpec) -> str:
+    def _revoke_all(
+        self, body: Mapping[str, Any], view: View, spec: VaultDynamicSecretSpec, owner: Owner
+    ) -> str:
+        """Revoke the leases this object holds: status's, and the record of its Secret only
+        if the Secret is its own (another object's, in the way of this one, holds a lease
+        that is not this object's to revoke)."""
         meta = body["metadata"]
         status = body.get("status") or {}
         current = secrets.read(self.kube, meta["namespace"], spec.destination.name)
+        if current is not None and not is_managed_by(current, owner):
+            current = None
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
         key = hmackey.shared(self.kube, self.namespace)
         record = Record.parse(annotations.get(leased.LEASE_ANNOTATION), key)

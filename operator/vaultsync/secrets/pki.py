@@ -279,16 +279,21 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
         except SyncError:
             done = ["its spec was invalid, it never issued anything"]
         else:
-            done = [self._revoke(body, view, spec)] if spec.revoke_on_delete else []
             owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
+            done = [self._revoke(body, view, spec, owner)] if spec.revoke_on_delete else []
             done.append(self.writer.release(body, destination(spec.destination, None), owner))
         return f"{KIND} {meta['namespace']}/{meta['name']} deleted: {'; '.join(done)}"
 
-    def _revoke(self, body: Mapping[str, Any], view: View, spec: VaultPKISecretSpec) -> str:
+    def _revoke(
+        self, body: Mapping[str, Any], view: View, spec: VaultPKISecretSpec, owner: Owner
+    ) -> str:
+        """Revoke the certificate this object holds: status's, else its own Secret's (never
+        that of a Secret it does not manage: another object's certificate, in its way)."""
         meta = body["metadata"]
         serial = (body.get("status") or {}).get("serialNumber")
         if not serial:
-            found = held(secrets.read(self.kube, meta["namespace"], spec.destination.name))
+            current = secrets.read(self.kube, meta["namespace"], spec.destination.name)
+            found = held(current) if current and is_managed_by(current, owner) else None
             serial = found[0].serial_number if found is not None else None
         if not serial:
             return "no certificate to revoke"
