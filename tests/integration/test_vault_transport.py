@@ -1,5 +1,7 @@
-"""The clients' own transport (hvac over a urllib3 pool) against a real OpenBao: every kind of
-answer hvac knows, redirects from a standby, and an HTTP proxy from the environment."""
+"""The clients' own transport (hvac over kept-alive http.client connections, and a urllib3 pool
+for proxies and redirects) against a real OpenBao: every kind of answer hvac knows, paths that
+need encoding, connections the server closes, redirects from a standby, and an HTTP proxy from
+the environment."""
 
 import http.server
 import json
@@ -14,7 +16,7 @@ import pytest
 from e2e.harness.openbao import OpenBao
 from vaultsync.vault import kv
 from vaultsync.vault.client import Endpoint, new_client
-from vaultsync.vault.errors import PermissionDenied, SecretNotFound
+from vaultsync.vault.errors import PermissionDenied, SecretNotFound, VaultUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +60,77 @@ def test_answers_of_every_shape(bao: OpenBao, root: hvac.Client, path: str) -> N
     token = root.auth.token.create(policies=["transport-none"], ttl="5m")["auth"]["client_token"]
     with pytest.raises(PermissionDenied):
         kv.read(new_client(Endpoint(bao.address), token), "secret", path)
+
+
+def test_a_path_with_spaces_and_non_ascii_is_encoded(bao: OpenBao, root: hvac.Client) -> None:
+    name = f"transport/{uuid.uuid4().hex[:8]} team ü"
+    root.secrets.kv.v2.create_or_update_secret(name, {"k": "v"}, mount_point="secret")
+    try:
+        client = new_client(Endpoint(bao.address), bao.root_token)
+        assert kv.read(client, "secret", name).data == {"k": "v"}
+    finally:
+        root.secrets.kv.v2.delete_metadata_and_all_versions(name, mount_point="secret")
+
+
+def test_connections_the_server_closed_are_not_reused(
+    bao: OpenBao, root: hvac.Client, path: str
+) -> None:
+    """A kept-alive connection closed by the server between requests (an idle timeout) is
+    noticed before the next request; one it closes as a request arrives, unanswered, fails a
+    write (it may have been done) and is retried once on a new connection for a read."""
+    root.secrets.kv.v2.create_or_update_secret(path, {"k": "v"}, mount_point="secret")
+    mode = {"close": "after-answer"}
+    sent: list[str] = []
+
+    class Closing(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept alive unless closed here
+
+        def _forward(self) -> None:
+            if mode["close"] == "unanswered" and self.served:
+                self.close_connection = True
+                return
+            self.served = True
+            sent.append(self.command)
+            length = int(self.headers.get("Content-Length") or 0)
+            forwarded = urllib.request.Request(
+                bao.address + self.path,
+                data=self.rfile.read(length) if length else None,
+                headers={k: v for k, v in self.headers.items() if k.startswith("X-Vault")},
+                method=self.command,
+            )
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                forwarded
+            ) as answer:
+                body = answer.read()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            if mode["close"] == "after-answer":
+                self.close_connection = True
+
+        def setup(self) -> None:
+            super().setup()
+            self.served = False
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for server in _serve(Closing):
+        client = new_client(Endpoint(server), bao.root_token)
+        for _ in range(3):
+            assert kv.read(client, "secret", path).data == {"k": "v"}
+        mode["close"] = "unanswered"
+        assert kv.read(client, "secret", path).data == {"k": "v"}  # a new connection
+        assert kv.read(client, "secret", path).data == {"k": "v"}  # retried on a new one
+        reads = len(sent)
+        with pytest.raises(VaultUnavailable):
+            kv.write(client, "secret", path, {"k": "w"}, cas=1)
+        assert len(sent) == reads  # never sent twice
+        assert kv.read(client, "secret", path).data == {"k": "v"}
 
 
 def test_other_bodies_take_hvacs_own_path(bao: OpenBao, path: str) -> None:

@@ -1,4 +1,4 @@
-"""A small error hierarchy over hvac/requests/urllib3 failures.
+"""A small error hierarchy over hvac/requests/urllib3/http.client failures.
 
 Every error carries a CamelCase `reason` for conditions and a message that never
 contains secret data: messages are built from the operation, the path and Vault's
@@ -7,7 +7,9 @@ own error strings, never from request or response bodies.
 
 from __future__ import annotations
 
+import http.client
 import re
+import ssl
 from typing import Any
 
 import hvac
@@ -107,7 +109,8 @@ def _vault_errors(exc: hv.VaultError) -> str:
 
 
 def translate(exc: Exception, action: str) -> VaultError:
-    """Map an hvac/requests/urllib3 exception to a VaultError describing `action`."""
+    """Map an hvac/requests/urllib3/http.client exception (or a socket's OSError) to a
+    VaultError describing `action`."""
     if isinstance(exc, VaultError):
         return exc
     if isinstance(exc, requests.exceptions.RequestException):
@@ -115,6 +118,11 @@ def translate(exc: Exception, action: str) -> VaultError:
     if isinstance(exc, urllib3.exceptions.HTTPError):
         cause = getattr(exc, "reason", None) or exc
         return VaultUnavailable(f"{action}: cannot reach Vault ({type(cause).__name__})")
+    if isinstance(exc, ssl.SSLError):  # the certificate, or the handshake
+        why = f": {exc.reason}" if exc.reason else ""
+        return VaultUnavailable(f"{action}: cannot reach Vault (SSLError{why})")
+    if isinstance(exc, (OSError, http.client.HTTPException)):
+        return VaultUnavailable(f"{action}: cannot reach Vault ({type(exc).__name__})")
     if isinstance(exc, hv.VaultError):
         for hvac_type, ours in _BY_HVAC:
             if isinstance(exc, hvac_type):
