@@ -195,10 +195,16 @@ def test_pre_existing_secrets_of_every_type_lose_nothing(stack: Stack, tenant: s
         reason, message = _reason(stack, tenant, case) or ("", "")
         if reason == "KeyConflict":
             assert repr(case.collide_key(foreign[case.name])) in message
-    events = _events(stack, tenant)
-    # a failure says so in an Event; a first successful sync only in its status
-    missing = [c.name for c in CASES if c.expected_reason not in events.get(c.name, set())]
-    assert missing == [c.name for c in CASES if c.expected_reason == "Synced"], missing
+    # a failure says so in an Event (posted after the status write); a first successful sync
+    # only in its status
+    only_synced = [c.name for c in CASES if c.expected_reason == "Synced"]
+
+    def missing() -> list[str]:
+        events = _events(stack, tenant)
+        return [c.name for c in CASES if c.expected_reason not in events.get(c.name, set())]
+
+    eventually(lambda: missing() == only_synced, 30, "an Event for every failure")
+    assert missing() == only_synced
     assert not _check_secrets(stack, tenant, foreign, 1)
 
     # a refresh on demand, then a Vault change: merged keys follow, nothing else moves
@@ -282,10 +288,14 @@ def test_a_release_the_api_server_refuses_still_finishes(stack: Stack, tenant: s
     assert data == {"tls.crt": "their-certificate", "tls.key": "vault-key-value-1"}
     annotations = stack.core.read_namespaced_secret("web-tls", tenant).metadata.annotations or {}
     assert not any(k.startswith("vaultsync.io/") for k in annotations)
-    refused = [
-        e
-        for e in stack.core.list_namespaced_event(tenant).items
-        if e.involved_object.name == "web" and e.reason == "ReleaseRefused"
-    ]
-    assert refused and "tls.key" in refused[0].message and refused[0].type == "Warning"
+    refused = eventually(
+        lambda: [
+            e
+            for e in stack.core.list_namespaced_event(tenant).items
+            if e.involved_object.name == "web" and e.reason == "ReleaseRefused"
+        ],
+        30,
+        "the ReleaseRefused Event",
+    )
+    assert "tls.key" in refused[0].message and refused[0].type == "Warning"
     assert "refused the release" in stack.operator.log_text()

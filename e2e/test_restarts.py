@@ -218,14 +218,37 @@ def test_deployment_restarts_once_per_change_and_never_on_refresh(
     value = triggers(get(stack, "Deployment", tenant, "api"))[TRIGGER_PREFIX + "db"]
     assert secret.metadata.annotations["vaultsync.io/data-hash"] == value  # the same keyed HMAC
     assert restarts_metric(stack, "Deployment", tenant, "api") == 2
-    on_secret = [
-        e for e in events(stack, tenant, "VaultSecret", "db") if e.reason == "RolloutRestarted"
-    ]
-    assert len(on_secret) == 2
+    on_secret = eventually(
+        lambda: (
+            len(
+                found := [
+                    e
+                    for e in events(stack, tenant, "VaultSecret", "db")
+                    if e.reason == "RolloutRestarted"
+                ]
+            )
+            == 2
+            and found
+        ),
+        30,
+        "two RolloutRestarted Events on the VaultSecret",
+    )
     assert "Secret 'db'" in on_secret[0].message and "Deployment 'api'" in on_secret[0].message
-    on_deployment = [
-        e for e in events(stack, tenant, "Deployment", "api") if e.source.component == "vaultsync"
-    ]
+    on_deployment = eventually(
+        lambda: (
+            len(
+                found := [
+                    e
+                    for e in events(stack, tenant, "Deployment", "api")
+                    if e.source.component == "vaultsync"
+                ]
+            )
+            >= 2
+            and found
+        ),
+        30,
+        "the Events on the Deployment",
+    )
     assert [e.reason for e in on_deployment] == ["RolloutRestarted"] * 2
     assert "Secret 'db'" in on_deployment[0].message
     assert stack.ready_is(tenant, "db", "True")
@@ -334,8 +357,12 @@ def test_a_missing_target_is_a_condition_not_a_failed_sync(stack: Stack, tenant:
     assert "Deployment 'ghost'" in found["message"]
     assert stack.ready_is(tenant, "db", "True")
     assert stack.secret_data(tenant, "db")
-    warnings = [e for e in events(stack, tenant, "VaultSecret", "db") if e.type == "Warning"]
-    assert [e.reason for e in warnings] == ["TargetNotFound"]  # once, not per refresh
+
+    def warnings() -> list[str]:
+        return [e.reason for e in events(stack, tenant, "VaultSecret", "db") if e.type == "Warning"]
+
+    eventually(warnings, 30, "the Warning Event")
+    assert warnings() == ["TargetNotFound"]  # once, not per refresh
     stack.apply(workload("Deployment", tenant, "ghost"))
     synced(stack, tenant, "db")  # found and adopted, not restarted
     assert triggers(get(stack, "Deployment", tenant, "ghost")) == {}

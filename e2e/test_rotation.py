@@ -106,8 +106,14 @@ def test_interval_rotation_writes_new_versions_and_keeps_other_keys(
     created = _created(stack.vault, f"{rotator}/db")
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(created[1:])]
     assert all(gap >= 3 for gap in gaps), f"rotations closer than the interval: {gaps}"
-    rotated = [e for e in stack.core.list_namespaced_event(rotator).items if e.reason == "Rotated"]
-    assert rotated and all(password not in (e.message or "") for e in rotated)
+    rotated = eventually(
+        lambda: [
+            e for e in stack.core.list_namespaced_event(rotator).items if e.reason == "Rotated"
+        ],
+        30,
+        "a Rotated Event",
+    )
+    assert all(password not in (e.message or "") for e in rotated)
 
 
 def test_each_rotate_annotation_value_rotates_exactly_once(stack: Stack, rotator: str) -> None:

@@ -184,7 +184,11 @@ def test_a_key_is_created_kept_as_declared_and_deleted_only_when_it_was_ours(
     # Delete on a key vaultsync created: deletion_allowed set by vaultsync, the key goes
     _delete(stack, name)
     assert _in_vault(stack, name) is None
-    assert any("can no longer be decrypted" in m for m in _events(stack, name, "KeyDeleted"))
+    eventually(
+        lambda: any("can no longer be decrypted" in m for m in _events(stack, name, "KeyDeleted")),
+        30,
+        "the KeyDeleted Event",
+    )
 
 
 def test_a_schedule_rotates_the_key(stack: Stack, uid: str) -> None:
@@ -193,7 +197,7 @@ def test_a_schedule_rotates_the_key(stack: Stack, uid: str) -> None:
     eventually(lambda: _get(stack, name).get("status", {}).get("latestVersion", 0) >= 3, 60, "2")
     status = _get(stack, name)["status"]
     assert status["nextRotationTime"] and status["lastRotationTime"]
-    assert _events(stack, name, "Rotated")
+    eventually(lambda: _events(stack, name, "Rotated"), 30, "a Rotated Event")
     _patch(stack, name, {"rotation": None, "minDecryptionVersion": 2})
     eventually(lambda: _ready(stack, name), 30, "Ready without a schedule")
     assert (_in_vault(stack, name) or {}).get("min_decryption_version") == 2

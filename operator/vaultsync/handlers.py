@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from vaultsync.api.base import parse_duration
 from vaultsync.audit.reconciler import VaultAuditDeviceReconciler
 from vaultsync.connections.auth import VaultAuthReconciler
 from vaultsync.connections.health import VaultConnectionReconciler, default_connection_problem
-from vaultsync.kube import finalizers, hmackey
+from vaultsync.kube import events, finalizers, hmackey
 from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.leases import Coordinator, Hooks
@@ -54,6 +54,7 @@ from vaultsync.transit.reconciler import VaultTransitKeyReconciler
 from vaultsync.vault.sessions import Sessions
 
 REFRESH_ANNOTATION = "vaultsync.io/refresh"
+EVENTS_DRAIN = 5.0  # seconds at most to post the Events still queued at exit
 KOPF_CONNECTIONS = 32  # kopf's requests (finalizers, watches) at once; more wait their turn
 log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
@@ -204,6 +205,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         hmac_key = await asyncio.to_thread(hmackey.shared, kube, config.namespace)
     except SyncError as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from None
+    kube = replace(kube, events=events.Poster(kube))
     sessions = Sessions(KubeCredentials(kube), pool_size=2 * config.workers)
     memo.ctx = ctx = Context(
         settings=config,
@@ -275,6 +277,8 @@ async def stop_schedulers(memo: Any, **_: Any) -> None:
     await asyncio.gather(*ctx.serving, return_exceptions=True)
     for scheduler in ctx.schedulers.values():
         await scheduler.stop()
+    if isinstance(ctx.kube.events, events.Poster):
+        await asyncio.to_thread(ctx.kube.events.close, EVENTS_DRAIN)
 
 
 def _shard_hooks(ctx: Context, shards: int) -> Hooks:

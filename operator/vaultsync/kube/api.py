@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import urllib3
 from kubernetes import client, config
@@ -53,6 +53,13 @@ class Kube:
     field_manager: str = "vaultsync"
     """Who writes our Secrets, in their managedFields: `vaultsync`, or with shards
     `vaultsync-<replica>`, which says which replica wrote a Secret last."""
+    events: EventQueue | None = None
+    """Where Events go to be posted in the background (kube/events.py's Poster, set by the
+    operator); None: posted at once."""
+
+
+class EventQueue(Protocol):
+    def put(self, namespace: str, event: dict[str, Any]) -> None: ...
 
 
 def connect(pool_size: int = 16, field_manager: str = "vaultsync", agent: str = "") -> Kube:

@@ -26,6 +26,10 @@ VAULT_TOKEN_RENEWALS = Counter(
 SYNCS = Counter(
     "vaultsync_syncs_total", "Reconciliations, by kind and result reason.", ["kind", "reason"]
 )
+EVENTS_DROPPED = Counter(
+    "vaultsync_events_dropped_total",
+    "Kubernetes Events not posted because too many waited to be posted (status says the same).",
+)
 SECRET_WRITES = Counter(
     "vaultsync_secret_writes_total", "Kubernetes Secret writes, by operation.", ["operation"]
 )
