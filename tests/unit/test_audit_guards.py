@@ -262,7 +262,7 @@ class _NoVault:
 )
 def test_a_refused_spec_never_reaches_vault(options: dict[str, str], reason: str) -> None:
     recorder = _Recorder()
-    kube: Any = type("Kube", (), {"core": recorder, "custom": recorder})()
+    kube: Any = type("Kube", (), {"core": recorder, "custom": recorder, "events": None})()
     settings = Settings("ops", 0, 1, 1, 1, audit_file_dirs=ALLOWED)
     reconciler = VaultAuditDeviceReconciler(kube, _NoVault(), settings)  # type: ignore[arg-type]
     body = {

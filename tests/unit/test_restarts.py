@@ -464,6 +464,7 @@ class FakeCore:
 class FakeKube:
     core: FakeCore = field(default_factory=FakeCore)
     custom: Any = None
+    events: Any = None  # Events posted at once
 
 
 def vaultsecret(status: dict[str, Any] | None = None) -> dict[str, Any]:
