@@ -14,6 +14,7 @@ anything else (a streamed body, files) takes hvac's own requests path.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -40,9 +41,12 @@ _RETRIES = urllib3.Retry(total=None, connect=0, read=False, status=0, other=0, r
 standby that does not forward answers 307 to the active node."""
 
 
+@functools.lru_cache(maxsize=32)
 def _tls_context(verify: bool | str, cert: tuple[str, str] | None) -> ssl.SSLContext:
     """requests' meaning of verify: True is certifi's bundle, a path a CA file or directory,
-    False no verification at all."""
+    False no verification at all. Shared by every client with the same settings (a CA file
+    is named by its content, client/_ca_file): a context with certifi's bundle loaded costs
+    18 ms of CPU and almost 1 MiB, and a client is made per login and per health probe."""
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -73,18 +77,17 @@ class _Origin:
     takes an idle one (or opens one) and gives it back once its answer is read whole."""
 
     def __init__(
-        self, base_uri: str, *, context: ssl.SSLContext, timeout: float, size: int
+        self, base_uri: str, *, context: ssl.SSLContext | None, timeout: float, size: int
     ) -> None:
         parts = urlsplit(base_uri)
-        self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.https else 80)
+        self.port = parts.port or (443 if context else 80)
         self.prefix = parts.path.rstrip("/")
         self.context, self.timeout, self.size = context, timeout, size
         self._idle: deque[http.client.HTTPConnection] = deque()
 
     def _new(self) -> http.client.HTTPConnection:
-        if self.https:
+        if self.context is not None:
             return http.client.HTTPSConnection(
                 self.host, self.port, timeout=self.timeout, context=self.context
             )
@@ -189,11 +192,15 @@ class PooledAdapter(JSONAdapter):  # type: ignore[misc]
         self._pool: urllib3.PoolManager = (
             urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
         )
+        https = urlsplit(base_uri).scheme == "https"
         self._origin = (
             None
             if proxy
             else _Origin(
-                base_uri, context=_tls_context(verify, cert), timeout=timeout, size=pool_size
+                base_uri,
+                context=_tls_context(verify, tuple(cert) if cert else None) if https else None,
+                timeout=timeout,
+                size=pool_size,
             )
         )
 
