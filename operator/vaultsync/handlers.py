@@ -158,7 +158,7 @@ KINDS = [
         healthy_wait=_until_renewal,
         cleanup=True,
     ),
-    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=1.0),
+    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=0.5),
     Kind("vaultauth", "vaultauths", VaultAuthReconciler),
 ]
 
