@@ -443,6 +443,39 @@ def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_lease(
     assert credential(stack, ns, "holder-db") == data
 
 
+def test_a_merge_whose_keys_are_taken_issues_no_credential(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    """Merge into a Secret whose key is someone else's: KeyConflict, found before a credential
+    is issued (the keys the spec writes are known without one), not issued and revoked at
+    every retry."""
+    postgres.add_role(stack.vault, "inway", ttl="1h", max_ttl="2h")
+    stack.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shared-db", "namespace": ns},
+            "stringData": {"DB_USER": "someone-else"},
+        },
+        dynamic(
+            ns,
+            "merged",
+            role="inway",
+            keys=[{"from": "username", "to": "DB_USER"}, {"from": "password"}],
+            destination={"name": "shared-db", "creationPolicy": "Merge"},
+        ),
+    )
+    failed = eventually(lambda: ready_is(stack, ns, "merged", "False"), 60, "KeyConflict")
+    assert failed["reason"] == "KeyConflict" and "DB_USER" in failed["message"]
+    with postgres.connect() as conn:
+        issued = conn.execute(
+            "SELECT count(*) FROM vaultsync_ledger WHERE event = 'issued' AND name LIKE '%-inway-%'"
+        ).fetchone()[0]
+    assert issued == 0
+    assert stack.secret_data(ns, "shared-db") == {"DB_USER": "someone-else"}
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "merged", "-n", ns, "--timeout=60s")
+
+
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:

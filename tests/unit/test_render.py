@@ -3,7 +3,13 @@ import base64
 import pytest
 
 from vaultsync.api.secret import VaultSecretSpec
-from vaultsync.secrets.render import MAX_SECRET_BYTES, REDACTED, RenderError, render
+from vaultsync.secrets.render import (
+    MAX_SECRET_BYTES,
+    REDACTED,
+    RenderError,
+    declared_keys,
+    render,
+)
 
 
 def spec(**fields: object) -> VaultSecretSpec:
@@ -101,3 +107,12 @@ def test_over_one_mebibyte_is_refused() -> None:
     with pytest.raises(RenderError) as err:
         render(spec(), {"big": "x" * MAX_SECRET_BYTES})
     assert err.value.reason == "SecretTooLarge"
+
+
+def test_the_keys_a_spec_writes_are_known_before_the_data() -> None:
+    """What a Merge checks before a credential is issued; copying every key says nothing."""
+    keys = [{"from": "username", "to": "DB_USER"}, {"from": "password"}]
+    shaped = spec(keys=keys, template={"URL": "{{ username }}"})
+    assert declared_keys(shaped) == {"DB_USER", "password", "URL"}
+    assert set(render(shaped, {"username": "u", "password": "p"})) == declared_keys(shaped)
+    assert declared_keys(spec()) == frozenset()

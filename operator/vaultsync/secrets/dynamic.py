@@ -38,7 +38,7 @@ from vaultsync.secrets import leased, renewal
 from vaultsync.secrets.destination import Action, Owner, is_managed_by, plan
 from vaultsync.secrets.digest import keyed_digest
 from vaultsync.secrets.leased import Decision, Held, Lease, Pending, Record, Step
-from vaultsync.secrets.render import render
+from vaultsync.secrets.render import declared_keys, render
 from vaultsync.secrets.renewal import Lifetime, rfc3339
 from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import leases
@@ -121,9 +121,15 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 lease, decision = self._renew(identity, held.record, lease, spec, fields)
             to_revoke = leased.pending(held, status, None)
             if decision.step is Step.ISSUE:
-                # what the write would refuse (a foreign Secret, Merge without one) is found
-                # before a credential is issued for nothing
-                plan(current, spec.destination, owner, {}, key=key)
+                # what the write would refuse (a foreign Secret, Merge without one or into
+                # keys of someone else's) is found before a credential is issued for nothing
+                plan(
+                    current,
+                    spec.destination,
+                    owner,
+                    dict.fromkeys(declared_keys(spec), b""),
+                    key=key,
+                )
                 fresh = self._issue(identity, spec)
                 if fresh.leased and fresh.ttl < 1:  # it would be replaced again at once
                     raise leases.CredentialRefused(

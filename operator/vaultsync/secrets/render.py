@@ -107,6 +107,12 @@ def _templated(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+def declared_keys(spec: Shape) -> frozenset[str]:
+    """The Secret keys spec writes whatever the data holds (keys' targets, template keys);
+    none when every key of the data is copied, which only the data tells."""
+    return frozenset({m.to or m.from_ for m in spec.keys} | set(spec.template))
+
+
 def render(
     spec: Shape, data: dict[str, Any], decrypted: dict[str, bytes] | None = None
 ) -> dict[str, bytes]:
