@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hvac
@@ -19,10 +21,13 @@ from kubernetes import client
 
 from e2e.harness import ROOT
 from e2e.harness.conditions import ready_is
+from e2e.harness.kubeauth import configure_kubernetes_auth
 from e2e.harness.manifests import API_VERSION, deployment
+from e2e.harness.openbao import OpenBao
 from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack, add_tenant, tenant_policy
 from e2e.harness.vaultadmin import ADMIN_SERVICE_ACCOUNT as AUTH
+from e2e.harness.vaultadmin import grant_operator, operator_objects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator_identity")]
 PLURAL = "vaulttransitkeys"
@@ -189,6 +194,43 @@ def test_a_key_is_created_kept_as_declared_and_deleted_only_when_it_was_ours(
         30,
         "the KeyDeleted Event",
     )
+
+
+@pytest.fixture
+def other_vault(stack: Stack, tmp_path: Path, uid: str) -> Iterator[tuple[hvac.Client, str]]:
+    """A second OpenBao, with the operator's identity in it through VaultAuth `other-<uid>`:
+    (an admin client of it, that VaultAuth's name)."""
+    bao = OpenBao(tmp_path / "other-openbao")
+    bao.start()
+    try:
+        configure_kubernetes_auth(bao, stack.cp)
+        grant_operator(bao.client())
+        auth = f"other-{uid}"
+        stack.apply(*operator_objects(auth, f"other-{uid}", bao.address))
+        yield bao.client(), auth
+    finally:
+        bao.stop()
+
+
+def test_a_key_created_in_one_vault_is_not_deleted_in_another(
+    stack: Stack, uid: str, other_vault: tuple[hvac.Client, str]
+) -> None:
+    """status.managed says vaultsync created the key *it was about*: an authRef moved to
+    another Vault finds a key of the same name there, which is not ours to delete."""
+    other, auth = other_vault
+    name = f"tk-{uid}-moved"
+    other.write(f"transit/keys/{name}")  # someone else's key in the other Vault
+    stack.apply(_key(name, deletionPolicy="Delete"))
+    eventually(lambda: _ready(stack, name), 60, "the key Ready")
+    assert _get(stack, name)["status"]["managed"] is True
+    _patch(stack, name, {"authRef": auth})
+    eventually(lambda: _ready(stack, name), 60, "Ready in the other Vault")
+    assert _get(stack, name)["status"]["managed"] is False
+    _delete(stack, name)
+    assert other.read(f"transit/keys/{name}") is not None
+    assert _in_vault(stack, name) is not None  # created here, left when the object moved away
+    stack.vault.write(f"transit/keys/{name}/config", deletion_allowed=True)
+    stack.vault.delete(f"transit/keys/{name}")
 
 
 def test_a_schedule_rotates_the_key(stack: Stack, uid: str) -> None:

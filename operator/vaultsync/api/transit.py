@@ -280,6 +280,12 @@ class VaultTransitKeyStatus(ConditionedStatus):
         description="True when vaultsync created the key (recorded before the create call); "
         "false when it existed before (adopted: kept as declared, never deleted).",
     )
+    vault_key: str | None = Field(
+        default=None,
+        description="The key `managed` is about: the Vault address, Vault namespace and path. "
+        "An authRef that leads to another Vault or namespace finds another key there, which "
+        "vaultsync did not create: it is adopted, never deleted.",
+    )
     latest_version: int | None = Field(default=None, description="The key's latest version.")
     min_decryption_version: int | None = Field(
         default=None, description="The oldest version that may decrypt, as Vault has it."

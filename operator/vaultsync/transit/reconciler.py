@@ -29,7 +29,7 @@ from vaultsync import GROUP, VERSION
 from vaultsync.api.base import DeletionPolicy, parse
 from vaultsync.api.transit import VaultTransitKeySpec
 from vaultsync.connections.identity import Identities, find_auth
-from vaultsync.kube import events
+from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube, cluster_objects
 from vaultsync.kube.claims import Claims
 from vaultsync.runtime.errors import SyncError
@@ -39,6 +39,7 @@ from vaultsync.runtime.view import View
 from vaultsync.transit.keys import KeyResult, converge
 from vaultsync.vault import transit
 from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.client import Endpoint
 from vaultsync.vault.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ def _age(obj: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
 
 
+def vault_key(endpoint: Endpoint, mount: str, name: str) -> str:
+    """Where a key is: the Vault, its namespace and the key's path."""
+    namespace = endpoint.namespace.strip("/")
+    return f"{endpoint.address.rstrip('/')} namespace {namespace or '(root)'}: {mount}/keys/{name}"
+
+
 class VaultTransitKeyReconciler:
     """Everything a VaultTransitKey reconcile needs; one instance per operator."""
 
@@ -65,6 +72,8 @@ class VaultTransitKeyReconciler:
         self.sessions = sessions
         self.identities = Identities(kube, settings.namespace)
         self.claims = Claims(kube, self.plural)
+        self._located: dict[str, str] = {}
+        """uid -> status.vaultKey last recorded, as Claims remembers status.managed."""
 
     def _target(self, raw: Mapping[str, Any], object_name: str, view: View) -> tuple[str, ...]:
         """Which key an object's spec declares: (its VaultConnection, mount, key name)."""
@@ -92,11 +101,19 @@ class VaultTransitKeyReconciler:
         ]
         return min(others, key=_age)["metadata"]["name"] if others else None
 
+    def _recorded(self, body: Mapping[str, Any]) -> str | None:
+        """status.vaultKey: the key status.managed is about (None: recorded by a version that
+        did not record it, so about the key the spec leads to)."""
+        uid = body["metadata"]["uid"]
+        return self._located.get(uid) or (body.get("status") or {}).get("vaultKey")
+
     def _converge(
         self, body: Mapping[str, Any], spec: VaultTransitKeySpec, view: View
-    ) -> KeyResult:
+    ) -> tuple[KeyResult, str | None]:
+        """The key kept as declared, and where it is (None when that is not known)."""
         managed = self.claims.managed(body)
         name = spec.name_in_vault(body["metadata"]["name"])
+        where = None
         try:
             holder = self._holder(body, view)
             if holder is not None:
@@ -104,24 +121,35 @@ class VaultTransitKeyReconciler:
                     f"transit key {spec.mount}/{name} is declared by VaultTransitKey {holder!r}, "
                     "which is older; this object changes nothing (and deletes nothing)"
                 )
-                return KeyResult(Outcome(False, "KeyConflict", message, retryable=False), managed)
+                outcome = Outcome(False, "KeyConflict", message, retryable=False)
+                return KeyResult(outcome, managed), where
             identity = self.identities.operator(spec.auth_ref, view)
-            return with_client(
+            where = vault_key(identity.endpoint, spec.mount, name)
+            recorded = self._recorded(body)
+            if recorded != where:
+                # another key than status.managed is about (authRef leads elsewhere): not one
+                # vaultsync created, unless it creates it now; recorded before it can
+                managed = managed and recorded is None
+                fields = {"vaultKey": where, "managed": managed}
+                status.patch(self.kube, self.plural, None, body["metadata"]["name"], fields)
+                self._located[body["metadata"]["uid"]] = where
+            result = with_client(
                 self.sessions,
                 identity,
                 lambda client: converge(
                     client, spec, name, managed, self.claims.claim(body), datetime.now(UTC)
                 ),
             )
+            return result, where
         except SyncError as exc:
-            return KeyResult(Outcome.failed(exc), managed)
+            return KeyResult(Outcome.failed(exc), managed), where
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         try:
             spec = parse(VaultTransitKeySpec, body.get("spec"))
         except SyncError as exc:
             return Result(Outcome.failed(exc), {"managed": self.claims.managed(body)})
-        result = self._converge(body, spec, view)
+        result, where = self._converge(body, spec, view)
         self.claims.remember(body, result.managed)
         for note in result.notes:
             log.info("VaultTransitKey %s: %s", body["metadata"]["name"], note.message)
@@ -129,6 +157,8 @@ class VaultTransitKeyReconciler:
                 self.kube, body, warning=note.warning, reason=note.reason, message=note.message
             )
         fields: dict[str, Any] = {"managed": result.managed}
+        if where is not None:
+            fields["vaultKey"] = where
         key = result.key
         if key is not None:
             fields.update(
@@ -146,6 +176,7 @@ class VaultTransitKeyReconciler:
 
     def forget(self, body: Mapping[str, Any]) -> None:
         self.claims.forget(body)
+        self._located.pop(body["metadata"]["uid"], None)
 
     def cleanup(self, body: Mapping[str, Any], view: View) -> str:
         """Delete the key on deletion when the spec says Delete and vaultsync created it;
@@ -155,8 +186,8 @@ class VaultTransitKeyReconciler:
         mount = str(spec.get("mount") or DEFAULT_MOUNT)
         key_name = str(spec.get("keyName") or name)
         where = f"transit key {mount}/{key_name}"
-        managed = self.claims.managed(body)
-        self.claims.forget(body)
+        managed, recorded = self.claims.managed(body), self._recorded(body)
+        self.forget(body)
         if spec.get("deletionPolicy", DeletionPolicy.RETAIN) != DeletionPolicy.DELETE:
             return f"{where} left in Vault: deletionPolicy is Retain"
         if not managed:
@@ -164,6 +195,8 @@ class VaultTransitKeyReconciler:
         auth_ref = str(spec.get("authRef") or "default")
         try:
             identity = self.identities.operator(auth_ref, view)
+            if recorded not in (None, vault_key(identity.endpoint, mount, key_name)):
+                return f"{where} left in Vault: authRef leads to a key vaultsync did not create"
             with_client(
                 self.sessions, identity, lambda client: transit.delete_key(client, mount, key_name)
             )
