@@ -163,6 +163,11 @@ def test_a_key_is_created_kept_as_declared_and_deleted_only_when_it_was_ours(
     # CEL: what Vault fixes at creation is immutable; exportable only goes one way
     refused = _patch(stack, name, {"type": "chacha20-poly1305"}, check=False)
     assert "fixed when the key is created" in refused
+    # the defaults written out (or left out again) are the same key: no refusal
+    assert _patch(stack, name, {"type": "aes256-gcm96", "mount": "transit"}) == ""
+    assert _patch(stack, name, {"type": None, "mount": None, "convergentEncryption": False}) == ""
+    refused = _patch(stack, name, {"derived": False}, check=False)
+    assert "fixed when the key is created" in refused
     assert "at least 1h" in _patch(stack, name, {"autoRotatePeriod": "10m"}, check=False)
     _patch(stack, name, {"exportable": True})
     eventually(lambda: (_in_vault(stack, name) or {}).get("exportable"), 30, "exportable")

@@ -105,9 +105,20 @@ def test_the_crd_lists_every_type_and_keeps_creation_settings_immutable() -> Non
     assert spec["properties"]["type"]["enum"] == [t.value for t in KeyType]
     rules = {r["message"]: r["rule"] for r in spec["x-kubernetes-validations"]}
     immutable = rules[MESSAGES["immutable"]]
-    for field in ("mount", "keyName", "type", "keySize", "derived", "convergentEncryption"):
-        assert f"self.{field} == oldSelf.{field}" in immutable
-        assert f"has(self.{field}) == has(oldSelf.{field})" in immutable
+    assert "self.keyName == oldSelf.keyName" in immutable
+    assert "has(self.keyName) == has(oldSelf.keyName)" in immutable
+    # the others compare what they mean: an explicit default is the same key as none
+    for field, default in (
+        ("mount", "'transit'"),
+        ("type", "'aes256-gcm96'"),
+        ("keySize", "32"),
+        ("derived", "false"),
+        ("convergentEncryption", "false"),
+    ):
+        assert (
+            f"(has(self.{field}) ? self.{field} : {default}) == "
+            f"(has(oldSelf.{field}) ? oldSelf.{field} : {default})"
+        ) in immutable
     assert "oldSelf.exportable" in rules[MESSAGES["exportable"]]
     assert "oldSelf.allowPlaintextBackup" in rules[MESSAGES["backup"]]
     assert "oldSelf" not in rules[MESSAGES["auto_rotate"]]

@@ -96,10 +96,28 @@ MESSAGES = {
 }
 
 
+_CREATION_DEFAULTS = {
+    "mount": "'transit'",
+    "type": "'aes256-gcm96'",
+    "keySize": str(HMAC_KEY_SIZE),
+    "derived": "false",
+    "convergentEncryption": "false",
+}
+"""CEL literals of what an absent creation setting means: writing it out, or leaving it out
+again, changes no key and is no change (keyName's default, the object's name, is out of a
+spec rule's reach)."""
+
+
 def _immutable(field: str) -> str:
+    default = _CREATION_DEFAULTS.get(field)
+    if default is None:
+        return (
+            f"has(self.{field}) == has(oldSelf.{field}) && "
+            f"(!has(self.{field}) || self.{field} == oldSelf.{field})"
+        )
     return (
-        f"has(self.{field}) == has(oldSelf.{field}) && "
-        f"(!has(self.{field}) || self.{field} == oldSelf.{field})"
+        f"(has(self.{field}) ? self.{field} : {default}) == "
+        f"(has(oldSelf.{field}) ? oldSelf.{field} : {default})"
     )
 
 
