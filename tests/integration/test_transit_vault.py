@@ -256,3 +256,39 @@ def test_a_second_rewrap_changes_nothing(vault: hvac.Client, name: str) -> None:
     assert data["A"].startswith("vault:v2:") and data["B"] == newer
     assert transit.decrypt(vault, MOUNT, name, data, CONTEXT) == {"A": b"a", "B": b"b"}
     assert commands.rewrap(vault, once) == once
+
+
+def test_a_rewrap_changes_the_ciphertexts_and_not_one_character_more(
+    vault: hvac.Client, name: str
+) -> None:
+    """Comments, quoting and the other documents of a manifest kept in Git stay as they are;
+    a ciphertext folded over lines (not in the text verbatim) gets the manifests printed anew."""
+    keep(vault, name, spec(derived=True))
+    sealed = transit.encrypt(vault, MOUNT, name, {"A": b"a"}, CONTEXT)["A"]
+    text = (
+        "# the team's API token\n"
+        "apiVersion: vaultsync.io/v1alpha1\n"
+        "kind: VaultSecret\n"
+        "metadata: {name: api, namespace: team-a}  # flow style\n"
+        "spec:\n"
+        "  encrypted:\n"
+        f"    key: '{name}'\n"
+        "    data:\n"
+        f'      A: "{sealed}"   # rotated yearly\n'
+        "  destination: {name: api}\n"
+        "---\n"
+        "# not a VaultSecret\n"
+        "kind: ConfigMap\n"
+        "data: {b: 'c'}\n"
+    )
+    vault.write(f"{MOUNT}/keys/{name}/rotate")
+    out = commands.rewrap(vault, text)
+    fresh = next(yaml.safe_load_all(out))["spec"]["encrypted"]["data"]["A"]
+    assert fresh.startswith("vault:v2:") and out == text.replace(sealed, fresh)
+    assert transit.decrypt(vault, MOUNT, name, {"A": fresh}, CONTEXT) == {"A": b"a"}
+
+    folded = text.replace(sealed, f"{sealed[:20]}\\\n        {sealed[20:]}")
+    assert next(yaml.safe_load_all(folded)) == next(yaml.safe_load_all(text))
+    [doc, other] = yaml.safe_load_all(commands.rewrap(vault, folded))
+    assert doc["spec"]["encrypted"]["data"]["A"].startswith("vault:v2:")
+    assert other == {"kind": "ConfigMap", "data": {"b": "c"}}

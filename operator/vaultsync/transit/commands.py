@@ -124,19 +124,27 @@ def encrypt(
 
 def rewrap(client: hvac.Client, text: str, namespace: str | None = None) -> str:
     """The manifests of text with every VaultSecret's ciphertexts rewrapped to the latest
-    version of their key (those at it already unchanged, so a second run changes nothing);
-    other documents unchanged."""
-    out = []
+    version of their key (those at it already unchanged, so a second run changes nothing).
+
+    The ciphertexts are swapped in the text itself, so that comments, quoting and every
+    other document stay exactly as they were; only when that does not give the rewrapped
+    manifests (a ciphertext folded over lines) are the manifests printed anew."""
+    docs, edited = [], text
     for doc in _documents(text):
         wrapped = encrypted_of(doc, namespace)
         if wrapped is not None and wrapped.ciphertexts:
-            fresh = transit.rewrap(
-                client,
-                wrapped.mount,
-                wrapped.key,
+            fresh = rewrapped(
                 wrapped.ciphertexts,
-                context_for(wrapped.namespace),
+                transit.rewrap(
+                    client,
+                    wrapped.mount,
+                    wrapped.key,
+                    wrapped.ciphertexts,
+                    context_for(wrapped.namespace),
+                ),
             )
-            doc = with_ciphertexts(doc, rewrapped(wrapped.ciphertexts, fresh))
-        out.append(doc)
-    return _dump(out)
+            for key, old in wrapped.ciphertexts.items():
+                edited = edited.replace(old, fresh[key])
+            doc = with_ciphertexts(doc, fresh)
+        docs.append(doc)
+    return edited if _documents(edited) == docs else _dump(docs)
