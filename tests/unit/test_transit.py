@@ -357,6 +357,10 @@ def test_a_secret_manifest_with_data_and_string_data() -> None:
     assert "s3cret" not in str(err.value)
     with pytest.raises(ManifestError, match="not 'ConfigMap'"):
         from_secret({**doc, "kind": "ConfigMap"})
+    # YAML reads `enabled: true` as a boolean, which the API refuses in stringData: not "True"
+    for value, kind in ((True, "bool"), (5, "int"), (1.5, "float")):
+        with pytest.raises(ManifestError, match=f"stringData\\['k'\\] is a {kind}.*quote it"):
+            from_secret({**doc, "stringData": {"k": value}})
     with pytest.raises(ManifestError, match="no data"):
         from_secret({"kind": "Secret", "metadata": {"name": "x"}})
 

@@ -82,7 +82,11 @@ def from_secret(doc: Mapping[str, Any]) -> Plain:
             raise ManifestError(f"data[{key!r}] is not valid base64") from None
     for key, text in (doc.get("stringData") or {}).items():
         _check_key(str(key))
-        values[str(key)] = str(text or "").encode()
+        if not isinstance(text, str | None):  # YAML's true, 5 or 1.0: the API refuses them
+            raise ManifestError(
+                f"stringData[{key!r}] is a {type(text).__name__}, not a string: quote it"
+            )
+        values[str(key)] = (text or "").encode()
     if not values:
         raise ManifestError("the Secret has no data or stringData")
     meta = doc.get("metadata") or {}
