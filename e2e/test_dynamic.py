@@ -88,7 +88,11 @@ def _no_lease_leaked(stack: Stack, postgres: Postgres) -> None:
 def ns(stack: Stack, postgres: Postgres) -> str:
     """A tenant whose Vault policy is the minimal one of docs/vaultdynamicsecret.md, for the
     roles of this module."""
-    name = f"d-{uuid.uuid4().hex[:8]}"
+    return dynamic_tenant(stack, f"d-{uuid.uuid4().hex[:8]}")
+
+
+def dynamic_tenant(stack: Stack, name: str) -> str:
+    """A namespace with the tenant policy of the ns fixture."""
     add_tenant(stack.cp, stack.bao, name)
     policy = tenant_policy(name) + (
         f'path "{MOUNT}/creds/*" {{ capabilities = ["read"] }}\n'
@@ -474,6 +478,25 @@ def test_a_merge_whose_keys_are_taken_issues_no_credential(
     assert issued == 0
     assert stack.secret_data(ns, "shared-db") == {"DB_USER": "someone-else"}
     stack.cp.kubectl("delete", "vaultdynamicsecret", "merged", "-n", ns, "--timeout=60s")
+
+
+def test_a_deletion_after_its_vaultauth_went_still_revokes(
+    stack: Stack, postgres: Postgres
+) -> None:
+    """The namespace controller deletes a namespace's VaultAuth and VaultDynamicSecrets at
+    once: a revocation after the VaultAuth went uses the identity that read the lease, so
+    the deletion neither waits for a VaultAuth that will not come back nor leaves the lease."""
+    gone = dynamic_tenant(stack, f"g-{uuid.uuid4().hex[:8]}")
+    stack.apply(dynamic(gone, "first"), dynamic(gone, "second"))
+    first, second = synced(stack, gone, "first"), synced(stack, gone, "second")
+    leases = [get(stack, gone, name)["status"]["leaseID"] for name in ("first", "second")]
+    stack.cp.kubectl("delete", "vaultauth", "default", "-n", gone)
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "first", "-n", gone, "--timeout=30s")
+    assert leases[0] not in postgres.leases(stack.vault)
+    assert not postgres.can_log_in(first["username"], first["password"])
+    stack.cp.kubectl("delete", "namespace", gone, "--timeout=60s")
+    assert leases[1] not in postgres.leases(stack.vault)
+    assert not postgres.can_log_in(second["username"], second["password"])
 
 
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(

@@ -29,10 +29,12 @@ from vaultsync.api.base import DeletionPolicy, parse, parse_duration
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.api.secret import Destination
 from vaultsync.kube import events, hmackey, secrets
+from vaultsync.kube.api import Kube
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.scheduling import sooner
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets import leased, renewal
 from vaultsync.secrets.destination import Action, Owner, is_managed_by, plan
@@ -44,7 +46,7 @@ from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import leases
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.leases import LeaseGone
-from vaultsync.vault.sessions import Identity
+from vaultsync.vault.sessions import Identity, Sessions
 
 KIND = "VaultDynamicSecret"
 Who = Callable[[], Identity]
@@ -94,8 +96,26 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             return seen
         return secrets.read(self.kube, namespace, name)
 
+    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
+        super().__init__(kube, sessions, settings)
+        self._issuers: dict[tuple[str, str], Identity] = {}
+        """(namespace, name) -> the identity an object last used in Vault."""
+
     def _identity(self, body: Mapping[str, Any], view: View, auth_ref: str) -> Identity:
-        return self.identities.tenant(body["metadata"]["namespace"], auth_ref, view)
+        """The tenant's identity, remembered: a deletion whose VaultAuth went first (with
+        its namespace, whose controller deletes both at once) still revokes the leases with
+        the identity that read them, whose Vault session outlives the VaultAuth."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        try:
+            identity = self.identities.tenant(meta["namespace"], auth_ref, view)
+        except SyncError as exc:
+            known = self._issuers.get(key)
+            if known is None or exc.reason != "AuthNotFound" or not meta.get("deletionTimestamp"):
+                raise
+            return known
+        self._issuers[key] = identity
+        return identity
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         meta = body["metadata"]
@@ -309,6 +329,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def forget(self, body: Mapping[str, Any]) -> None:
         super().forget(body)
         meta = body["metadata"]
+        self._issuers.pop((meta["namespace"], meta["name"]), None)
         with contextlib.suppress(KeyError):  # never set: it never held a lease
             metrics.LEASE_EXPIRY.remove(meta["namespace"], meta["name"])
 
@@ -316,16 +337,17 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         """Revoke the lease and those pending (deletionPolicy Delete), then apply the deletion
         policy to the Secret, before the VaultDynamicSecret goes away."""
         meta = body["metadata"]
-        self.forget(body)
         try:
             spec = parse_spec(body.get("spec"))
         except SyncError:
+            self.forget(body)
             return f"{KIND} {meta['namespace']}/{meta['name']} deleted: its spec was invalid"
         done = []
         owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
         if spec.destination.deletion_policy is DeletionPolicy.DELETE:
             done.append(self._revoke_all(body, view, spec, owner))
         done.append(self.writer.release(body, spec.destination, owner))
+        self.forget(body)  # after the revocations: they may need the remembered identity
         return f"{KIND} {meta['namespace']}/{meta['name']} deleted: {'; '.join(done)}"
 
     def _revoke_all(
