@@ -422,6 +422,19 @@ def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_certifi
     assert held is not None and serial(held) == number
 
 
+def test_revoke_on_delete_after_the_vaultauth_went(stack: Stack, pki_tenant: str) -> None:
+    """A namespace's deletion removes its VaultAuth together with its VaultPKISecrets: the
+    revocation uses the identity that issued, so the deletion neither waits for a VaultAuth
+    that will not come back nor leaves the certificate unrevoked."""
+    ns = pki_tenant
+    stack.apply(pki_secret(ns, "orphaned", ttl="20m", revokeOnDelete=True))
+    number = serial(issued(stack, ns, "orphaned"))
+    stack.cp.kubectl("delete", "vaultauth", "default", "-n", ns)
+    stack.cp.kubectl("delete", "vaultpkisecret", "orphaned", "-n", ns, "--timeout=30s")
+    data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
+    assert int(data.get("revocation_time") or 0) > 0
+
+
 def test_a_bad_spec_is_refused_at_apply_time(stack: Stack, pki_tenant: str) -> None:
     bad = pki_secret(pki_tenant, "bad", ttl="1h", renewBefore="2h")
     result = stack.cp.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)

@@ -29,12 +29,10 @@ from vaultsync.api.base import DeletionPolicy, parse, parse_duration
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.api.secret import Destination
 from vaultsync.kube import events, hmackey, secrets
-from vaultsync.kube.api import Kube
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.scheduling import sooner
-from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets import leased, renewal
 from vaultsync.secrets.destination import Action, Owner, is_managed_by, plan
@@ -46,7 +44,7 @@ from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import leases
 from vaultsync.vault.authenticated import with_client
 from vaultsync.vault.leases import LeaseGone
-from vaultsync.vault.sessions import Identity, Sessions
+from vaultsync.vault.sessions import Identity
 
 KIND = "VaultDynamicSecret"
 Who = Callable[[], Identity]
@@ -96,27 +94,6 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             return seen
         return secrets.read(self.kube, namespace, name)
 
-    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
-        super().__init__(kube, sessions, settings)
-        self._issuers: dict[tuple[str, str], Identity] = {}
-        """(namespace, name) -> the identity an object last used in Vault."""
-
-    def _identity(self, body: Mapping[str, Any], view: View, auth_ref: str) -> Identity:
-        """The tenant's identity, remembered: a deletion whose VaultAuth went first (with
-        its namespace, whose controller deletes both at once) still revokes the leases with
-        the identity that read them, whose Vault session outlives the VaultAuth."""
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        try:
-            identity = self.identities.tenant(meta["namespace"], auth_ref, view)
-        except SyncError as exc:
-            known = self._issuers.get(key)
-            if known is None or exc.reason != "AuthNotFound" or not meta.get("deletionTimestamp"):
-                raise
-            return known
-        self._issuers[key] = identity
-        return identity
-
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -135,7 +112,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             lease = leased.lease_of(status, held.record) if isinstance(held, Held) else None
             decision = leased.decide(held, request, lease, spec.renewal_percent, now)
             # asked for only when Vault is: a reconcile with nothing due makes no request
-            identity = cache(partial(self._identity, body, view, spec.auth_ref))
+            identity = cache(partial(self.tenant_identity, body, spec.auth_ref, view))
             if decision.step is Step.RENEW:
                 assert isinstance(held, Held)
                 lease, decision = self._renew(identity, held.record, lease, spec, fields)
@@ -283,7 +260,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         at once (if that fails too, its lease expires unrenewed)."""
         try:
             spec = parse_spec(body.get("spec"))
-            self._revoke(partial(self._identity, body, view, spec.auth_ref), lease_id)
+            self._revoke(partial(self.tenant_identity, body, spec.auth_ref, view), lease_id)
         except SyncError as exc:
             log.warning("%s: lease %s of an unused credential: %s", KIND, lease_id, exc)
 
@@ -329,7 +306,6 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def forget(self, body: Mapping[str, Any]) -> None:
         super().forget(body)
         meta = body["metadata"]
-        self._issuers.pop((meta["namespace"], meta["name"]), None)
         with contextlib.suppress(KeyError):  # never set: it never held a lease
             metrics.LEASE_EXPIRY.remove(meta["namespace"], meta["name"])
 
@@ -373,7 +349,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             return "no lease to revoke"
 
         def revoke() -> None:
-            identity = cache(partial(self._identity, body, view, spec.auth_ref))
+            identity = cache(partial(self.tenant_identity, body, spec.auth_ref, view))
             for lease_id in ids:
                 self._revoke(identity, lease_id)
 

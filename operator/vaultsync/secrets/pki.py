@@ -162,8 +162,7 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
     def _issue(
         self, body: Mapping[str, Any], view: View, spec: VaultPKISecretSpec
     ) -> tuple[Certificate, dict[str, bytes]]:
-        meta = body["metadata"]
-        identity = self.identities.tenant(meta["namespace"], spec.auth_ref, view)
+        identity = self.tenant_identity(body, spec.auth_ref, view)
         wanted = certificate_request(spec)
         issued = with_client(
             self.sessions, identity, lambda c: pki.issue(c, spec.mount, spec.role, wanted)
@@ -273,7 +272,6 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
         """Revoke the certificate (revokeOnDelete), then apply the deletion policy to the
         Secret, before the VaultPKISecret goes away."""
         meta = body["metadata"]
-        self.forget(body)
         try:
             spec = parse_spec(body.get("spec"))
         except SyncError:
@@ -282,6 +280,7 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
             done = [self._revoke(body, view, spec, owner)] if spec.revoke_on_delete else []
             done.append(self.writer.release(body, destination(spec.destination, None), owner))
+        self.forget(body)  # after the revocation: it may need the remembered identity
         return f"{KIND} {meta['namespace']}/{meta['name']} deleted: {'; '.join(done)}"
 
     def _revoke(
@@ -299,7 +298,7 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             return "no certificate to revoke"
 
         def revoke() -> None:
-            identity = self.identities.tenant(meta["namespace"], spec.auth_ref, view)
+            identity = self.tenant_identity(body, spec.auth_ref, view)
             with_client(self.sessions, identity, lambda c: pki.revoke(c, spec.mount, serial))
 
         failed = self.revoke_patiently(body, revoke, f"certificate {serial} was")

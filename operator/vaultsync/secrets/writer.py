@@ -19,10 +19,11 @@ from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.settings import Settings
+from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.renewal import parse_time
 from vaultsync.secrets.restarts import Restarts
-from vaultsync.vault.sessions import Sessions
+from vaultsync.vault.sessions import Identity, Sessions
 
 
 def apply(kube: Kube, namespace: str, step: Plan) -> None:
@@ -144,6 +145,24 @@ class TenantSecretReconciler:
         self.namespace = settings.namespace  # where the HMAC key Secret lives
         self.restarts = Restarts(kube)
         self.writer = SecretWriter(kube)
+        self._issuers: dict[tuple[str, str], Identity] = {}
+        """(namespace, name) -> the identity an object last used in Vault."""
+
+    def tenant_identity(self, body: Mapping[str, Any], auth_ref: str, view: View) -> Identity:
+        """The tenant's identity, remembered: a deletion whose VaultAuth went first (with
+        its namespace, whose controller deletes both at once) still revokes with the
+        identity that issued, whose Vault session outlives the VaultAuth."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        try:
+            identity = self.identities.tenant(meta["namespace"], auth_ref, view)
+        except SyncError as exc:
+            known = self._issuers.get(key)
+            if known is None or exc.reason != "AuthNotFound" or not meta.get("deletionTimestamp"):
+                raise
+            return known
+        self._issuers[key] = identity
+        return identity
 
     def revoke_patiently(
         self, body: Mapping[str, Any], revoke: Callable[[], None], what: str
@@ -163,5 +182,7 @@ class TenantSecretReconciler:
         return None
 
     def forget(self, body: Mapping[str, Any]) -> None:
-        """The object is gone: what restarts remember of it goes too."""
-        self.restarts.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        """The object is gone: what restarts and identities remember of it goes too."""
+        meta = body["metadata"]
+        self.restarts.forget(meta["namespace"], meta["name"])
+        self._issuers.pop((meta["namespace"], meta["name"]), None)
