@@ -328,6 +328,9 @@ def test_pairs() -> None:
         with pytest.raises(ManifestError, match=said) as err:
             from_pairs(bad)
         assert "=1" not in str(err.value) and "=2" not in str(err.value)
+    with pytest.raises(ManifestError, match="argument 2 is not KEY=value") as err:
+        from_pairs(["A=1", "hunter2-typed-without-its-key"])  # a value given alone
+    assert "hunter2" not in str(err.value)
 
 
 def test_a_secret_manifest_with_data_and_string_data() -> None:

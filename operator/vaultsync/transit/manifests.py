@@ -58,10 +58,10 @@ def _check_key(key: str) -> None:
 def from_pairs(pairs: Iterable[str]) -> Plain:
     """KEY=value arguments."""
     values: dict[str, bytes] = {}
-    for pair in pairs:
+    for number, pair in enumerate(pairs, start=1):
         key, equals, value = pair.partition("=")
-        if not equals:
-            raise ManifestError(f"{key[:60]!r}: expected KEY=value")
+        if not equals:  # not echoed: it may be a value typed without its key
+            raise ManifestError(f"argument {number} is not KEY=value (it has no '=')")
         _check_key(key)
         if key in values:
             raise ManifestError(f"{key!r} is given twice")
