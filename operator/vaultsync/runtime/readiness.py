@@ -57,6 +57,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._server: ThreadingHTTPServer | None = None
+        self._closed = False
 
     def add(self, name: str, check: Check, *, gating: bool = True) -> None:
         """Register a check (replacing one of the same name) and run it soon."""
@@ -125,6 +126,8 @@ class Readiness:
         return str(host), int(port)
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -132,9 +135,12 @@ class Readiness:
     def _loop(self) -> None:
         """Every `interval` seconds while ready; every second while not, so that a replica
         becomes ready soon after it can, without a steady load when it is."""
-        while True:
+        while not self._closed:
             started = time.monotonic()
-            self.refresh()
+            try:
+                self.refresh()
+            except RuntimeError:  # no new threads: the interpreter is shutting down
+                return
             interval = self.interval if self.report()[0] else min(1.0, self.interval)
             self._wake.wait(max(0.0, interval - (time.monotonic() - started)))
             self._wake.clear()
