@@ -72,6 +72,23 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(poller.poll(0))
 
 
+def _exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request and its whole answer on conn, which is closed if anything fails."""
+    try:
+        conn.request(method, target, body=body, headers=headers)
+        answer = conn.getresponse()
+        return answer, answer.read()
+    except BaseException:
+        conn.close()
+        raise
+
+
 class _Origin:
     """http.client connections to one server, kept alive and shared by threads: a request
     takes an idle one (or opens one) and gives it back once its answer is read whole."""
@@ -113,24 +130,12 @@ class _Origin:
         target = quote(self.prefix + path, safe=_PRINTABLE)
         conn, reused = self._take()
         try:
-            conn.request(method, target, body=body, headers=headers)
-            answer = conn.getresponse()
-            data = answer.read()
+            answer, data = _exchange(conn, method, target, body, headers)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            conn.close()
             if not reused or method not in _IDEMPOTENT:
                 raise
-            conn, reused = self._new(), False
-            try:
-                conn.request(method, target, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            conn.close()
-            raise
+            conn = self._new()
+            answer, data = _exchange(conn, method, target, body, headers)
         if answer.will_close or len(self._idle) >= self.size:
             conn.close()
         else:
