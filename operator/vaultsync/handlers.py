@@ -277,7 +277,7 @@ async def stop_schedulers(memo: Any, **_: Any) -> None:
     await asyncio.gather(*ctx.serving, return_exceptions=True)
     for scheduler in ctx.schedulers.values():
         await scheduler.stop()
-    if isinstance(ctx.kube.events, events.Poster):
+    if ctx.kube.events is not None:
         await asyncio.to_thread(ctx.kube.events.close, EVENTS_DRAIN)
 
 

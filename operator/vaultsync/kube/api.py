@@ -59,7 +59,10 @@ class Kube:
 
 
 class EventQueue(Protocol):
-    def put(self, namespace: str, event: dict[str, Any]) -> None: ...
+    def put(self, event: dict[str, Any]) -> None: ...
+
+    def close(self, timeout: float) -> None:
+        """Post what is queued (for at most timeout seconds), then stop."""
 
 
 def connect(pool_size: int = 16, field_manager: str = "vaultsync", agent: str = "") -> Kube:

@@ -3,8 +3,8 @@
 The operator posts them from a thread of their own (`Poster`), as client-go's event
 broadcaster does: a reconcile never waits for its Event. When Vault is sealed, or comes back,
 every object's Ready flips at once, and an Event per object posted beside its status write
-took a third of the API server's work on the way to all Ready again; from one thread they
-trail the status writes instead. A burst larger than the queue drops Events (counted in
+was half of the writes to the API server on the way to all Ready again; from one thread
+they trail the status writes instead. A burst larger than the queue drops Events (counted in
 `vaultsync_events_dropped_total`), never a reconcile's result: status says the same.
 """
 
@@ -28,10 +28,10 @@ QUEUED = 5000
 """Events waiting to be posted at most: one per object of a large operator's burst."""
 
 
-def _post(kube: Kube, namespace: str, event: dict[str, Any]) -> None:
+def _post(kube: Kube, event: dict[str, Any]) -> None:
     """Best effort: a failed Event is logged, never raised."""
     try:
-        kube.core.create_namespaced_event(namespace, event)
+        kube.core.create_namespaced_event(event["metadata"]["namespace"], event)
     except ApiException as exc:
         name, reason = event["involvedObject"]["name"], event["reason"]
         log.warning("could not post event %s on %s: %s", reason, name, describe(exc))
@@ -42,22 +42,22 @@ class Poster:
 
     def __init__(self, kube: Kube, size: int = QUEUED) -> None:
         self.kube = kube
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(size)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(size)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
-    def put(self, namespace: str, event: dict[str, Any]) -> None:
+    def put(self, event: dict[str, Any]) -> None:
         try:
-            self._queue.put_nowait((namespace, event))
+            self._queue.put_nowait(event)
         except queue.Full:
             metrics.EVENTS_DROPPED.inc()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (event := self._queue.get()) is not None:
             try:
-                _post(self.kube, *item)
+                _post(self.kube, event)
             except Exception:  # the thread outlives any one Event
-                log.exception("could not post event %s", item[1]["reason"])
+                log.exception("could not post event %s", event["reason"])
 
     def close(self, timeout: float) -> None:
         """Post what is queued (for at most timeout seconds), then stop."""
@@ -98,6 +98,6 @@ def emit(kube: Kube, body: Mapping[str, Any], *, warning: bool, reason: str, mes
         "count": 1,
     }
     if kube.events is not None:
-        kube.events.put(namespace, event)
+        kube.events.put(event)
     else:
-        _post(kube, namespace, event)
+        _post(kube, event)
