@@ -79,7 +79,7 @@ def _selected(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
     for mapping in spec.keys:
         if mapping.from_ not in data:
             raise RenderError("KeyNotFound", f"key {mapping.from_!r} is not in the Vault data")
-        target = mapping.to or mapping.from_
+        target = mapping.target
         _check_key(target)
         value = data[mapping.from_]
         if mapping.decode_base64:
@@ -110,7 +110,7 @@ def _templated(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
 def declared_keys(spec: Shape) -> frozenset[str]:
     """The Secret keys spec writes whatever the data holds (keys' targets, template keys);
     none when every key of the data is copied, which only the data tells."""
-    return frozenset({m.to or m.from_ for m in spec.keys} | set(spec.template))
+    return frozenset({m.target for m in spec.keys} | set(spec.template))
 
 
 def render(
