@@ -116,3 +116,23 @@ def test_the_keys_a_spec_writes_are_known_before_the_data() -> None:
     assert declared_keys(shaped) == {"DB_USER", "password", "URL"}
     assert set(render(shaped, {"username": "u", "password": "p"})) == declared_keys(shaped)
     assert declared_keys(spec()) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ 7 ** 1000000000 }}", "{{ ('x' * 600000000) | length }}", "{{ 'x' * 2000000 }}"],
+    ids=["hours-of-cpu", "gigabytes", "over-a-mebibyte"],
+)
+def test_a_runaway_template_is_a_template_error_and_the_next_renders(source: str) -> None:
+    """Rendered in a worker process with limits, not in the operator (templating.py)."""
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": source}), {"password": "hunter2-value"})
+    assert err.value.reason == "TemplateError"
+    assert render(spec(template={"x": "{{ password }}"}), {"password": "p"}) == {"x": b"p"}
+
+
+def test_a_template_that_recursed_is_a_template_error() -> None:
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"}), {})
+    assert err.value.reason == "TemplateError"
+    assert "RecursionError" in str(err.value)

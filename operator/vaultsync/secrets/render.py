@@ -1,25 +1,23 @@
 """Vault data (VaultSecret's KV data and decrypted values, VaultDynamicSecret's credentials)
 -> Secret data: key selection, renaming, base64 decoding, templates.
 
-Pure functions. Errors name keys and reasons, never values: a message that
-could quote a value (template errors) is redacted before it leaves this module.
+Pure functions, but for templates: a tenant writes them, so they are rendered in a worker
+process with limits on time and memory (templating.py). Errors name keys and reasons, never
+values: a message that could quote a value (template errors) is redacted before it leaves
+this module.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
-
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from vaultsync.api.names import secret_key_problem
 from vaultsync.api.secret import Shape
 from vaultsync.runtime.errors import SyncError
+from vaultsync.secrets.templating import MAX_SECRET_BYTES, TemplateFailed, as_text, render_all
 
-MAX_SECRET_BYTES = 1024 * 1024
 REDACTED = "[redacted]"
 
 
@@ -31,34 +29,11 @@ class RenderError(SyncError):
         super().__init__(message, reason=reason, retryable=False)
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
 def _redact(message: str, data: dict[str, Any]) -> str:
-    for value in sorted((_as_text(v) for v in data.values()), key=len, reverse=True):
+    for value in sorted((as_text(v) for v in data.values()), key=len, reverse=True):
         if len(value) >= 3:
             message = message.replace(value, REDACTED)
     return message
-
-
-def _b64encode(value: Any) -> str:
-    raw = value if isinstance(value, bytes) else _as_text(value).encode()
-    return base64.b64encode(raw).decode()
-
-
-def _b64decode(value: Any) -> str:
-    return base64.b64decode(_as_text(value), validate=True).decode()
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    env.filters["b64encode"] = _b64encode
-    env.filters["b64decode"] = _b64decode
-    return env
-
-
-_ENV = _environment()
 
 
 def _check_key(key: str) -> None:
@@ -74,7 +49,7 @@ def _selected(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
             return out
         for key, value in data.items():
             _check_key(key)
-            out[key] = _as_text(value).encode()
+            out[key] = as_text(value).encode()
         return out
     for mapping in spec.keys:
         if mapping.from_ not in data:
@@ -84,27 +59,27 @@ def _selected(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
         value = data[mapping.from_]
         if mapping.decode_base64:
             try:
-                out[target] = base64.b64decode(_as_text(value), validate=True)
+                out[target] = base64.b64decode(as_text(value), validate=True)
             except (binascii.Error, ValueError):
                 raise RenderError(
                     "InvalidBase64", f"key {mapping.from_!r} is not valid base64"
                 ) from None
         else:
-            out[target] = _as_text(value).encode()
+            out[target] = as_text(value).encode()
     return out
 
 
 def _templated(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    context = {**data, "data": data}
-    for key, source in spec.template.items():
+    """The template keys, rendered in the template worker (templating.py: a template can
+    neither hang nor exhaust the operator)."""
+    for key in spec.template:
         _check_key(key)
-        try:
-            out[key] = _ENV.from_string(source).render(context).encode()
-        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-            message = _redact(f"{type(exc).__name__}: {exc}", data)
-            raise RenderError("TemplateError", f"template {key!r}: {message}") from None
-    return out
+    try:
+        rendered = render_all(spec.template, {**data, "data": data})
+    except TemplateFailed as exc:
+        message = _redact(exc.message, data)
+        raise RenderError("TemplateError", f"template {exc.key!r}: {message}") from None
+    return {key: text.encode() for key, text in rendered.items()}
 
 
 def declared_keys(spec: Shape) -> frozenset[str]:
