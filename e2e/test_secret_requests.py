@@ -22,6 +22,7 @@ from vaultsync.kube import secrets
 from vaultsync.kube.api import Kube
 from vaultsync.kube.core import CoreV1
 from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.kube.transport import Requests
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets.reconciler import VaultSecretReconciler
@@ -30,24 +31,34 @@ from vaultsync.vault.sessions import Sessions
 pytestmark = pytest.mark.e2e
 
 
-class Recording(client.ApiClient):
-    """An API client that notes (method, path) of every request it sends."""
+class Recording(Requests):
+    """Requests that note (method, path) of every request sent, over our own connections or
+    through the ApiClient."""
 
-    def __init__(self, configuration: client.Configuration) -> None:
-        super().__init__(configuration)
+    def __init__(self, api_client: client.ApiClient) -> None:
+        super().__init__(api_client)
         self.sent: list[tuple[str, str]] = []
 
-    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self.sent.append((method, url.split("?")[0].split("/api/v1", 1)[-1]))
-        return super().call_api(method, url, *args, **kwargs)
+    def _note(self, method: str, path: str) -> None:
+        self.sent.append((method, path.split("/api/v1", 1)[-1]))
+
+    def call(self, method: str, path: str, **kwargs: Any) -> bytes:
+        self._note(method, path)
+        return super().call(method, path, **kwargs)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        self._note(method, path)
+        return super().stream(method, path, **kwargs)
 
 
 class Harness:
     def __init__(self, stack: Stack, tenant: str) -> None:
         configuration = client.Configuration()
         config.load_kube_config(str(stack.cp.kubeconfig), client_configuration=configuration)
-        self.api = Recording(configuration)
-        self.kube = Kube(CoreV1(self.api), client.CustomObjectsApi(self.api))
+        api = client.ApiClient(configuration)
+        self.api = Recording(api)
+        assert self.api.direct  # the requests a reconcile makes go over our own connections
+        self.kube = Kube(CoreV1(api, self.api), client.CustomObjectsApi(api))
         self.tenant = tenant
         self.reader = Kube(
             CoreV1(stack.core.api_client), stack.custom

@@ -9,7 +9,6 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import hvac
@@ -43,9 +42,8 @@ class FakeKubeApi:
     def read_namespaced_secret(self, name: str, namespace: str) -> dict[str, Any]:
         return {"data": {"token": base64.b64encode(self.token.encode()).decode()}}
 
-    def patch_cluster_custom_object_status(self, *args: Any, **_: Any) -> SimpleNamespace:
-        self.statuses.append(args[-1]["status"])
-        return SimpleNamespace(data=b"{}")  # a raw response, read by the caller
+    def patch_status(self, *args: Any) -> None:
+        self.statuses.append(args[-1])
 
     def create_namespaced_event(self, namespace: str, event: dict[str, Any]) -> None:
         self.events.append(event)

@@ -94,7 +94,7 @@ def describe(exc: ApiException) -> str:
         message = body.get("message") or message
     except (ValueError, TypeError):
         pass
-    return f"{exc.status} {message}".strip()
+    return f"{exc.status or ''} {message}".strip()  # 0: the server was not reached
 
 
 def watchable(

@@ -1,10 +1,11 @@
-"""The few core/v1 calls vaultsync makes, with JSON bodies in and out.
+"""The few calls vaultsync makes on every reconcile (core/v1 Secrets, ServiceAccount tokens,
+Events, and status patches of our own kinds), with JSON bodies in and out.
 
 The client's CoreV1Api is not used: importing it builds a pydantic schema for every core/v1
 model, which cost 0.5 s of CPU and 20 MiB of resident memory at every start, on the way to
-the first reconcile, for the eight calls below. These go through the same ApiClient
-(configuration, authentication, TLS, connection pool, User-Agent), and a refusal is the
-same ApiException that CoreV1Api raises.
+the first reconcile, for the calls below. They go over kube/transport.py's connections,
+with the ApiClient's configuration (server, authentication, TLS, User-Agent), and a refusal
+is the same ApiException that CoreV1Api raises.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
-Query = Mapping[str, str | int | bool | None]
+from vaultsync import GROUP, VERSION
+from vaultsync.kube.transport import MERGE_PATCH, Query, Requests
 
 
 def _segment(value: str) -> str:
@@ -25,39 +26,18 @@ def _segment(value: str) -> str:
 
 
 class CoreV1:
-    """core/v1 Secrets, ServiceAccount tokens, Events and Namespaces over an ApiClient."""
+    """core/v1 Secrets, ServiceAccount tokens, Events and Namespaces, and our kinds' status."""
 
-    def __init__(self, api_client: ApiClient) -> None:
+    def __init__(self, api_client: ApiClient, requests: Requests | None = None) -> None:
         self.api_client = api_client
+        self.requests = requests or Requests(api_client)
 
     def raw(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Query | None = None,
-        body: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        self, method: str, path: str, *, query: Query | None = None, timeout: float | None = None
     ) -> Any:
         """The response to method on path (any path of the API server), unread: read it to
-        its end, or close a stream, which gives the connection back to the pool. An answer
-        outside 2xx raises ApiException."""
-        params = [
-            (k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items()
-        ]
-        serialized = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=[(k, v) for k, v in params if v is not None],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=dict(body) if body is not None else None,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api_client.call_api(*serialized, _request_timeout=timeout)
-        if not 200 <= response.status <= 299:
-            response.read()  # type: ignore[no-untyped-call]
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return response.response
+        its end, or close a stream. An answer outside 2xx raises ApiException."""
+        return self.requests.stream(method, path, query=query, timeout=timeout)
 
     def _json(
         self,
@@ -67,7 +47,9 @@ class CoreV1:
         query: Query | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(self.raw(method, path, query=query, body=body).data))
+        return cast(
+            dict[str, Any], json.loads(self.requests.call(method, path, query=query, body=body))
+        )
 
     @staticmethod
     def _secret(namespace: str, name: str = "") -> str:
@@ -90,7 +72,7 @@ class CoreV1:
         return self._json("PUT", self._secret(namespace, name), query=query, body=body)
 
     def delete_namespaced_secret(self, name: str, namespace: str) -> None:
-        self.raw("DELETE", self._secret(namespace, name)).read()
+        self.requests.call("DELETE", self._secret(namespace, name))
 
     def create_namespaced_service_account_token(
         self, name: str, namespace: str, body: Mapping[str, Any]
@@ -99,4 +81,14 @@ class CoreV1:
         return self._json("POST", path, body=body)
 
     def create_namespaced_event(self, namespace: str, body: Mapping[str, Any]) -> None:
-        self.raw("POST", f"/api/v1/namespaces/{_segment(namespace)}/events", body=body).read()
+        self.requests.call("POST", f"/api/v1/namespaces/{_segment(namespace)}/events", body=body)
+
+    def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """A merge patch of the status of one of our objects (cluster-scoped: namespace None)."""
+        path = f"/apis/{GROUP}/{VERSION}"
+        if namespace:
+            path += f"/namespaces/{_segment(namespace)}"
+        path += f"/{plural}/{_segment(name)}/status"
+        self.requests.call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)

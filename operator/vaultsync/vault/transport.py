@@ -1,9 +1,8 @@
 """hvac's request adapter over kept-alive connections of our own, without requests in the way.
 
-A no-op refresh is one KV read, and the HTTP client's own machinery is most of its CPU: a KV
-read measured 575 us of client CPU through hvac and requests, 330 us through a urllib3 pool
-and 200 us through http.client. So a request to the Vault server itself goes over
-http.client connections kept alive between requests (`_Origin`); a request through a proxy,
+A no-op refresh is one KV read, and the HTTP client's own machinery is most of its CPU
+(runtime/origin.py). So a request to the Vault server itself goes over http.client
+connections kept alive between requests (`Origin`); a request through a proxy,
 and one answered by a redirect (a standby pointing at the active node), goes through a
 urllib3 pool manager, which knows both. This adapter keeps hvac's API and errors (a 200
 answer is a dict, any other a requests.Response, a refusal the same hvac exception; an
@@ -15,14 +14,11 @@ anything else (a streamed body, files) takes hvac's own requests path.
 from __future__ import annotations
 
 import functools
-import http.client
 import json
 import os
-import select
 import ssl
-from collections import deque
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import certifi
 import requests
@@ -30,12 +26,10 @@ import urllib3
 from hvac.adapters import JSONAdapter
 from requests.structures import CaseInsensitiveDict
 
+from vaultsync.runtime.origin import Origin
+
 _FAST_KWARGS = frozenset({"json", "params"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_IDEMPOTENT = frozenset({"GET", "HEAD", "LIST"})
-_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
-"""What a request target keeps as it is; anything else (spaces, controls, non-ASCII) is
-percent-encoded, as urllib3 does."""
 _RETRIES = urllib3.Retry(total=None, connect=0, read=False, status=0, other=0, redirect=5)
 """No retry (as requests' default), but redirects followed, as hvac asks of requests: a
 standby that does not forward answers 307 to the active node."""
@@ -60,91 +54,6 @@ def _tls_context(verify: bool | str, cert: tuple[str, str] | None) -> ssl.SSLCon
     if cert:
         context.load_cert_chain(cert[0], cert[1])
     return context
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """Whether a kept-alive connection was closed by the server meanwhile (it is readable
-    while no request is out: the end of the stream, or bytes nobody asked for)."""
-    if conn.sock is None:
-        return True
-    poller = select.poll()
-    poller.register(conn.sock, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _exchange(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    body: bytes | None,
-    headers: dict[str, str],
-) -> tuple[http.client.HTTPResponse, bytes]:
-    """One request and its whole answer on conn, which is closed if anything fails."""
-    try:
-        conn.request(method, target, body=body, headers=headers)
-        answer = conn.getresponse()
-        return answer, answer.read()
-    except BaseException:
-        conn.close()
-        raise
-
-
-class _Origin:
-    """http.client connections to one server, kept alive and shared by threads: a request
-    takes an idle one (or opens one) and gives it back once its answer is read whole."""
-
-    def __init__(
-        self, base_uri: str, *, context: ssl.SSLContext | None, timeout: float, size: int
-    ) -> None:
-        parts = urlsplit(base_uri)
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if context else 80)
-        self.prefix = parts.path.rstrip("/")
-        self.context, self.timeout, self.size = context, timeout, size
-        self._idle: deque[http.client.HTTPConnection] = deque()
-
-    def _new(self) -> http.client.HTTPConnection:
-        if self.context is not None:
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=self.context
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-
-    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection, and whether it served a request before."""
-        while True:
-            try:
-                conn = self._idle.pop()
-            except IndexError:
-                return self._new(), False
-            if not _dropped(conn):
-                return conn, True
-            conn.close()
-
-    def send(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """The answer's status, headers and body. A reused connection that the server closed
-        just as the request went out is retried once on a new one, for reads only: a write
-        may have been done."""
-        target = quote(self.prefix + path, safe=_PRINTABLE)
-        conn, reused = self._take()
-        try:
-            answer, data = _exchange(conn, method, target, body, headers)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            if not reused or method not in _IDEMPOTENT:
-                raise
-            conn = self._new()
-            answer, data = _exchange(conn, method, target, body, headers)
-        if answer.will_close or len(self._idle) >= self.size:
-            conn.close()
-        else:
-            self._idle.append(conn)
-        return answer.status, answer.getheaders(), data
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
 
 
 class PooledAdapter(JSONAdapter):  # type: ignore[misc]
@@ -201,7 +110,7 @@ class PooledAdapter(JSONAdapter):  # type: ignore[misc]
         self._origin = (
             None
             if proxy
-            else _Origin(
+            else Origin(
                 base_uri,
                 context=_tls_context(verify, tuple(cert) if cert else None) if https else None,
                 timeout=timeout,
