@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from e2e.harness.bench.procstats import (
     machine_busy_seconds,
     memory,
 )
+from e2e.harness.bench.progress import Progress
 from e2e.harness.conditions import ready_is
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.manifests import connection, namespace_object, vault_auth, vault_secret
@@ -48,9 +50,9 @@ from vaultsync import GROUP, VERSION
 MANAGED = "app.kubernetes.io/managed-by=vaultsync"
 BENCH_LABEL = f"{GROUP}/bench"
 REQUEST_TIMEOUT = 60
+START_POLL = 0.5  # seconds between polls of the peers' objects (peers/measure.py)
 CREATORS = 8  # parallel API clients creating the VaultSecrets
 VAULT_REQUESTS = "vaultsync_vault_request_duration_seconds_count"  # by operation
-START_POLL = 0.5  # seconds between polls while timing the sync from the operator's start
 Usage = tuple[float, dict[str, float], float]  # Sample.since: (seconds, CPU by process, other)
 
 
@@ -364,19 +366,46 @@ class Bench:
 
         timed(check, timeout, f"{self.size} Secrets and VaultSecrets Ready", interval=interval)
 
+    def progress(self, expected: set[tuple[str, str]]) -> Progress:
+        """A watch of the expected VaultSecrets and their Secrets (progress.py), its requests
+        counted as the benchmark's own."""
+
+        def counted(request: str) -> None:
+            verb, resource = request.split(" ")
+            self.own[apiserver.request_key(verb, resource)] += 1
+
+        vaultsecrets = partial(
+            self.custom.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            "vaultsecrets",
+            label_selector=f"{BENCH_LABEL}=true",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        secrets = partial(
+            self.core.list_secret_for_all_namespaces,
+            label_selector=MANAGED,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        return Progress(vaultsecrets, secrets, expected, counted)
+
     def initial_sync(self, result: SizeResult, timeout: float) -> None:
         """Create N VaultSecrets at once (CREATORS parallel API clients) with the operator
-        running; time until synced."""
-        first_ready: dict[tuple[str, str], float] = {}
-        before = self.sample()
-        started = before.at
-        created = self.create_all(timeout)
-        result.create_s = time.monotonic() - started
-        expected = set(created)
-        self.until_synced(expected, timeout, first_ready=first_ready)
-        after = self.sample()
-        result.sync_s = after.at - started
+        running; time until synced (seen by a watch), then check it by listing."""
+        expected = {
+            (o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.vaultsecret_objects()
+        }
+        with self.progress(expected) as progress:
+            before = self.sample()
+            started = before.at
+            created = self.create_all(timeout)
+            result.create_s = time.monotonic() - started
+            done_at = progress.wait(timeout)
+            after = self.sample()
+        self.until_synced(expected, timeout)
+        result.sync_s = done_at - started
         result.sync_cpu = after.since(before)
+        first_ready = progress.first_ready
         latencies = [first_ready[key] - created[key] for key in expected]
         result.ready_p50_s = percentile(latencies, 0.5)
         result.ready_p95_s = percentile(latencies, 0.95)
@@ -416,15 +445,18 @@ class Bench:
 
     def start_sync(self, result: SizeResult, timeout: float) -> None:
         """Start the operator on the N pre-created VaultSecrets; time from its process start
-        until every Secret exists and every VaultSecret is Ready=True."""
+        until every Secret exists and every VaultSecret is Ready=True (seen by a watch), then
+        check it by listing."""
         self.phase = "sync from the operator's start"
         expected = {(t.namespace, t.name) for t in self.targets()}
-        api_before, before = self.api_requests(), self.sample()
-        say(f"N={self.size}: starting the operator")
-        self.operator.start()
-        self.until_synced(expected, timeout, interval=START_POLL)
-        after = self.sample()
-        result.start_s = after.at - before.at
+        with self.progress(expected) as progress:
+            api_before, before = self.api_requests(), self.sample()
+            say(f"N={self.size}: starting the operator")
+            self.operator.start()
+            done_at = progress.wait(timeout)
+            after = self.sample()
+        self.until_synced(expected, timeout)
+        result.start_s = done_at - before.at
         result.start_usage = after.since(before)
         result.start_memory = memory(self.operator.pid)
         result.start_requests = self.api_requests().since(api_before)

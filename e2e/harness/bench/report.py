@@ -17,7 +17,7 @@ from e2e.harness import ROOT
 from e2e.harness.bench.apiserver import BACKGROUND, Requests, counted, resource_of
 from e2e.harness.bench.dynamic import STEADY, TTL, DynamicResult
 from e2e.harness.bench.floor import FLOOR_THREADS
-from e2e.harness.bench.measure import CREATORS, START_POLL, VAULT_REQUESTS, SizeResult, Usage
+from e2e.harness.bench.measure import CREATORS, VAULT_REQUESTS, SizeResult, Usage
 from e2e.harness.bench.procstats import Memory, machine
 from e2e.harness.bench.rotation import (
     NEVER,
@@ -139,7 +139,7 @@ def table(r: SizeResult) -> str:
             "—" if peak is None else f"{peak.hwm_mib:.0f} MiB / {peak.rss_mib:.0f} MiB",
         ),
         (
-            "  API requests per object (the benchmark's own polls taken out)",
+            "  API requests per object (the benchmark's own requests taken out)",
             _requests(r.start_requests, r.size),
         ),
         ("  reconciles that did not end Synced", _reasons(r.start_failures)),
@@ -668,7 +668,7 @@ def sharding_table(r: ShardingResult) -> str:
         ),
         *_cpu(None if one is None else one.start_usage),
         (
-            "  API requests per object (the benchmark's own polls taken out)",
+            "  API requests per object (the benchmark's own requests taken out)",
             "—" if one is None else _requests(one.start_requests, r.size),
         ),
         (
@@ -682,7 +682,7 @@ def sharding_table(r: ShardingResult) -> str:
         ),
         *_cpu(r.three_usage, operator=False),
         (
-            "  API requests per object (the benchmark's own polls taken out)",
+            "  API requests per object (the benchmark's own requests taken out)",
             _requests(r.three_requests, r.size),
         ),
         (
@@ -806,7 +806,7 @@ def sharding_section(r: ShardingResult) -> list[str]:
         "counted in the totals, as elsewhere in this report; the benchmark's own listings of "
         "the Leases are taken out.",
         f"- *three replicas*: {', '.join(REPLICAS)} are started at once on those objects and "
-        f"timed the same way (polled every {START_POLL} s). Per replica, from its metrics: "
+        "timed the same way. Per replica, from its metrics: "
         "the shards it holds (`vaultsync_shard_held`), the VaultSecrets it reconciles "
         "(`vaultsync_objects`), set against those of the namespaces whose shard it holds by "
         "the Leases (a mismatch after the window or a move is shown in bold and counted as "
@@ -1031,11 +1031,13 @@ def report(
         "deleted and every status put back to a new object's (`observedGeneration: 0`).",
         "- *sync from start*: then the operator process is started on those objects; from its "
         "start until every destination Secret exists and every VaultSecret has Ready=True for "
-        f"its generation (polled every {START_POLL} s). *x floor* is this time over the floor "
+        "its generation, as seen by watches of both begun before the start (each event timed "
+        "as it arrives, then checked by one listing; `progress.py`). *x floor* is this time "
+        "over the floor "
         "of the same run; the CPU, peak RSS (VmHWM) and requests are the new process's.",
         "- *API requests per object*: the kube-apiserver's `apiserver_request_total` before "
         "and after, by verb and resource (subresource after a slash), divided by N (by N x "
-        "refresh intervals in the refresh window). The benchmark's own requests (its polls) "
+        "refresh intervals in the refresh window). The benchmark's own requests (its listings) "
         "are subtracted; WATCH and non-resource requests (discovery, `/metrics`) are left "
         f"out, and {', '.join(BACKGROUND)} (coordination: the control plane's own, and with "
         "`--shards` the replicas') are shown but not counted in the total. The other "
@@ -1043,8 +1045,9 @@ def report(
         f"- *sync from the first create*: on a second fresh stack with the operator idle, N "
         f"VaultSecrets created through the API by {CREATORS} threads at "
         "once; from the first create until every destination Secret exists and every "
-        "VaultSecret has Ready=True for its generation (polled once a second, so per-object "
-        "times are +-1 s). Skipped with `--no-from-create`.",
+        "VaultSecret has Ready=True for its generation, seen by watches as in *sync from "
+        "start* (per object: its create to the first event that shows it Ready). Skipped "
+        "with `--no-from-create`.",
         "- *no-op refresh window*: 2 x refreshInterval + 2 s with nothing changing in Vault; "
         "deltas of the operator's Prometheus counters (Vault requests by operation: "
         f"`{VAULT_REQUESTS}`), of the API server's request counters, of resourceVersions of "

@@ -38,7 +38,6 @@ from e2e.harness.bench.measure import (
     CREATORS,
     MANAGED,
     REQUEST_TIMEOUT,
-    START_POLL,
     Bench,
     Recorded,
     Sample,
@@ -393,19 +392,21 @@ class ShardingBench(Bench):
         one's load and share; then until each holds its share of the shards."""
         self.phase = "three replicas from their start"
         expected = {(t.namespace, t.name) for t in self.targets()}
-        api_before, before = self.api_requests(), self.moment()
-        say("sharding: starting three replicas")
-        for operator in self.replicas.values():
-            operator.start(wait=False)
-        self.alive = set(REPLICAS)
-        try:
-            self.until_synced(expected, timeout, interval=START_POLL)
-        except TimedOut as exc:
-            raise TimedOut(f"{exc}; {self.unsynced()}") from None
-        for operator in self.replicas.values():  # up long since; this catches a crash
-            eventually(operator.metrics, 60, "the replica's metrics", retry_on=(OSError,))
-        after = self.moment()
-        result.three_s = after.sample.at - before.sample.at
+        with self.progress(expected) as progress:
+            api_before, before = self.api_requests(), self.moment()
+            say("sharding: starting three replicas")
+            for operator in self.replicas.values():
+                operator.start(wait=False)
+            self.alive = set(REPLICAS)
+            try:
+                done_at = progress.wait(timeout)
+            except TimedOut as exc:
+                raise TimedOut(f"{exc}; {self.unsynced()}") from None
+            for operator in self.replicas.values():  # up long since; this catches a crash
+                eventually(operator.metrics, 60, "the replica's metrics", retry_on=(OSError,))
+            after = self.moment()
+        self.until_synced(expected, timeout)
+        result.three_s = done_at - before.sample.at
         result.three_usage = after.sample.since(before.sample)
         result.three_requests = self.api_requests().since(api_before)
         result.three_load = {name: after.load(before, name) for name in REPLICAS}
