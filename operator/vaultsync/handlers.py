@@ -555,7 +555,7 @@ async def managed_secret_changed(
     """A Secret we write was edited, deleted or unlabelled: the object that writes it (a
     VaultSecret, a VaultPKISecret, a VaultDynamicSecret) repairs it now. Every version seen is
     kept (kube.secrets) for reconciles to compare with."""
-    secret = copy.deepcopy(dict(body))
+    secret = dict(body)  # read here and serialised by put(): no copy of its contents
     ctx: Context = memo.ctx
     seen = ctx.kube.secrets
     if type == "DELETED":  # or no longer labelled as ours
