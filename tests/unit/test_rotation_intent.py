@@ -19,6 +19,7 @@ from vaultsync.secrets.rotation.intent import (
     OWNED_KEYS,
     PENDING,
     PREFIX,
+    REMEMBERED_REQUESTS,
     ROTATED_VERSION,
     Action,
     FinishPending,
@@ -218,11 +219,29 @@ def test_each_distinct_manual_request_rotates_once_and_is_stored_hashed() -> Non
     assert isinstance(run(kv, slot=None, request=""), Idle)
     assert kv.version == 2
     record = read_record(kv.custom_metadata)
-    assert record.last_request == request_hash("2025-01-11 please")
+    assert record.requests == (request_hash("2025-01-11 please"),)
     assert record.last_slot is None, "a manual rotation does not take a schedule slot"
     assert not any("please" in v for v in kv.custom_metadata.values())
     assert isinstance(run(kv, slot=None, request="again"), Rotate)
     assert kv.version == 3
+
+
+def test_a_value_set_again_after_others_rotates_nothing() -> None:
+    """A GitOps tool reverting a `kubectl annotate` sets the value it had before."""
+    kv = FakeKV()
+    for value in ("from-git", "by-hand", "from-git", "by-hand"):
+        run(kv, slot=None, request=value)
+    assert kv.version == 3
+    for n in range(REMEMBERED_REQUESTS):
+        run(kv, slot=None, request=f"request-{n}")
+    assert kv.version == 3 + REMEMBERED_REQUESTS
+    assert isinstance(run(kv, slot=None, request="by-hand"), Rotate), "forgotten after 16"
+    assert all(len(v.encode()) <= 512 for v in kv.custom_metadata.values())
+
+
+def test_the_single_request_an_older_version_recorded_is_read() -> None:
+    assert read_record({LAST_REQUEST: request_hash("r")}).requests == (request_hash("r"),)
+    assert decide(read_record({LAST_REQUEST: request_hash("r")}), 3, None, "r") == Idle()
 
 
 def test_a_request_and_a_slot_due_together_rotate_once() -> None:
@@ -271,7 +290,7 @@ def test_record_round_trip_keeps_foreign_keys() -> None:
         last_slot=SLOT,
         last_rotation_time=NOW,
         rotated_version=8,
-        last_request=request_hash("r"),
+        requests=(request_hash("r"),),
     )
     assert done[LAST_SLOT] == "2025-01-11T02:00:00Z"
     assert all(k.startswith(PREFIX) for k in OWNED_KEYS)

@@ -47,6 +47,10 @@ OWNED_KEYS = (LAST_SLOT, LAST_ROTATION_TIME, ROTATED_VERSION, LAST_REQUEST, PEND
 MAX_KEYS = 64
 
 REQUEST_HASH_CHARS = 16
+REMEMBERED_REQUESTS = 16
+"""Manual requests remembered (newest first, comma-separated in LAST_REQUEST: 271 bytes of the
+512 a value may hold): a value set again after others, as a GitOps tool reverting a
+`kubectl annotate` does, is not a new request."""
 
 
 class MetadataFull(SyncError):
@@ -74,7 +78,8 @@ class Record:
     last_slot: datetime | None = None
     last_rotation_time: datetime | None = None
     rotated_version: int | None = None
-    last_request: str | None = None
+    requests: tuple[str, ...] = ()
+    """request_hash of the manual requests done, newest first."""
     pending: Pending | None = None
 
 
@@ -121,8 +126,8 @@ def decide(
 
     slot: the schedule's due slot (None when not due); request: the value of the
     `vaultsync.io/rotate` annotation (None or "" when absent). A pending intent is resolved
-    before anything new starts; a slot not after the recorded one and a request already
-    handled are not due.
+    before anything new starts; a slot not after the recorded one and a request among the
+    last REMEMBERED_REQUESTS handled are not due.
     """
     if record.pending is not None:
         if current_version == record.pending.base_version:
@@ -131,7 +136,7 @@ def decide(
     if slot is not None and record.last_slot is not None and slot <= record.last_slot:
         slot = None
     wanted = request_hash(request) if request else None
-    if wanted == record.last_request:
+    if wanted in record.requests:
         wanted = None
     if slot is None and wanted is None:
         return Idle()
@@ -180,7 +185,7 @@ def read_record(custom_metadata: Mapping[str, str]) -> Record:
         last_slot=_parse_time(custom_metadata.get(LAST_SLOT)),
         last_rotation_time=_parse_time(custom_metadata.get(LAST_ROTATION_TIME)),
         rotated_version=_parse_int(custom_metadata.get(ROTATED_VERSION)),
-        last_request=custom_metadata.get(LAST_REQUEST),
+        requests=tuple(filter(None, custom_metadata.get(LAST_REQUEST, "").split(","))),
         pending=_parse_pending(custom_metadata.get(PENDING)),
     )
 
@@ -221,5 +226,7 @@ def with_done(
         latest = pending.slot if recorded is None else max(recorded, pending.slot)
         done[LAST_SLOT] = _time(latest)
     if pending.request is not None:
-        done[LAST_REQUEST] = pending.request
+        earlier = read_record(custom_metadata).requests
+        recent = [pending.request, *(r for r in earlier if r != pending.request)]
+        done[LAST_REQUEST] = ",".join(recent[:REMEMBERED_REQUESTS])
     return _checked(done)
