@@ -36,6 +36,18 @@ def _kube(configuration: client.Configuration) -> Kube:
     return Kube(CoreV1(api), client.CustomObjectsApi(api))
 
 
+@pytest.fixture(params=["direct", "through the ApiClient"])
+def kube(request: pytest.FixtureRequest, stack: Stack) -> Kube:
+    """Over our own connections, and through the ApiClient (socket options of its own are
+    one of the configurations our connections leave to it): the same answers either way."""
+    configuration = _configuration(stack)
+    if request.param != "direct":
+        configuration.socket_options = []
+    kube = _kube(configuration)
+    assert kube.core.requests.direct == (request.param == "direct")
+    return kube
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -43,9 +55,7 @@ def _free_port() -> int:
         return port
 
 
-def test_secret_round_trip_and_refusals(stack: Stack, tenant: str) -> None:
-    kube = _kube(_configuration(stack))
-    assert kube.core.requests.direct
+def test_secret_round_trip_and_refusals(stack: Stack, tenant: str, kube: Kube) -> None:
     name = f"rt-{uuid.uuid4().hex[:6]}"
     body = {"metadata": {"name": name, "labels": {"a": "b"}}, "data": {"k": "djE="}}
     created = kube.core.create_namespaced_secret(tenant, body, field_manager="vaultsync-test")
@@ -71,10 +81,9 @@ def test_secret_round_trip_and_refusals(stack: Stack, tenant: str) -> None:
     assert invalid.value.status == 422
 
 
-def test_status_patch_of_our_kind(stack: Stack, tenant: str) -> None:
+def test_status_patch_of_our_kind(stack: Stack, tenant: str, kube: Kube) -> None:
     """A merge patch of the status subresource: the server answers with the object as
     patched, and a patch of an object that is gone is no failure."""
-    kube = _kube(_configuration(stack))
     name = f"st-{uuid.uuid4().hex[:6]}"
     stack.apply(vault_secret(tenant, name, f"{tenant}/absent"))
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{tenant}/vaultsecrets/{name}/status"
