@@ -78,3 +78,36 @@ def test_vault_errors_read_without_multierror_wrapping(
     assert "error occurred" not in condition["message"]
     assert not condition["message"].endswith("\n")
     assert "permission denied" in condition["message"]
+
+
+def test_a_merged_secrets_key_record_removed_by_hand_is_repaired(stack: Stack, tenant: str) -> None:
+    """The keys are proven ours by the keyed data-hash: no KeyConflict on our own key, and
+    deleting the VaultSecret still removes it."""
+    stack.core.create_namespaced_secret(
+        tenant, {"metadata": {"name": "shared"}, "stringData": {"theirs": "their-value-1"}}
+    )
+    stack.put(f"{tenant}/merge", {"ours": "merged-value-1"})
+    stack.apply(
+        vault_secret(
+            tenant,
+            "merger",
+            f"{tenant}/merge",
+            refreshInterval="1h",
+            destination={"name": "shared", "creationPolicy": "Merge"},
+        )
+    )
+    both = {"theirs": "their-value-1", "ours": "merged-value-1"}
+    eventually(lambda: stack.secret_data(tenant, "shared") == both, 60, "merged keys")
+    patch = {"metadata": {"annotations": {"vaultsync.io/managed-keys": None}}}
+    stack.core.patch_namespaced_secret("shared", tenant, patch)
+    eventually(
+        lambda: (
+            (metadata(stack, tenant, "shared").annotations or {}).get("vaultsync.io/managed-keys")
+            == '["ours"]'
+        ),
+        15,
+        "the key record repaired",
+    )
+    assert stack.ready_is(tenant, "merger", "True")
+    stack.cp.kubectl("delete", "vaultsecret", "merger", "-n", tenant, "--timeout=60s")
+    assert stack.secret_data(tenant, "shared") == {"theirs": "their-value-1"}

@@ -211,6 +211,35 @@ def test_merge_updates_the_keys_it_wrote_before() -> None:
     assert second.body["data"] == {"other": "eA==", "password": base64.b64encode(b"2").decode()}
 
 
+def _without_key_record(secret: dict[str, Any]) -> dict[str, Any]:
+    annotations = dict(secret["metadata"]["annotations"])
+    del annotations[KEYS_ANNOTATION]
+    return {**secret, "metadata": {**secret["metadata"], "annotations": annotations}}
+
+
+@pytest.mark.parametrize("now", [b"1", b"2"], ids=["same-data", "new-data"])
+def test_merge_keys_whose_record_was_removed_by_hand_are_proven_by_the_hash(now: bytes) -> None:
+    """The data-hash is a keyed HMAC of what vaultsync wrote: keys whose values match it are
+    ours, though the managed-keys annotation is gone."""
+    written = plan(foreign(other="eA=="), dest(**MERGE), OWNER, {"password": b"1"}).body
+    again = plan(_without_key_record(written), dest(**MERGE), OWNER, {"password": now})
+    assert again.action is Action.REPLACE
+    assert again.body["metadata"]["annotations"][KEYS_ANNOTATION] == '["password"]'
+    assert again.body["data"] == {"other": "eA==", "password": base64.b64encode(now).decode()}
+
+
+def test_merge_keys_the_hash_does_not_prove_stay_a_conflict() -> None:
+    written = plan(foreign(other="eA=="), dest(**MERGE), OWNER, {"password": b"1"}).body
+    edited = _without_key_record(written)
+    edited["data"]["password"] = base64.b64encode(b"theirs now").decode()
+    with pytest.raises(SyncError) as err:
+        plan(edited, dest(**MERGE), OWNER, {"password": b"1"})
+    assert err.value.reason == "KeyConflict"
+    with pytest.raises(SyncError) as err:
+        plan(_without_key_record(written), dest(**MERGE), OWNER, {"other": b"x"})
+    assert err.value.reason == "KeyConflict", "the hash proves password, not other"
+
+
 def test_merge_refuses_cluster_managed_secret_types() -> None:
     secret = foreign("kubernetes.io/service-account-token", token="dA==")
     with pytest.raises(SyncError) as err:

@@ -261,7 +261,9 @@ def plan(
         _check_existing(current, dest, owner)
         action = Action.REPLACE
     meta = _meta(current)
-    before = written(current) if action is Action.REPLACE else NOTHING
+    before = NOTHING
+    if action is Action.REPLACE:
+        before = _proven(current, data, key) if merge else written(current)
     old_data: dict[str, str] = dict(current.get("data") or {})
     if merge:
         foreign = set(data) & (set(old_data) - before.keys)
@@ -313,6 +315,30 @@ def plan(
     if _same(current, body):
         return Plan(Action.NONE, current)
     return Plan(Action.REPLACE, body)
+
+
+def _proven(current: Mapping[str, Any], data: Mapping[str, bytes], key: bytes) -> Written:
+    """What a merged Secret's markers say vaultsync wrote; when its record of the keys was
+    removed by hand, the keys of data whose values its data-hash (a keyed HMAC of what it
+    wrote) proves are ours: the same keys as when it wrote them (only the values may have
+    changed in Vault since) and the same declared metadata."""
+    before = written(current)
+    annotations = _meta(current).get("annotations") or {}
+    recorded = annotations.get(HASH_ANNOTATION)
+    if KEYS_ANNOTATION in annotations or recorded is None:
+        return before
+    stored = current.get("data") or {}
+    labels = _meta(current).get("labels") or {}
+    try:
+        candidate = {k: base64.b64decode(stored[k]) for k in data if k in stored}
+        declared = _declared(
+            {k: labels[k] for k in before.labels}, {k: annotations[k] for k in before.annotations}
+        )
+    except (KeyError, ValueError):
+        return before
+    if not candidate or data_hash(candidate, declared, key=key) != recorded:
+        return before
+    return Written(frozenset(candidate), before.labels, before.annotations)
 
 
 def _check_existing(current: Mapping[str, Any], dest: Destination, owner: Owner) -> None:
