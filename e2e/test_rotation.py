@@ -262,7 +262,11 @@ def test_a_lost_status_causes_no_extra_rotation(stack: Stack, rotator: str) -> N
 
 
 def test_rotation_creates_a_secret_that_does_not_exist_once(stack: Stack, rotator: str) -> None:
-    stack.apply(_rotating(rotator, {"interval": "87600h"}))
+    """Also with a rotate request there from the start (a manifest in Git): the creation is
+    the rotation it asks for."""
+    rotating = _rotating(rotator, {"interval": "87600h"})
+    rotating["metadata"]["annotations"] = {"vaultsync.io/rotate": "from-git"}
+    stack.apply(rotating)
     _, data = eventually(
         lambda: (
             stack.vault.secrets.kv.v2.list_secrets(rotator, mount_point="secret")

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import hvac
 import pytest
 
-from vaultsync.api.rotation import RotationKey
+from vaultsync.api.rotation import RotationKey, RotationSpec
+from vaultsync.secrets.rotation import protocol
 from vaultsync.secrets.rotation.generate import rotated_data
 from vaultsync.secrets.rotation.intent import (
     FinishPending,
@@ -254,3 +255,28 @@ def test_tenant_rotates_its_own_path_once_across_a_crash(
     assert record.pending is None
     assert record.rotated_version == 2
     assert record.last_slot == datetime(2025, 1, 1, 3, tzinfo=UTC)
+
+
+def test_a_request_there_when_rotation_creates_the_secret_is_done_by_the_creation(
+    root: hvac.Client,
+) -> None:
+    """A VaultSecret applied with vaultsync.io/rotate already set (from Git, or again after
+    its Vault secret was deleted): the creation is its rotation, not followed by another."""
+    name = f"rot/{uuid.uuid4().hex[:8]}"
+    tenant = rotating_tenant(root, name)
+    spec = RotationSpec.model_validate(
+        {"interval": "87600h", "keys": [{"name": "password", "generate": {"length": 20}}]}
+    )
+    now = datetime.now(UTC)
+    try:
+        created = protocol.create(tenant, "secret", name, spec, "from-git", now)
+        assert created.result == "created"
+        assert created.status["rotatedVersion"] == 1 and created.status["lastRotationTime"]
+        secret = kv.read(tenant, "secret", name)
+        again = protocol.rotate(tenant, "secret", name, spec, secret, "from-git", now)
+        assert again.result == "idle"
+        assert kv.read(root, "secret", name).version == 1
+        later = protocol.rotate(tenant, "secret", name, spec, secret, "by-hand", now)
+        assert later.result == "rotated"
+    finally:
+        root.secrets.kv.v2.delete_metadata_and_all_versions(name, mount_point="secret")

@@ -105,7 +105,7 @@ class VaultSecretReconciler(TenantSecretReconciler):
         now = datetime.now(UTC)
         try:
             if secret is None:
-                rotation = create(client, spec.mount, spec.path, spec.rotation, now)
+                rotation = create(client, spec.mount, spec.path, spec.rotation, request, now)
             else:
                 rotation = rotate(
                     client, spec.mount, spec.path, spec.rotation, secret, request, now

@@ -26,6 +26,7 @@ from vaultsync.secrets.rotation.intent import (
     Rotate,
     decide,
     read_record,
+    request_hash,
     with_done,
     with_pending,
 )
@@ -66,11 +67,18 @@ def _write(
 
 
 def create(
-    client: hvac.Client, mount: str, path: str, spec: RotationSpec, now: datetime
+    client: hvac.Client,
+    mount: str,
+    path: str,
+    spec: RotationSpec,
+    request: str | None,
+    now: datetime,
 ) -> Rotation:
     """A secret that does not exist yet is created with generated values (check-and-set on
     version 0, so two writers cannot both create it); its creation counts as the first
-    rotation."""
+    rotation, and as the one a `vaultsync.io/rotate` request there already asked for (a
+    VaultSecret applied with it, or its secret created again): recorded as done, so the next
+    reconcile does not rotate the new secret at once."""
     data = rotated_data({}, spec.keys, lambda policy: kv.generate_password(client, policy))
     try:
         kv.write(client, mount, path, data, cas=0)
@@ -78,12 +86,17 @@ def create(
     except CheckAndSetFailed:
         result = "lost-race"
     latest = kv.read(client, mount, path)
+    metadata = latest.custom_metadata
+    if request:
+        done = Pending(base_version=0, request=request_hash(request))
+        metadata = with_done(metadata, done, now)
+        kv.write_custom_metadata(client, mount, path, metadata)
     after = evaluate(spec, None, latest.created_time, now)
     return Rotation(
         latest,
         result,
         "the secret did not exist",
-        _status({}, after.next_rotation),
+        _status(metadata, after.next_rotation),
         after.next_rotation,
     )
 
