@@ -136,3 +136,21 @@ def test_a_template_that_recursed_is_a_template_error() -> None:
         render(spec(template={"x": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"}), {})
     assert err.value.reason == "TemplateError"
     assert "RecursionError" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "source"),
+    [
+        ({"inner": "hunter2-value"}, "{{ data[nested.inner] }}"),
+        (["hunter2-value"], "{{ data[nested[0]] }}"),
+        ({"deep": [{"er": "hunter2-value"}]}, "{{ data[nested.deep[0].er] }}"),
+    ],
+    ids=["object", "list", "nested"],
+)
+def test_a_value_inside_a_json_value_is_redacted_too(value: object, source: str) -> None:
+    """KV values may be JSON objects and lists: the strings in them are values as much."""
+    with pytest.raises(RenderError) as err:
+        render(spec(template={"x": source}), {"nested": value})
+    assert err.value.reason == "TemplateError"
+    assert "hunter2-value" not in str(err.value)
+    assert REDACTED in str(err.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from typing import Any
 
 from vaultsync.api.names import secret_key_problem
@@ -29,10 +30,20 @@ class RenderError(SyncError):
         super().__init__(message, reason=reason, retryable=False)
 
 
+def _texts(value: Any) -> Iterator[str]:
+    """value as the Secret would hold it, and every value inside a JSON object or list: a
+    message may quote any of them."""
+    yield as_text(value)
+    inner = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in inner:
+        yield from _texts(item)
+
+
 def _redact(message: str, data: dict[str, Any]) -> str:
-    for value in sorted((as_text(v) for v in data.values()), key=len, reverse=True):
-        if len(value) >= 3:
-            message = message.replace(value, REDACTED)
+    texts = {text for value in data.values() for text in _texts(value)}
+    for text in sorted(texts, key=len, reverse=True):
+        if len(text) >= 3:
+            message = message.replace(text, REDACTED)
     return message
 
 
