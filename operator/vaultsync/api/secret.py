@@ -90,8 +90,8 @@ Template = Annotated[
         json_schema_extra=cel_on_keys(SECRET_KEY_CHECKS, "template keys"),
         description="Secret keys rendered by a sandboxed Jinja2 template over the Vault data: "
         "each of its keys is a variable and data the whole map; filters b64encode, b64decode "
-        "and tojson. A template that fails, renders more than 1 MiB, takes longer than 5 s or "
-        "more than 256 MiB of memory is TemplateError.",
+        "and tojson. A template that fails, takes longer than 5 s or more than 256 MiB of "
+        "memory is TemplateError; one that renders more than 1 MiB is SecretTooLarge.",
     ),
 ]
 

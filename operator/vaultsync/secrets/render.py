@@ -17,7 +17,13 @@ from typing import Any
 from vaultsync.api.names import secret_key_problem
 from vaultsync.api.secret import Shape
 from vaultsync.runtime.errors import SyncError
-from vaultsync.secrets.templating import MAX_SECRET_BYTES, TemplateFailed, as_text, render_all
+from vaultsync.secrets.templating import (
+    MAX_SECRET_BYTES,
+    TemplateFailed,
+    TemplateOversized,
+    as_text,
+    render_all,
+)
 
 REDACTED = "[redacted]"
 
@@ -87,6 +93,10 @@ def _templated(spec: Shape, data: dict[str, Any]) -> dict[str, bytes]:
         _check_key(key)
     try:
         rendered = render_all(spec.template, {**data, "data": data})
+    except TemplateOversized as exc:
+        raise RenderError(
+            "SecretTooLarge", f"template {exc.key!r} renders more than a Secret holds (1 MiB)"
+        ) from None
     except TemplateFailed as exc:
         message = _redact(exc.message, data)
         raise RenderError("TemplateError", f"template {exc.key!r}: {message}") from None

@@ -53,7 +53,15 @@ class TemplateFailed(Exception):
         self.message = message
 
 
+class TemplateOversized(TemplateFailed):
+    """The template of Secret key `key` renders more than a Secret holds."""
+
+
 # --- in the worker --------------------------------------------------------------------------
+
+
+class _Oversized(ValueError):
+    pass
 
 
 def as_text(value: Any) -> str:
@@ -84,7 +92,7 @@ def _rendered(template: Template, context: Mapping[str, Any]) -> str:
     for part in template.generate(context):
         size += len(part)
         if size > MAX_SECRET_BYTES:
-            raise ValueError(f"renders more than {MAX_SECRET_BYTES} characters")
+            raise _Oversized(f"renders more than {MAX_SECRET_BYTES} characters")
         parts.append(part)
     text = "".join(parts)
     text.encode()  # a lone surrogate cannot be written into a Secret
@@ -102,6 +110,9 @@ def _answers(
                     compiled.clear()
                 compiled[source] = env.from_string(source)
             yield {"key": key, "value": _rendered(compiled[source], context)}
+        except _Oversized as exc:
+            yield {"key": key, "error": str(exc), "oversized": "true"}
+            return
         except MemoryError:
             headroom = MEMORY_HEADROOM // (1024 * 1024)
             yield {"key": key, "error": f"needs more than {headroom} MiB of memory"}
@@ -208,7 +219,8 @@ class _Worker:
                 raise _LimitHit(key, self._stopped())
             answer = json.loads(line)
             if "error" in answer:
-                raise TemplateFailed(key, str(answer["error"]))
+                failed = TemplateOversized if answer.get("oversized") else TemplateFailed
+                raise failed(key, str(answer["error"]))
             out[key] = str(answer["value"])
         return out
 
