@@ -1,4 +1,5 @@
 import base64
+import time
 
 import pytest
 
@@ -163,3 +164,14 @@ def test_a_value_inside_a_json_value_is_redacted_too(value: object, source: str)
     assert err.value.reason == "TemplateError"
     assert "hunter2-value" not in str(err.value)
     assert REDACTED in str(err.value)
+
+
+def test_a_template_stopped_once_is_not_run_again_on_the_same_data() -> None:
+    """While one is stopped every other template waits: a retry of the same fails at once."""
+    runaway = spec(template={"x": "{{ 7 ** 999999999 }}"})
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(RenderError) as err:
+            render(runaway, {"password": "p"})
+        assert "took longer than" in str(err.value)
+    assert time.monotonic() - started < 1

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -40,8 +41,10 @@ STARTUP_TIMEOUT = 60.0
 MEMORY_HEADROOM = 256 * 1024 * 1024
 """Bytes of address space a worker may take beyond what it starts with."""
 READY = b"ready\n"
-REMEMBERED_FAILURES = 256
-"""Requests that hit a limit, remembered so that retrying one costs no TIMEOUT again."""
+REMEMBERED_FAILURES = 4096
+"""Requests that hit a limit (a digest and a short message each), remembered so that
+retrying one costs no TIMEOUT again: while one is stopped, every other template waits. The
+least recently met is forgotten first."""
 
 
 class TemplateFailed(Exception):
@@ -186,7 +189,7 @@ class _Worker:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._lines = _Lines(-1)
-        self._failures: dict[str, tuple[str, str]] = {}
+        self._failures: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def render(self, templates: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
         request = json.dumps({"templates": list(templates.items()), "context": context}) + "\n"
@@ -194,13 +197,14 @@ class _Worker:
         with self._lock:
             known = self._failures.get(digest)
             if known is not None:
+                self._failures.move_to_end(digest)
                 raise _LimitHit(*known)
             try:
                 return self._exchange(request.encode(), list(templates))
             except _LimitHit as exc:
-                if len(self._failures) >= REMEMBERED_FAILURES:
-                    self._failures.clear()
                 self._failures[digest] = (exc.key, exc.message)
+                if len(self._failures) > REMEMBERED_FAILURES:
+                    self._failures.popitem(last=False)
                 raise
 
     def _exchange(self, request: bytes, keys: list[str]) -> dict[str, str]:
