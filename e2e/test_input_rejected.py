@@ -36,6 +36,7 @@ KEY_CHARS = "must be 1 to 253 characters of [-._a-zA-Z0-9]"
 LABEL_KEY = "must be a qualified name"
 LABEL_KEY_LENGTHS = "name of at most 63 characters"
 LABEL_VALUE = "must be empty or alphanumerics"
+OURS = "must not start with 'vaultsync.io/'"
 
 SPECS: dict[str, type[BaseModel]] = {
     "VaultSecret": VaultSecretSpec,
@@ -247,12 +248,35 @@ REJECTED += [
         "spec.rotation.keys[0].name",
         KEY_DOTS,
     ),
+    # declared metadata under vaultsync's own prefix, which it would override (drift forever)
+    (
+        "VaultSecret",
+        secret_spec(destination={"name": "db", "labels": {"vaultsync.io/managed": "no"}}),
+        "spec.destination.labels",
+        OURS,
+    ),
+    (
+        "VaultSecret",
+        secret_spec(destination={"name": "db", "annotations": {"vaultsync.io/data-hash": "x"}}),
+        "spec.destination.annotations",
+        OURS,
+    ),
 ]
 
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("VaultSecret", rotating(schedule="0 3 * * 1-5", timeZone="Europe/Berlin")),
     ("VaultSecret", rotating(interval="720h", keys=[{"name": "p", "passwordPolicy": "db"}])),
     ("VaultSecret", secret_spec(path="team-a/db")),
+    (
+        "VaultSecret",
+        secret_spec(
+            destination={
+                "name": "db",
+                "labels": {"app.kubernetes.io/part-of": "shop", "team.vaultsync.io/x": "y"},
+                "annotations": {"example.com/vaultsync.io": "z"},
+            }
+        ),
+    ),
     ("VaultSecret", secret_spec(path="a/.hidden/b...c/+/*", mount="team/kv")),
     ("VaultSecret", secret_spec(path="team/db", mount="kv-v2.team")),
     (

@@ -251,6 +251,14 @@ LABEL_VALUE_CHECKS = [
     )
 ]
 
+NOT_OURS = Check(
+    "!self.startsWith('vaultsync.io/')",
+    "must not start with 'vaultsync.io/': vaultsync keeps its own records on the Secret there",
+    lambda s: not s.startswith("vaultsync.io/"),
+)
+"""For the label and annotation keys a destination declares on its Secret."""
+DeclaredKey = Annotated[str, validator([NOT_OURS])]
+
 LabelKey = Annotated[str, validator(LABEL_KEY_CHECKS)]
 """A label key; the schema checks go on the field or map that holds it."""
 LabelValue = Annotated[

@@ -9,7 +9,9 @@ from pydantic import ConfigDict, Field, model_validator
 
 from vaultsync.api.base import ConditionedStatus, DeletionPolicy, Duration, K8sName, Model
 from vaultsync.api.names import (
+    NOT_OURS,
     SECRET_KEY_CHECKS,
+    DeclaredKey,
     SecretKey,
     VaultMount,
     VaultPath,
@@ -141,14 +143,20 @@ class SecretDestination(Model):
         "vaultsync wrote). Retain: leave its data (Owner: without our ownerReference, so the "
         "garbage collector keeps it).",
     )
-    labels: dict[str, str] = Field(
+    labels: dict[DeclaredKey, str] = Field(
         default_factory=dict,
+        max_length=64,
+        json_schema_extra=cel_on_keys([NOT_OURS], "label keys"),
         description="Labels set on the Secret and kept as declared: a hand edit is repaired, a "
-        "label removed from here is removed from the Secret.",
+        "label removed from here is removed from the Secret. At most 64; none under "
+        "vaultsync.io/, where vaultsync keeps its own.",
     )
-    annotations: dict[str, str] = Field(
+    annotations: dict[DeclaredKey, str] = Field(
         default_factory=dict,
-        description="Annotations set on the Secret and kept as declared, like labels.",
+        max_length=64,
+        json_schema_extra=cel_on_keys([NOT_OURS], "annotation keys"),
+        description="Annotations set on the Secret and kept as declared, like labels (at most "
+        "64; none under vaultsync.io/).",
     )
 
 

@@ -81,7 +81,8 @@ def destination(dest: TLSDestination, digest: str | None) -> Destination:
     fields = dest.model_dump() | {"annotations": annotations}
     if dest.creation_policy is not CreationPolicy.MERGE:
         fields["type"] = TLS_TYPE
-    return Destination.model_validate(fields)
+    # validated as dest already; the digest is under vaultsync.io/, which users may not declare
+    return Destination.model_construct(**fields)
 
 
 def renewal_of(certificate: Certificate, spec: VaultPKISecretSpec) -> renewal.Renewal:
