@@ -499,6 +499,91 @@ def test_a_deletion_after_its_vaultauth_went_still_revokes(
     assert not postgres.can_log_in(second["username"], second["password"])
 
 
+def revoke_failed(stack: Stack, namespace: str, name: str) -> list[str]:
+    """The messages of the RevokeFailed Warning Events about one object."""
+    return [
+        e.message
+        for e in stack.core.list_namespaced_event(namespace).items
+        if e.reason == "RevokeFailed" and e.type == "Warning" and e.involved_object.name == name
+    ]
+
+
+def ledger(postgres: Postgres, user: str) -> list[str]:
+    """What the ledger says of one dynamic role: issued, then revoked (by whoever revoked)."""
+    with postgres.connect() as conn:
+        rows = conn.execute("SELECT event FROM vaultsync_ledger WHERE name = %s", (user,))
+        return [str(r[0]) for r in rows]
+
+
+def namespace_gone(stack: Stack, namespace: str) -> bool:
+    return not stack.cp.kubectl("get", "namespace", namespace, check=False).stdout.strip()
+
+
+def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    """The operator down while a namespace is deleted (its VaultAuth and ServiceAccount go at
+    once), or while a VaultAuth and then its object are deleted: started again, it knows no
+    identity that issued, and none can be had; waiting cannot help, so each deletion finishes
+    at once (not after the revocation patience of 10 minutes) and says the lease was not
+    revoked. Where the identity is still there, the lease is revoked as ever."""
+    doomed = dynamic_tenant(stack, f"n-{uuid.uuid4().hex[:8]}")
+    lonely = dynamic_tenant(stack, f"l-{uuid.uuid4().hex[:8]}")
+    stack.apply(dynamic(doomed, "orphan"), dynamic(lonely, "lonely"), dynamic(ns, "normal"))
+    orphan, alone, normal = (
+        synced(stack, n, o) for n, o in ((doomed, "orphan"), (lonely, "lonely"), (ns, "normal"))
+    )
+    leases = {
+        name: get(stack, where, name)["status"]["leaseID"]
+        for where, name in ((doomed, "orphan"), (lonely, "lonely"), (ns, "normal"))
+    }
+    stack.operator.stop()
+    try:
+        stack.cp.kubectl("delete", "namespace", doomed, "--wait=false")
+        stack.cp.kubectl("delete", "vaultauth", "default", "-n", lonely)
+        for where, name in ((lonely, "lonely"), (ns, "normal")):
+            stack.cp.kubectl("delete", "vaultdynamicsecret", name, "-n", where, "--wait=false")
+        eventually(
+            lambda: (
+                not stack.cp.kubectl(
+                    "get", "vaultauths,serviceaccounts", "-n", doomed, "-o", "name", check=False
+                ).stdout.strip()
+            ),
+            60,
+            "the namespace controller deleted the VaultAuth and the ServiceAccount",
+        )
+    finally:
+        stack.operator.start()
+    started = time.monotonic()
+    eventually(lambda: namespace_gone(stack, doomed), 90, f"namespace {doomed} gone")
+    REPORT["terminating_namespace_deleted_after_restart_s"] = round(time.monotonic() - started, 1)
+    for where, name in ((lonely, "lonely"), (ns, "normal")):
+        eventually(
+            lambda w=where, n=name: (
+                not stack.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, w, PLURAL, field_selector=f"metadata.name={n}"
+                )["items"]
+            ),
+            90,
+            f"{where}/{name} deleted",
+        )
+    # where the identity is there, the lease is revoked as ever
+    assert ledger(postgres, normal["username"]) == ["issued", "revoked"]
+    assert leases["normal"] not in postgres.leases(stack.vault)
+    assert not postgres.can_log_in(normal["username"], normal["password"])
+    # where it is gone, the lease is not revoked, and that is said
+    warned = revoke_failed(stack, lonely, "lonely")
+    assert warned and leases["lonely"] in warned[0] and "not revoked" in warned[0], warned
+    assert "expires at its TTL" in warned[0], warned
+    log = stack.operator.log_text()
+    assert f"lease {leases['orphan']} was not revoked" in log
+    for name, data in (("orphan", orphan), ("lonely", alone)):
+        assert ledger(postgres, data["username"]) == ["issued"]
+        assert postgres.can_log_in(data["username"], data["password"])
+        stack.vault.sys.revoke_lease(leases[name])  # what an admin does with the warning
+    stack.cp.kubectl("delete", "namespace", lonely, "--wait=false")
+
+
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:

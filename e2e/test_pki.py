@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from e2e.harness.manifests import deployment
 from e2e.harness.metrics import parse
 from e2e.harness.polling import eventually
-from e2e.harness.stack import Stack, tenant_policy
+from e2e.harness.stack import Stack, add_tenant, tenant_policy
 from vaultsync import GROUP, VERSION
 from vaultsync.secrets.certificates import serial_text
 
@@ -85,12 +86,17 @@ def unauthenticated(stack: Stack, path: str) -> str:
 @pytest.fixture
 def pki_tenant(stack: Stack, tenant: str, ca: x509.Certificate) -> str:
     """A tenant whose Vault policy also allows pki/issue/web and pki/revoke."""
+    grant_pki(stack, tenant)
+    return tenant
+
+
+def grant_pki(stack: Stack, tenant: str) -> None:
+    """The tenant's Vault policy, with pki/issue/web and pki/revoke."""
     policy = tenant_policy(tenant) + (
         f'path "{MOUNT}/issue/{ROLE}" {{ capabilities = ["update"] }}\n'
         f'path "{MOUNT}/revoke" {{ capabilities = ["update"] }}\n'
     )
     stack.vault.sys.create_or_update_policy(f"{tenant}-read", policy)
-    return tenant
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -157,6 +163,12 @@ def expiry(stack: Stack, namespace: str, name: str) -> list[float]:
         if s.name == "vaultsync_certificate_expiry_timestamp_seconds"
         and labels.items() <= s.labels.items()
     ]
+
+
+def revocation(stack: Stack, number: str) -> int:
+    """When Vault revoked the certificate (0: it did not)."""
+    data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
+    return int(data.get("revocation_time") or 0)
 
 
 def parse_time(text: str) -> datetime:
@@ -390,13 +402,9 @@ def test_revoke_on_delete_revokes_the_serial(stack: Stack, pki_tenant: str) -> N
     for name in ("revoked-tls", "kept-tls"):
         eventually(lambda n=name: tls(stack, ns, n) is None, 60, f"{name} garbage collected")
 
-    def revocation(number: str) -> int:
-        data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
-        return int(data.get("revocation_time") or 0)
-
     assert expiry(stack, ns, "revoked") == [] and expiry(stack, ns, "kept") == []
-    assert revocation(revoked) > 0
-    assert revocation(kept) == 0
+    assert revocation(stack, revoked) > 0
+    assert revocation(stack, kept) == 0
     crl = x509.load_pem_x509_crl(unauthenticated(stack, f"{MOUNT}/crl/pem").encode())
     numbers = {serial_text(entry.serial_number) for entry in crl}
     assert revoked in numbers and kept not in numbers
@@ -416,8 +424,7 @@ def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_certifi
     failed = eventually(lambda: ready_is(stack, ns, "intruder", "False"), 60, "SecretConflict")
     assert failed["reason"] == "SecretConflict"
     stack.cp.kubectl("delete", "vaultpkisecret", "intruder", "-n", ns, "--timeout=60s")
-    data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
-    assert int(data.get("revocation_time") or 0) == 0
+    assert revocation(stack, number) == 0
     held = tls(stack, ns, "holder-tls")
     assert held is not None and serial(held) == number
 
@@ -431,8 +438,59 @@ def test_revoke_on_delete_after_the_vaultauth_went(stack: Stack, pki_tenant: str
     number = serial(issued(stack, ns, "orphaned"))
     stack.cp.kubectl("delete", "vaultauth", "default", "-n", ns)
     stack.cp.kubectl("delete", "vaultpkisecret", "orphaned", "-n", ns, "--timeout=30s")
-    data = stack.vault.secrets.pki.read_certificate(number, mount_point=MOUNT)["data"]
-    assert int(data.get("revocation_time") or 0) > 0
+    assert revocation(stack, number) > 0
+
+
+def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
+    stack: Stack, pki_tenant: str
+) -> None:
+    """The operator down while a namespace is deleted (its VaultAuth and ServiceAccount go at
+    once): started again, it knows no identity that issued and none can be had, so the
+    deletion finishes at once (not after the revocation patience of 10 minutes) and says the
+    certificate was not revoked. Where the identity is still there, it is revoked as ever."""
+    doomed, alive = pki_tenant, f"p-{uuid.uuid4().hex[:8]}"
+    add_tenant(stack.cp, stack.bao, alive)
+    grant_pki(stack, alive)
+    stack.apply(
+        pki_secret(doomed, "orphan", ttl="20m", revokeOnDelete=True),
+        pki_secret(alive, "normal", ttl="20m", revokeOnDelete=True),
+    )
+    orphan, normal = serial(issued(stack, doomed, "orphan")), serial(issued(stack, alive, "normal"))
+    stack.operator.stop()
+    try:
+        stack.cp.kubectl("delete", "namespace", doomed, "--wait=false")
+        stack.cp.kubectl("delete", "vaultpkisecret", "normal", "-n", alive, "--wait=false")
+        eventually(
+            lambda: (
+                not stack.cp.kubectl(
+                    "get", "vaultauths,serviceaccounts", "-n", doomed, "-o", "name", check=False
+                ).stdout.strip()
+            ),
+            60,
+            "the namespace controller deleted the VaultAuth and the ServiceAccount",
+        )
+    finally:
+        stack.operator.start()
+    started = time.monotonic()
+    eventually(
+        lambda: not stack.cp.kubectl("get", "namespace", doomed, check=False).stdout.strip(),
+        90,
+        f"namespace {doomed} gone",
+    )
+    REPORT["terminating_namespace_deleted_after_restart_s"] = round(time.monotonic() - started, 1)
+    eventually(
+        lambda: (
+            not stack.custom.list_namespaced_custom_object(
+                GROUP, VERSION, alive, "vaultpkisecrets"
+            )["items"]
+        ),
+        90,
+        f"{alive}/normal deleted",
+    )
+    assert revocation(stack, normal) > 0
+    assert revocation(stack, orphan) == 0
+    assert f"certificate {orphan} was not revoked" in stack.operator.log_text()
+    stack.cp.kubectl("delete", "namespace", alive, "--wait=false")
 
 
 def test_a_bad_spec_is_refused_at_apply_time(stack: Stack, pki_tenant: str) -> None:

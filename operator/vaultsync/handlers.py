@@ -9,7 +9,8 @@ finalizer where the object needs it, and the deletion is one more turn of the sc
 the cleanup, then the finalizer's removal, never beside a reconcile of the same object.
 With several replicas (`--shards`, `--peering`), a replica runs only the objects it holds
 the Lease for (kube/leases.py). The kinds are one table (`KINDS`). VaultAuths,
-VaultConnections and namespaces are also kept in memory by kopf indexes.
+VaultConnections and namespaces (their labels, and which are being deleted) are also kept in
+memory by kopf indexes.
 """
 
 from __future__ import annotations
@@ -358,6 +359,13 @@ def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]
     return {name: dict(labels)}
 
 
+@kopf.index("", "v1", "namespaces")
+def terminating_namespaces(name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any] | None:
+    """The namespaces being deleted (in none of the others): where a tenant's identity that
+    is gone cannot come back, so a deletion need not wait for it (secrets/writer.py)."""
+    return {name: True} if meta.get("deletionTimestamp") else None
+
+
 def _lookup(index: kopf.Index[Any, Any]) -> Any:
     def find(namespace: str | None, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = next(iter(index.get((namespace, name), [])), None)
@@ -366,7 +374,7 @@ def _lookup(index: kopf.Index[Any, Any]) -> Any:
     return find
 
 
-INDEXES = ("vault_auths", "vault_connections", "namespace_labels")
+INDEXES = ("vault_auths", "vault_connections", "namespace_labels", "terminating_namespaces")
 
 
 def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
@@ -375,7 +383,12 @@ def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
     if kind.namespaces:
         index = kwargs["namespace_labels"]
         namespaces = {name: next(iter(labels), {}) for name, labels in index.items()}
-    return View(_lookup(kwargs["vault_auths"]), _lookup(kwargs["vault_connections"]), namespaces)
+    return View(
+        _lookup(kwargs["vault_auths"]),
+        _lookup(kwargs["vault_connections"]),
+        namespaces,
+        frozenset(kwargs["terminating_namespaces"]),
+    )
 
 
 Handler = Callable[..., Coroutine[Any, Any, None]]

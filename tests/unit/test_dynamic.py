@@ -21,6 +21,7 @@ from tests.fakes import faked
 from vaultsync.api.base import parse
 from vaultsync.api.crds import KINDS, crd
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
+from vaultsync.kube.credentials import CredentialsUnavailable
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.view import View
 from vaultsync.secrets import dynamic, leased, renewal
@@ -29,8 +30,14 @@ from vaultsync.secrets.digest import keyed_digest
 from vaultsync.secrets.dynamic import destination
 from vaultsync.secrets.leased import Held, Lease, Pending, Record, Step
 from vaultsync.secrets.renewal import Lifetime
+from vaultsync.secrets.writer import REVOKE_PATIENCE, may_heal
 from vaultsync.vault import leases as vault_leases
-from vaultsync.vault.errors import VaultUnavailable
+from vaultsync.vault.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    VaultSealed,
+    VaultUnavailable,
+)
 from vaultsync.vault.leases import Credential
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -527,3 +534,106 @@ def test_deletion_revokes_the_lease_and_the_pending_ones(world: SimpleNamespace)
     message = world.reconciler.cleanup(body, View())
     assert sorted(world.vault.revoked) == ["database/creds/app/0", "database/creds/app/1"]
     assert "revoked leases" in message
+
+
+# --------------------------------------------------------------------------- identities
+
+
+@pytest.fixture
+def who(world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The identity of an object is its authRef's name; Vault refuses every request of the
+    identities in `refused`; `used` lists the identity of every request; `events` the
+    Events emitted."""
+    seen = SimpleNamespace(used=[], refused=set(), events=[])
+
+    def run(_sessions: Any, identity: str, operation: Any) -> Any:
+        seen.used.append(identity)
+        if identity in seen.refused:
+            raise PermissionDenied(f"request as {identity}: permission denied")
+        return operation(None)
+
+    monkeypatch.setattr("vaultsync.secrets.dynamic.with_client", run)
+    monkeypatch.setattr(
+        "vaultsync.kube.events.emit", lambda _kube, _body, **event: seen.events.append(event)
+    )
+    world.reconciler.identities = SimpleNamespace(tenant=lambda _ns, ref, _view: ref)
+    return seen
+
+
+def deleted(body: dict[str, Any], ago: float = 1) -> dict[str, Any]:
+    stamp = datetime.now(UTC) - timedelta(seconds=ago)
+    body["metadata"]["deletionTimestamp"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return body
+
+
+@pytest.mark.parametrize(
+    ("error", "terminating"),
+    [
+        (SyncError("VaultAuth 'default' not found", reason="AuthNotFound"), False),
+        (CredentialsUnavailable("TokenRequest for ServiceAccount team-a/default: 404"), True),
+        (AuthenticationFailed("login as ServiceAccount team-a/default: denied"), False),
+    ],
+)
+def test_a_deletion_whose_identity_cannot_come_back_finishes_at_once_and_says_so(
+    world: SimpleNamespace, who: SimpleNamespace, error: SyncError, terminating: bool
+) -> None:
+    body = dynamic_object()
+    reconcile(world, body)
+    world.reconciler.forget(body)  # as an operator started since
+
+    def fails(*_: Any) -> str:
+        raise error
+
+    world.reconciler.identities = SimpleNamespace(tenant=fails)
+    view = View(terminating=frozenset({"team-a"}) if terminating else frozenset())
+    message = world.reconciler.cleanup(deleted(body), view)
+    assert "lease database/creds/app/0 was not revoked and expires at its TTL" in message
+    assert [e["reason"] for e in who.events] == ["RevokeFailed"]
+    assert world.vault.revoked == []
+
+
+def test_a_deletion_waits_for_what_may_heal(
+    world: SimpleNamespace, who: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ServiceAccount missing outside a namespace being deleted may come back (the default
+    one is made again); Vault down may come back anywhere: retried, within the patience."""
+    body = dynamic_object()
+    reconcile(world, body)
+    world.reconciler.forget(body)
+
+    def missing(*_: Any) -> str:
+        raise CredentialsUnavailable("TokenRequest for ServiceAccount team-a/default: 404")
+
+    world.reconciler.identities = SimpleNamespace(tenant=missing)
+    with pytest.raises(CredentialsUnavailable):
+        world.reconciler.cleanup(deleted(body), View())
+
+    def sealed(*_: Any) -> Any:
+        raise VaultSealed("revoke lease: Vault is sealed")
+
+    world.reconciler.identities = SimpleNamespace(tenant=lambda _ns, ref, _view: ref)
+    monkeypatch.setattr("vaultsync.secrets.dynamic.with_client", sealed)
+    terminating = View(terminating=frozenset({"team-a"}))
+    with pytest.raises(VaultSealed):
+        world.reconciler.cleanup(deleted(body), terminating)
+    assert not who.events
+    message = world.reconciler.cleanup(deleted(body, ago=REVOKE_PATIENCE + 1), terminating)
+    assert "was not revoked" in message
+    assert [e["reason"] for e in who.events] == ["RevokeFailed"]
+
+
+@pytest.mark.parametrize(
+    ("error", "terminating", "heals"),
+    [
+        (VaultUnavailable("cannot reach Vault"), False, True),
+        (VaultSealed("sealed"), True, True),
+        (CredentialsUnavailable("TokenRequest: 404"), False, True),
+        (CredentialsUnavailable("TokenRequest: 404"), True, False),
+        (SyncError("VaultAuth 'default' not found", reason="AuthNotFound"), False, False),
+        (PermissionDenied("revoke: permission denied"), False, False),
+        (AuthenticationFailed("login: permission denied"), False, False),
+        (SyncError("invalid", reason="InvalidAuth", retryable=False), False, False),
+    ],
+)
+def test_what_a_deletion_waits_for(error: SyncError, terminating: bool, heals: bool) -> None:
+    assert may_heal(error, terminating=terminating) is heals

@@ -1,7 +1,8 @@
 """What the watches know when a reconcile starts: VaultAuths, VaultConnections, namespaces.
 
-The lookups read kopf's in-memory indexes; `namespaces` is a copy taken in the event
-loop (the index changes there), and only for the kinds that fan out over namespaces.
+The lookups read kopf's in-memory indexes; `namespaces` and `terminating` are copies taken
+in the event loop (the indexes change there), `namespaces` only for the kinds that fan out
+over namespaces.
 """
 
 from __future__ import annotations
@@ -26,3 +27,5 @@ class View:
     auths: SpecLookup = _none
     connections: SpecLookup = _none
     namespaces: Namespaces = field(default_factory=dict)
+    terminating: frozenset[str] = frozenset()
+    """The namespaces being deleted."""

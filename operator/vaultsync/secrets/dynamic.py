@@ -347,14 +347,15 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         ids = [i for i in dict.fromkeys(ids) if i]
         if not ids:
             return "no lease to revoke"
-
-        def revoke() -> None:
-            identity = cache(partial(self.tenant_identity, body, spec.auth_ref, view))
-            for lease_id in ids:
-                self._revoke(identity, lease_id)
-
-        listed = f"lease{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
-        failed = self.revoke_patiently(
-            body, revoke, f"{listed} {'were' if len(ids) > 1 else 'was'}"
-        )
-        return failed or f"revoked {listed}"
+        identity = cache(partial(self.tenant_identity, body, spec.auth_ref, view))
+        revoked, failed = [], []
+        for lease_id in ids:
+            revoke = partial(self._revoke, identity, lease_id)
+            message = self.revoke_patiently(body, view, revoke, f"lease {lease_id}")
+            if message is None:
+                revoked.append(lease_id)
+            else:
+                failed.append(message)
+        listed = f"lease{'s' if len(revoked) > 1 else ''} {', '.join(revoked)}"
+        done = [f"revoked {listed}"] if revoked else []
+        return "; ".join(done + failed)

@@ -302,5 +302,5 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
             identity = self.tenant_identity(body, spec.auth_ref, view)
             with_client(self.sessions, identity, lambda c: pki.revoke(c, spec.mount, serial))
 
-        failed = self.revoke_patiently(body, revoke, f"certificate {serial} was")
+        failed = self.revoke_patiently(body, view, revoke, f"certificate {serial}")
         return failed or f"revoked certificate {serial}"

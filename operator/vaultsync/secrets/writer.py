@@ -8,6 +8,7 @@ be ours rests on a fresh read. A release applies the deletion policy, and always
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,15 @@ from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner, Plan, plan, released, unmarked
 from vaultsync.secrets.renewal import parse_time
 from vaultsync.secrets.restarts import Restarts
+from vaultsync.vault.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    VaultSealed,
+    VaultUnavailable,
+)
 from vaultsync.vault.sessions import Identity, Sessions
+
+log = logging.getLogger(__name__)
 
 
 def apply(kube: Kube, namespace: str, step: Plan) -> None:
@@ -35,8 +44,22 @@ def apply(kube: Kube, namespace: str, step: Plan) -> None:
 
 REVOKE_PATIENCE = 600.0
 """Seconds a deletion keeps retrying a revocation in Vault that fails for a reason that may
-heal (Vault down); after that, or at once for one that will not heal, the deletion finishes
-without it and says so in a Warning Event: a deletion always finishes."""
+heal (Vault down: may_heal); after that, or at once for one that will not heal, the deletion
+finishes without it and says so in a Warning Event: a deletion always finishes."""
+
+
+def may_heal(error: SyncError, *, terminating: bool) -> bool:
+    """Whether a revocation that failed during a deletion is worth retrying: Vault sealed or
+    unreachable comes back. A refusal (the identity's login or policy) needs a person, and so
+    does a VaultAuth gone (the operator started since, so no identity that issued is known):
+    the deletion would only wait. In a namespace being deleted nothing of the identity can
+    come back (its VaultAuth and ServiceAccount go with it, and nothing new may be created
+    there), so there only Vault's availability is worth the wait."""
+    if isinstance(error, (VaultUnavailable, VaultSealed)):
+        return True
+    if terminating or isinstance(error, (PermissionDenied, AuthenticationFailed)):
+        return False
+    return error.retryable and error.reason != "AuthNotFound"
 
 
 def _deleting_for(body: Mapping[str, Any]) -> float:
@@ -165,18 +188,22 @@ class TenantSecretReconciler:
         return identity
 
     def revoke_patiently(
-        self, body: Mapping[str, Any], revoke: Callable[[], None], what: str
+        self, body: Mapping[str, Any], view: View, revoke: Callable[[], None], what: str
     ) -> str | None:
-        """A revocation in Vault during body's deletion (what: "certificate 1a:2b was"). A
-        failure that may heal is raised again, so the deletion is retried, for REVOKE_PATIENCE;
-        after that, or at once for one that will not heal, a Warning Event says so and the
-        deletion goes on: the message is returned. None when revoked."""
+        """A revocation in Vault during body's deletion (what: "certificate 1a:2b"). A failure
+        that may heal is raised again, so the deletion is retried, for REVOKE_PATIENCE; after
+        that, or at once for one that will not heal, a Warning Event (and the log: no Event can
+        be posted in a namespace being deleted) says so and the deletion goes on: the message
+        is returned. None when revoked."""
         try:
             revoke()
         except SyncError as exc:
-            if exc.retryable and _deleting_for(body) < REVOKE_PATIENCE:
+            terminating = body["metadata"]["namespace"] in view.terminating
+            if may_heal(exc, terminating=terminating) and _deleting_for(body) < REVOKE_PATIENCE:
                 raise
-            message = f"{what} not revoked, the deletion goes on: {exc}"
+            message = f"{what} was not revoked and expires at its TTL; the deletion goes on: {exc}"
+            meta = body["metadata"]
+            log.warning("%s %s/%s: %s", body["kind"], meta["namespace"], meta["name"], message)
             events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
             return message
         return None
