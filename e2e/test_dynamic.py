@@ -24,7 +24,7 @@ import hvac
 import pytest
 
 from e2e.harness import conditions
-from e2e.harness.manifests import deployment
+from e2e.harness.manifests import deployment, vault_auth
 from e2e.harness.polling import eventually
 from e2e.harness.postgres import STATIC_USER, Postgres
 from e2e.harness.stack import Stack, add_tenant, tenant_policy
@@ -582,6 +582,82 @@ def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
         assert postgres.can_log_in(data["username"], data["password"])
         stack.vault.sys.revoke_lease(leases[name])  # what an admin does with the warning
     stack.cp.kubectl("delete", "namespace", lonely, "--wait=false")
+
+
+def test_a_changed_auth_ref_revokes_the_old_lease_with_the_identity_that_issued_it(
+    stack: Stack, postgres: Postgres
+) -> None:
+    """authRef (and path) changed to a VaultAuth whose role may not revoke the old role's
+    leases: the replaced lease is revoked after its grace by the identity that issued it. An
+    operator restarted meanwhile no longer knows that identity: it tries the new one once and,
+    refused, says so and drops the revocation instead of retrying it for ever."""
+    moved = dynamic_tenant(stack, f"m-{uuid.uuid4().hex[:8]}")
+    postgres.add_role(stack.vault, "moved", ttl="1h", max_ttl="2h")
+    other = f"{moved}-other"
+    stack.vault.sys.create_or_update_policy(
+        other,
+        f'path "{MOUNT}/creds/moved" {{ capabilities = ["read"] }}\n'
+        f'path "sys/leases/renew/{MOUNT}/creds/moved/*" {{ capabilities = ["update"] }}\n'
+        f'path "sys/leases/revoke/{MOUNT}/creds/moved/*" {{ capabilities = ["update"] }}\n',
+    )
+    stack.vault.auth.kubernetes.create_role(
+        other,
+        bound_service_account_names=["default"],
+        bound_service_account_namespaces=[moved],
+        policies=[other],
+        ttl="1h",
+        mount_point="kubernetes",
+    )
+    auth = vault_auth(moved, role=other)
+    auth["metadata"]["name"] = "other"
+    stack.apply(auth)
+
+    def move(name: str, grace: str) -> tuple[str, dict[str, str]]:
+        """Issue with `default`, then move to `other`: (the old lease, the old credential)."""
+        stack.apply(dynamic(moved, name, revokeGracePeriod=grace))
+        data = synced(stack, moved, name)
+        lease = get(stack, moved, name)["status"]["leaseID"]
+        stack.apply(dynamic(moved, name, role="moved", authRef="other", revokeGracePeriod=grace))
+        eventually(
+            lambda: get(stack, moved, name)["status"].get("pendingRevocations"),
+            30,
+            "the new credential issued, the old lease pending",
+        )
+        return lease, data
+
+    def settled(name: str) -> None:
+        """Deleted while its VaultAuth is there: its lease revoked."""
+        held = get(stack, moved, name)["status"]["leaseID"]
+        stack.cp.kubectl("delete", "vaultdynamicsecret", name, "-n", moved, "--timeout=60s")
+        assert held not in postgres.leases(stack.vault)
+
+    lease, data = move("known", "3s")
+    eventually(lambda: lease not in postgres.leases(stack.vault), 30, "the old lease revoked")
+    assert ledger(postgres, data["username"]) == ["issued", "revoked"]
+    eventually(
+        lambda: not get(stack, moved, "known")["status"].get("pendingRevocations"),
+        15,
+        "no revocation pending",
+    )
+    assert not revoke_failed(stack, moved, "known")
+    settled("known")
+
+    lease, data = move("unknown", "15s")
+    stack.operator.kill()  # the identity that issued the old lease is forgotten
+    stack.operator.start()
+    warned = eventually(lambda: revoke_failed(stack, moved, "unknown"), 40, "RevokeFailed")
+    assert lease in warned[0] and "expires at its TTL" in warned[0], warned
+    eventually(
+        lambda: not get(stack, moved, "unknown")["status"].get("pendingRevocations"),
+        15,
+        "the revocation dropped",
+    )
+    time.sleep(12)  # not retried every 10 s
+    assert len(revoke_failed(stack, moved, "unknown")) == len(warned)
+    assert ledger(postgres, data["username"]) == ["issued"]
+    stack.vault.sys.revoke_lease(lease)  # what an admin does with the warning
+    settled("unknown")
+    stack.cp.kubectl("delete", "namespace", moved, "--wait=false")
 
 
 def test_a_static_role_rotation_changes_the_secret_and_rolls_the_target_once(

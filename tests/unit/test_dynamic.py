@@ -637,3 +637,68 @@ def test_a_deletion_waits_for_what_may_heal(
 )
 def test_what_a_deletion_waits_for(error: SyncError, terminating: bool, heals: bool) -> None:
     assert may_heal(error, terminating=terminating) is heals
+
+
+def moved(world: SimpleNamespace, who: SimpleNamespace) -> dict[str, Any]:
+    """An object whose lease `default` read, then moved to authRef `other`: a new credential,
+    read by `other`, and the first lease pending (due at once)."""
+    body = dynamic_object(revokeGracePeriod="0")
+    reconcile(world, body)
+    body["spec"]["authRef"] = "other"
+    reconcile(world, body)
+    assert [p["leaseID"] for p in body["status"]["pendingRevocations"]] == ["database/creds/app/0"]
+    assert who.used == ["default", "other"]
+    who.used.clear()
+    return body
+
+
+def test_a_replaced_lease_is_revoked_by_the_identity_that_read_it(
+    world: SimpleNamespace, who: SimpleNamespace
+) -> None:
+    body = moved(world, who)
+    who.refused.add("other")  # its policy does not cover the old role's leases
+    assert reconcile(world, body).ready
+    assert world.vault.revoked == ["database/creds/app/0"] and who.used == ["default"]
+    assert body["status"]["pendingRevocations"] == [] and not who.events
+
+
+def test_a_refused_revocation_by_the_identity_that_read_the_lease_is_retried(
+    world: SimpleNamespace, who: SimpleNamespace
+) -> None:
+    body = moved(world, who)
+    who.refused.add("default")  # a policy that may come back
+    outcome = reconcile(world, body)
+    assert outcome.ready and outcome.wake_after == dynamic.REVOKE_RETRY
+    assert [p["leaseID"] for p in body["status"]["pendingRevocations"]] == ["database/creds/app/0"]
+    assert [e["reason"] for e in who.events] == ["RevokeFailed"]
+    assert "not revoked yet" in who.events[0]["message"]
+
+
+def test_a_replaced_lease_of_an_unknown_reader_is_tried_once_with_the_current_identity(
+    world: SimpleNamespace, who: SimpleNamespace
+) -> None:
+    body = moved(world, who)
+    world.reconciler.forget(body)  # as an operator started since: who read it is not known
+    who.refused.add("other")
+    assert reconcile(world, body).ready
+    assert who.used == ["other"] and world.vault.revoked == []
+    assert body["status"]["pendingRevocations"] == []  # dropped, not retried for ever
+    assert [e["reason"] for e in who.events] == ["RevokeFailed"]
+    assert "database/creds/app/0" in who.events[0]["message"]
+    assert "expires at its TTL" in who.events[0]["message"]
+    who.used.clear()
+    reconcile(world, body)
+    assert who.used == []
+
+
+def test_deletion_revokes_each_lease_with_the_identity_that_read_it(
+    world: SimpleNamespace, who: SimpleNamespace
+) -> None:
+    body = moved(world, who)
+    body["spec"]["revokeGracePeriod"] = "1h"
+    message = world.reconciler.cleanup(body, View())
+    assert sorted(zip(who.used, world.vault.revoked, strict=True)) == [
+        ("default", "database/creds/app/0"),
+        ("other", "database/creds/app/1"),
+    ]
+    assert "revoked leases" in message

@@ -29,10 +29,12 @@ from vaultsync.api.base import DeletionPolicy, parse, parse_duration
 from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.api.secret import Destination
 from vaultsync.kube import events, hmackey, secrets
+from vaultsync.kube.api import Kube
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.scheduling import sooner
+from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
 from vaultsync.secrets import leased, renewal
 from vaultsync.secrets.destination import Action, Owner, is_managed_by, plan
@@ -43,12 +45,15 @@ from vaultsync.secrets.renewal import Lifetime, rfc3339
 from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import leases
 from vaultsync.vault.authenticated import with_client
+from vaultsync.vault.errors import PermissionDenied
 from vaultsync.vault.leases import LeaseGone
-from vaultsync.vault.sessions import Identity
+from vaultsync.vault.sessions import Identity, Sessions
 
 KIND = "VaultDynamicSecret"
 Who = Callable[[], Identity]
 """The tenant's identity, found when first needed."""
+Key = tuple[str, str]
+"""An object's (namespace, name)."""
 REVOKE_RETRY = 10.0
 """Seconds before a failed revocation of a replaced lease is tried again."""
 log = logging.getLogger(__name__)
@@ -82,6 +87,27 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     kind = KIND
     plural = "vaultdynamicsecrets"
 
+    def __init__(self, kube: Kube, sessions: Sessions, settings: Settings) -> None:
+        super().__init__(kube, sessions, settings)
+        self._holders: dict[Key, dict[str, Identity]] = {}
+        """(namespace, name) -> lease -> the identity that read or renewed it, the one that
+        may revoke it: after a change of authRef, the new identity may not."""
+
+    def _held_by(self, key: Key, lease_id: str, identity: Identity) -> None:
+        if lease_id:
+            self._holders.setdefault(key, {})[lease_id] = identity
+
+    def _holder(self, key: Key, lease_id: str) -> Who | None:
+        """The identity known to hold the lease, or None (read before the operator started)."""
+        found = self._holders.get(key, {}).get(lease_id)
+        return None if found is None else (lambda: found)
+
+    def _still_held(self, key: Key, lease_ids: set[str]) -> None:
+        """Forget the holders of the leases the object no longer knows (revoked, gone)."""
+        known = self._holders.get(key, {})
+        for lease_id in set(known) - lease_ids:
+            del known[lease_id]
+
     def _current(
         self, namespace: str, name: str, lease_id: str | None, key: bytes
     ) -> dict[str, Any] | None:
@@ -97,6 +123,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        object_key: Key = (namespace, name)
         status = body.get("status") or {}
         fields: dict[str, Any] = {}
         held: Held | str = "the spec is invalid"
@@ -116,6 +143,8 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             if decision.step is Step.RENEW:
                 assert isinstance(held, Held)
                 lease, decision = self._renew(identity, held.record, lease, spec, fields)
+                if not decision.gone:  # renewed: this identity holds the lease
+                    self._held_by(object_key, held.record.lease_id, identity())
             to_revoke = leased.pending(held, status, None)
             if decision.step is Step.ISSUE:
                 # what the write would refuse (a foreign Secret, Merge without one or into
@@ -128,6 +157,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                     key=key,
                 )
                 fresh = self._issue(identity, spec)
+                self._held_by(object_key, fresh.lease_id, identity())
                 if fresh.leased and fresh.ttl < 1:  # it would be replaced again at once
                     raise leases.CredentialRefused(
                         f"read a credential from {spec.mount}/{spec.path}: Vault gave lease "
@@ -146,6 +176,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 record, data = held.record, held.data
             to_revoke = tuple(p for p in to_revoke if p.lease_id != record.lease_id)
             still, failed = self._revoke_due(body, identity, to_revoke, now, fresh is not None)
+            self._still_held(object_key, {record.lease_id, *(p.lease_id for p in still)})
             record = leased.with_revoke(record, still)
             dest = destination(spec, record, key)
             previous, step = self.writer.write(namespace, dest, owner, data, key)
@@ -226,24 +257,37 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         issued: bool,
     ) -> tuple[tuple[Pending, ...], bool]:
         """Revoke the pending leases whose time has come (not in a reconcile that issued: the
-        Secret is written first); (those left, whether a revocation failed)."""
+        Secret is written first), each with the identity that holds it; (those left, whether
+        a revocation failed). One whose holder is not known (read before the operator
+        started) is revoked with the object's identity once: refused by Vault's policy (as
+        when the authRef changed since), it is dropped with a Warning rather than retried
+        until the lease expires."""
         if issued:
             return pending, False
+        meta = body["metadata"]
         left: list[Pending] = []
         failed = False
         for item in pending:
             if item.at > now:
                 left.append(item)
                 continue
+            holder = self._holder((meta["namespace"], meta["name"]), item.lease_id)
             try:
-                self._revoke(identity, item.lease_id)
+                self._revoke(holder or identity, item.lease_id)
             except SyncError as exc:
-                failed = True
-                left.append(item)
-                message = (
-                    f"lease {item.lease_id} of a replaced credential is not revoked yet: {exc}"
-                )
-                log.warning("%s: %s", KIND, message)
+                if holder is None and isinstance(exc, PermissionDenied):
+                    message = (
+                        f"lease {item.lease_id} of a replaced credential was not revoked and "
+                        "expires at its TTL: the identity that read it is not known (the "
+                        f"operator started since) and the current one may not revoke it: {exc}"
+                    )
+                else:
+                    failed = True
+                    left.append(item)
+                    message = (
+                        f"lease {item.lease_id} of a replaced credential is not revoked yet: {exc}"
+                    )
+                log.warning("%s %s/%s: %s", KIND, meta["namespace"], meta["name"], message)
                 events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
         return tuple(left), failed
 
@@ -306,6 +350,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def forget(self, body: Mapping[str, Any]) -> None:
         super().forget(body)
         meta = body["metadata"]
+        self._holders.pop((meta["namespace"], meta["name"]), None)
         with contextlib.suppress(KeyError):  # never set: it never held a lease
             metrics.LEASE_EXPIRY.remove(meta["namespace"], meta["name"])
 
@@ -350,7 +395,8 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
         identity = cache(partial(self.tenant_identity, body, spec.auth_ref, view))
         revoked, failed = [], []
         for lease_id in ids:
-            revoke = partial(self._revoke, identity, lease_id)
+            holder = self._holder((meta["namespace"], meta["name"]), lease_id)
+            revoke = partial(self._revoke, holder or identity, lease_id)
             message = self.revoke_patiently(body, view, revoke, f"lease {lease_id}")
             if message is None:
                 revoked.append(lease_id)
