@@ -114,7 +114,7 @@ def watchable(
 
     def request(**query: str | int | bool) -> Any:
         selected = {"labelSelector": label_selector, **query}
-        return kube.core.raw("GET", path, query=selected, timeout=timeout)
+        return kube.core.requests.stream("GET", path, query=selected, timeout=timeout)
 
     verb = "list"
     try:

@@ -32,13 +32,6 @@ class CoreV1:
         self.api_client = api_client
         self.requests = requests or Requests(api_client)
 
-    def raw(
-        self, method: str, path: str, *, query: Query | None = None, timeout: float | None = None
-    ) -> Any:
-        """The response to method on path (any path of the API server), unread: read it to
-        its end, or close a stream. An answer outside 2xx raises ApiException."""
-        return self.requests.stream(method, path, query=query, timeout=timeout)
-
     def _json(
         self,
         method: str,

@@ -7,7 +7,7 @@ a status patch, an Event, a TokenRequest) costs about 40 % less client CPU this 
 through the client's ApiClient and urllib3 (runtime/origin.py has the figures). A
 configuration these connections do not cover (a proxy, a TLS server name or host check of
 its own, socket options) sends them through the ApiClient instead; streams (watches) always
-go that way (CoreV1.raw).
+go that way (Requests.stream).
 
 A refusal is the ApiException the kubernetes client raises; a server that cannot be reached,
 or that drops the connection, is an ApiException with status 0, so that callers treat it as
@@ -118,8 +118,12 @@ class Requests:
     ) -> bytes:
         """The answer's body; an answer outside 2xx raises ApiException."""
         if self._origin is None:
-            return self._through_client(method, path, query, body, content_type)
-        target = path + (f"?{urlencode(_query(query))}" if _query(query) else "")
+            read: bytes = self.stream(
+                method, path, query=query, body=body, content_type=content_type
+            ).data
+            return read
+        params = _query(query)
+        target = path + (f"?{urlencode(params)}" if params else "")
         headers = {"Accept": JSON, "User-Agent": self.api_client.user_agent}
         credentials = self.api_client.configuration.auth_settings().get("BearerToken")
         if credentials and credentials["value"]:
@@ -139,19 +143,6 @@ class Requests:
             raise ApiException.from_response(
                 http_resp=answer, body=data.decode(errors="replace"), data=None
             )
-        return data
-
-    def _through_client(
-        self,
-        method: str,
-        path: str,
-        query: Query | None,
-        body: Mapping[str, Any] | None,
-        content_type: str,
-    ) -> bytes:
-        data: bytes = self.stream(
-            method, path, query=query, body=body, content_type=content_type
-        ).data
         return data
 
     def stream(
