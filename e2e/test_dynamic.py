@@ -515,10 +515,6 @@ def ledger(postgres: Postgres, user: str) -> list[str]:
         return [str(r[0]) for r in rows]
 
 
-def namespace_gone(stack: Stack, namespace: str) -> bool:
-    return not stack.cp.kubectl("get", "namespace", namespace, check=False).stdout.strip()
-
-
 def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
     stack: Stack, postgres: Postgres, ns: str
 ) -> None:
@@ -544,18 +540,14 @@ def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
         for where, name in ((lonely, "lonely"), (ns, "normal")):
             stack.cp.kubectl("delete", "vaultdynamicsecret", name, "-n", where, "--wait=false")
         eventually(
-            lambda: (
-                not stack.cp.kubectl(
-                    "get", "vaultauths,serviceaccounts", "-n", doomed, "-o", "name", check=False
-                ).stdout.strip()
-            ),
+            lambda: stack.identity_gone(doomed),
             60,
             "the namespace controller deleted the VaultAuth and the ServiceAccount",
         )
     finally:
         stack.operator.start()
     started = time.monotonic()
-    eventually(lambda: namespace_gone(stack, doomed), 90, f"namespace {doomed} gone")
+    eventually(lambda: stack.namespace_gone(doomed), 90, f"namespace {doomed} gone")
     REPORT["terminating_namespace_deleted_after_restart_s"] = round(time.monotonic() - started, 1)
     for where, name in ((lonely, "lonely"), (ns, "normal")):
         eventually(

@@ -461,11 +461,7 @@ def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
         stack.cp.kubectl("delete", "namespace", doomed, "--wait=false")
         stack.cp.kubectl("delete", "vaultpkisecret", "normal", "-n", alive, "--wait=false")
         eventually(
-            lambda: (
-                not stack.cp.kubectl(
-                    "get", "vaultauths,serviceaccounts", "-n", doomed, "-o", "name", check=False
-                ).stdout.strip()
-            ),
+            lambda: stack.identity_gone(doomed),
             60,
             "the namespace controller deleted the VaultAuth and the ServiceAccount",
         )
@@ -473,7 +469,7 @@ def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
         stack.operator.start()
     started = time.monotonic()
     eventually(
-        lambda: not stack.cp.kubectl("get", "namespace", doomed, check=False).stdout.strip(),
+        lambda: stack.namespace_gone(doomed),
         90,
         f"namespace {doomed} gone",
     )

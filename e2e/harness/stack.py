@@ -367,3 +367,14 @@ class Stack:
     def ready_is(self, namespace: str, name: str, status: str) -> dict[str, Any] | None:
         """The Ready condition if it has status and is about the current generation."""
         return ready_is(self.vaultsecret(namespace, name), status)
+
+    def namespace_gone(self, namespace: str) -> bool:
+        return not self.cp.kubectl("get", "namespace", namespace, check=False).stdout.strip()
+
+    def identity_gone(self, namespace: str) -> bool:
+        """No VaultAuth and no ServiceAccount left in namespace (a tenant's identity deleted,
+        as the namespace controller does first in a namespace being deleted)."""
+        listed = self.cp.kubectl(
+            "get", "vaultauths,serviceaccounts", "-n", namespace, "-o", "name", check=False
+        )
+        return not listed.stdout.strip()
