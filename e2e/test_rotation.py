@@ -16,6 +16,7 @@ from typing import Any
 import hvac
 import pytest
 
+from e2e.harness.conditions import condition
 from e2e.harness.manifests import vault_secret
 from e2e.harness.polling import eventually
 from e2e.harness.stack import Stack, rotating_tenant_policy
@@ -142,6 +143,68 @@ def test_each_rotate_annotation_value_rotates_exactly_once(stack: Stack, rotator
         time.sleep(3)  # refreshes meanwhile must not rotate again
         assert _current(stack.vault, f"{rotator}/db")[0] == start + expected
     eventually(lambda: _in_sync(stack, rotator), 30, "Secret equals Vault")
+
+
+def _warnings(stack: Stack, namespace: str, reason: str) -> list[Any]:
+    events = stack.core.list_namespaced_event(namespace).items
+    return [e for e in events if e.reason == reason and e.type == "Warning"]
+
+
+def test_a_rotate_annotation_without_spec_rotation_is_reported_once_per_value(
+    stack: Stack, tenant: str
+) -> None:
+    """The request cannot be honoured: a condition and one Warning Event per annotation value
+    say so, refreshes repeat nothing, and the sync goes on (Ready stays True)."""
+    stack.put(f"{tenant}/db", {"password": "initial-password"})
+    stack.apply(vault_secret(tenant, "db", f"{tenant}/db"))
+    eventually(lambda: stack.ready_is(tenant, "db", "True"), 60, "Ready")
+
+    def ignored(value: str) -> dict[str, Any] | None:
+        found = condition(stack.vaultsecret(tenant, "db"), "RotationRequest")
+        return found if found and repr(value) in found["message"] else None
+
+    def annotate(annotation: str) -> None:
+        stack.cp.kubectl(
+            "annotate",
+            "vaultsecret",
+            "db",
+            "-n",
+            tenant,
+            f"vaultsync.io/{annotation}",
+            "--overwrite",
+        )
+
+    annotate("rotate=first")
+    found = eventually(lambda: ignored("first"), 30, "the request reported as ignored")
+    assert (found["status"], found["reason"]) == ("False", "RotationNotConfigured")
+    assert "spec.rotation" in found["message"]
+    warned = eventually(lambda: _warnings(stack, tenant, "RotationNotConfigured"), 30, "Event")
+    assert "'first'" in warned[0].message and "spec.rotation" in warned[0].message
+    # the sync goes on: new data in Vault reaches the Secret, Ready stays True, and neither
+    # these syncs nor refreshes repeat the Event
+    stack.put(f"{tenant}/db", {"password": "changed-password"})
+    annotate(f"refresh={random.random()}")
+    eventually(
+        lambda: stack.secret_data(tenant, "db") == {"password": "changed-password"}, 30, "synced"
+    )
+    time.sleep(3)  # a refresh or more
+    assert stack.ready_is(tenant, "db", "True")
+    assert len(_warnings(stack, tenant, "RotationNotConfigured")) == 1
+    assert _current(stack.vault, f"{tenant}/db")[0] == 2  # nothing rotated
+
+    annotate("rotate=second")
+    eventually(lambda: ignored("second"), 30, "the second request reported as ignored")
+    eventually(lambda: len(_warnings(stack, tenant, "RotationNotConfigured")) == 2, 30, "Event")
+    time.sleep(3)
+    assert len(_warnings(stack, tenant, "RotationNotConfigured")) == 2
+    assert stack.ready_is(tenant, "db", "True")
+
+    stack.cp.kubectl("annotate", "vaultsecret", "db", "-n", tenant, "vaultsync.io/rotate-")
+    eventually(
+        lambda: condition(stack.vaultsecret(tenant, "db"), "RotationRequest") is None,
+        30,
+        "the condition gone with the annotation",
+    )
 
 
 def test_a_denied_write_changes_nothing_and_names_the_capability(stack: Stack, tenant: str) -> None:

@@ -21,6 +21,8 @@ from vaultsync.api.rotation import (
     GeneratorRules,
     RotationSpec,
 )
+from vaultsync.api.secret import VaultSecretSpec
+from vaultsync.secrets.reconciler import request_condition
 
 GENERATED = {"name": "password", "generate": {}}
 
@@ -171,3 +173,38 @@ def test_cel_regexes_are_the_python_ones() -> None:
         assert regex in literals
         assert all(check.holds(v) for v in good)
         assert not any(check.holds(v) for v in bad)
+
+
+def _vault_secret(**spec: Any) -> VaultSecretSpec:
+    return VaultSecretSpec.model_validate(
+        {"path": "team-a/db", "destination": {"name": "db"}, **spec}
+    )
+
+
+def test_a_rotate_request_without_spec_rotation_is_said_to_be_ignored() -> None:
+    update = request_condition(_vault_secret(), "first")
+    assert (update.type, update.status, update.reason) == (
+        "RotationRequest",
+        False,
+        "RotationNotConfigured",
+    )
+    assert "vaultsync.io/rotate='first' is ignored" in update.message
+    assert "spec.rotation" in update.message
+    assert request_condition(_vault_secret(), "second").message != update.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "request_value"),
+    [({}, None), ({}, ""), ({"rotation": rotation()}, "first")],
+)
+def test_no_rotation_request_condition_without_an_ignored_request(
+    spec: dict[str, Any], request_value: str | None
+) -> None:
+    update = request_condition(_vault_secret(**spec), request_value)
+    assert (update.type, update.status) == ("RotationRequest", None)
+
+
+def test_a_long_rotate_request_is_cut_short_and_told_apart_by_its_hash() -> None:
+    first = request_condition(_vault_secret(), "x" * 100 + "1").message
+    second = request_condition(_vault_secret(), "x" * 100 + "2").message
+    assert first != second and "x" * 65 not in first and len(first) < 300

@@ -80,7 +80,8 @@ class Condition(Model):
         description="The condition's type, unique in the list: Ready on every kind (whether "
         "the last reconcile of the spec succeeded); after a failure Reconciling (retried, it "
         "may heal by itself) or Stalled (a person must change something); Restarted on an "
-        "object with rolling restarts."
+        "object with rolling restarts; RotationRequest on a VaultSecret whose "
+        "vaultsync.io/rotate annotation is ignored (it has no spec.rotation)."
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +20,14 @@ from vaultsync.api.secret import VaultSecretSpec
 from vaultsync.api.transit import context_for
 from vaultsync.kube import events, hmackey
 from vaultsync.runtime import metrics
-from vaultsync.runtime.conditions import now_rfc3339
+from vaultsync.runtime.conditions import ConditionUpdate, get_condition, now_rfc3339
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.scheduling import sooner
 from vaultsync.runtime.view import View
 from vaultsync.secrets.destination import Action, Owner
 from vaultsync.secrets.render import render
+from vaultsync.secrets.rotation.intent import request_hash
 from vaultsync.secrets.rotation.protocol import Rotation, create, rotate
 from vaultsync.secrets.writer import TenantSecretReconciler, needs_release
 from vaultsync.vault import kv, transit
@@ -35,7 +36,34 @@ from vaultsync.vault.errors import SecretNotFound
 
 ROTATE_ANNOTATION = "vaultsync.io/rotate"
 """Each new value of this annotation rotates the secret once."""
+ROTATION_REQUEST = "RotationRequest"
+"""The condition that says a `vaultsync.io/rotate` request cannot be honoured."""
+SHOWN_REQUEST_CHARS = 64
 log = logging.getLogger(__name__)
+
+
+def _shown(request: str) -> str:
+    """The annotation value as a message quotes it: a long one cut short, with its hash so
+    that two long values still read differently."""
+    if len(request) <= SHOWN_REQUEST_CHARS:
+        return repr(request)
+    return f"{request[:SHOWN_REQUEST_CHARS]!r}... (sha256 {request_hash(request)})"
+
+
+def request_condition(spec: VaultSecretSpec, request: str | None) -> ConditionUpdate:
+    """The RotationRequest condition for the `vaultsync.io/rotate` value request: False with
+    reason RotationNotConfigured while a VaultSecret without spec.rotation carries one (the
+    request is ignored; the sync goes on), absent otherwise. The message quotes the value, so
+    each new value is a new message."""
+    if not request or spec.rotation is not None:
+        return ConditionUpdate(ROTATION_REQUEST, None)
+    return ConditionUpdate(
+        ROTATION_REQUEST,
+        False,
+        "RotationNotConfigured",
+        f"{ROTATE_ANNOTATION}={_shown(request)} is ignored: this VaultSecret has no "
+        "spec.rotation, so no key of it is rotated",
+    )
 
 
 def _seconds_until(rotation: Rotation | None) -> float | None:
@@ -124,6 +152,10 @@ class VaultSecretReconciler(TenantSecretReconciler):
         request = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
         try:
             spec = parse_spec(body.get("spec"))
+        except SyncError as exc:
+            return Outcome.failed(exc)
+        requested = self._requested(body, spec, request)
+        try:
             identity = self.identities.tenant(namespace, spec.auth_ref, view)
             sources = with_client(
                 self.sessions, identity, lambda client: self._read(client, spec, request, namespace)
@@ -139,7 +171,7 @@ class VaultSecretReconciler(TenantSecretReconciler):
             current, step = self.writer.write(namespace, spec.destination, owner, data, key)
             self.writer.release_renamed(body, spec.destination, owner)
         except SyncError as exc:
-            return Outcome.failed(exc)
+            return replace(Outcome.failed(exc), conditions=(requested,))
         restarted = self.restarts.after_sync(body, spec, key, current, data)  # never fails
         return Outcome(
             True,
@@ -148,8 +180,27 @@ class VaultSecretReconciler(TenantSecretReconciler):
             version=secret.version if secret else None,
             written=step.action is not Action.NONE,
             wake_after=sooner(_seconds_until(rotation), restarted.wake_after),
-            conditions=(restarted.condition,),
+            conditions=(restarted.condition, requested),
         )
+
+    def _requested(
+        self, body: Mapping[str, Any], spec: VaultSecretSpec, request: str | None
+    ) -> ConditionUpdate:
+        """request_condition, with a Warning Event when it newly says a request is ignored:
+        once per annotation value, as status keeps the message it was said with."""
+        update = request_condition(spec, request)
+        if update.status is None:
+            return update
+        conditions = (body.get("status") or {}).get("conditions") or []
+        before = get_condition(conditions, ROTATION_REQUEST)
+        if before is None or (before.get("reason"), before.get("message")) != (
+            update.reason,
+            update.message,
+        ):
+            meta = body["metadata"]
+            log.warning("VaultSecret %s/%s: %s", meta["namespace"], meta["name"], update.message)
+            events.emit(self.kube, body, warning=True, reason=update.reason, message=update.message)
+        return update
 
     def _rotated(self, body: Mapping[str, Any], spec: VaultSecretSpec, rotation: Rotation) -> None:
         assert spec.rotation is not None
