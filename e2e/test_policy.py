@@ -134,6 +134,58 @@ def test_drift_in_vault_is_repaired(stack: Stack, uid: str) -> None:
     eventually(lambda: _policy_text(vault, name) == wanted_text, 30, "the policy re-created")
 
 
+def test_role_fields_the_spec_omits_are_left_as_vault_has_them(stack: Stack, uid: str) -> None:
+    """A role field vaultsync never wrote keeps the value set by hand, through writes of the
+    role and drift repairs; one it wrote and the spec no longer has goes back to Vault's
+    default, once."""
+    name = f"fields-{uid}"
+    hcl = f'path "secret/data/{name}/*" {{ capabilities = ["read"] }}\n'
+    role = {"name": name, "serviceAccounts": ["app"], "namespaces": ["default"]}
+    stack.apply(
+        _policy(name, policyName=name, hcl=hcl, kubernetesRole={**role, "tokenMaxTTL": "2h"})
+    )
+    eventually(lambda: _ready(stack, name), 60, "Ready")
+    vault = stack.vault
+    assert (_role(vault, name) or {}).get("token_max_ttl") == 7200
+    by_hand = {"token_ttl": 1800, "audience": "set-by-hand", "token_num_uses": 3}
+    vault.write_data(f"auth/kubernetes/role/{name}", data=by_hand)
+
+    # a spec change that makes vaultsync write the role again
+    role["serviceAccounts"] = ["app", "web"]
+    stack.apply(
+        _policy(name, policyName=name, hcl=hcl, kubernetesRole={**role, "tokenMaxTTL": "2h"})
+    )
+    eventually(
+        lambda: (_role(vault, name) or {}).get("bound_service_account_names") == ["app", "web"],
+        30,
+        "the role written again",
+    )
+    eventually(lambda: _ready(stack, name), 30, "Ready")
+    written = _role(vault, name) or {}
+    assert {k: written.get(k) for k in by_hand} == by_hand
+    assert written["token_max_ttl"] == 7200
+
+    # tokenMaxTTL removed from the spec: vaultsync wrote it, so it goes back to the default
+    stack.apply(_policy(name, policyName=name, hcl=hcl, kubernetesRole=role))
+    eventually(lambda: (_role(vault, name) or {}).get("token_max_ttl") == 0, 30, "the reset")
+    eventually(lambda: _ready(stack, name), 30, "Ready")
+    [record] = _get(stack, name)["status"]["policies"]
+    assert "roleFields" not in record, "nothing the spec omits is recorded as written"
+    written = _role(vault, name) or {}
+    assert {k: written.get(k) for k in by_hand} == by_hand
+    # and a later hand-set value of it is left alone too
+    vault.write_data(f"auth/kubernetes/role/{name}", data={"token_max_ttl": 5400})
+    vault.write_data(f"auth/kubernetes/role/{name}", data={"bound_service_account_names": ["x"]})
+    eventually(
+        lambda: (_role(vault, name) or {}).get("bound_service_account_names") == ["app", "web"],
+        30,
+        "drift in a declared field repaired",
+    )
+    written = _role(vault, name) or {}
+    assert written["token_max_ttl"] == 5400
+    assert {k: written.get(k) for k in by_hand} == by_hand
+
+
 def test_rejected_policy_keeps_the_previous_one(stack: Stack, uid: str) -> None:
     name = f"reject-{uid}"
     good = f'path "secret/data/{name}/*" {{ capabilities = ["read"] }}\n'

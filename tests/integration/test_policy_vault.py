@@ -86,6 +86,52 @@ def test_role_round_trip_and_audience_drift_is_cleared(root: hvac.Client, name: 
     roles.delete(root, "kubernetes", name)
 
 
+def test_a_role_write_leaves_the_fields_it_does_not_declare(root: hvac.Client, name: str) -> None:
+    by_hand = {"token_ttl": 1800, "audience": "set-by-hand", "token_num_uses": 3}
+    root.write_data(
+        f"auth/kubernetes/role/{name}",
+        data={"bound_service_account_names": ["x"], "bound_service_account_namespaces": ["a"]},
+    )
+    root.write_data(f"auth/kubernetes/role/{name}", data=by_hand)
+    wanted = _role(name, ttl=None, audience=None)
+    assert not wanted.holds(roles.read(root, "kubernetes", name)), "bindings and max_ttl differ"
+    roles.write(root, wanted)
+    assert wanted.holds(roles.read(root, "kubernetes", name))
+    data = root.read(f"auth/kubernetes/role/{name}")["data"]
+    assert {k: data[k] for k in by_hand} == by_hand
+    assert data["token_max_ttl"] == 7200
+
+    roles.write(root, _role(name, ttl=None, audience=None, max_ttl=None), {"token_max_ttl"})
+    data = root.read(f"auth/kubernetes/role/{name}")["data"]
+    assert data["token_max_ttl"] == 0, "reset to Vault's default"
+    assert {k: data[k] for k in by_hand} == by_hand
+
+
+def test_converge_resets_only_the_role_fields_it_wrote(root: hvac.Client, name: str) -> None:
+    raw = _fan_out(name).model_dump(by_alias=True, exclude_none=True)
+    raw["kubernetesRole"]["tokenMaxTTL"] = "2h"
+    namespaces = {"a": {"tenant": "yes"}}
+    claims: list[list[ManagedPolicy]] = []
+    wanted = desired(VaultPolicySpec.model_validate(raw), namespaces)
+    first = converge(root, wanted, [], claims.append, OWNER)
+    assert [r.role_fields for r in first.records] == [["token_max_ttl"]]
+    assert claims == [first.records], "recorded before the write"
+    root.write_data(f"auth/kubernetes/role/{name}-a", data={"token_ttl": 1800})
+
+    del raw["kubernetesRole"]["tokenMaxTTL"]
+    wanted = desired(VaultPolicySpec.model_validate(raw), namespaces)
+    second = converge(root, wanted, first.records, claims.append, OWNER)
+    assert second.writes == 1 and [r.role_fields for r in second.records] == [[]]
+    data = root.read(f"auth/kubernetes/role/{name}-a")["data"]
+    assert (data["token_max_ttl"], data["token_ttl"]) == (0, 1800)
+
+    root.write_data(f"auth/kubernetes/role/{name}-a", data={"token_max_ttl": 5400})
+    third = converge(root, wanted, second.records, claims.append, OWNER)
+    assert third.writes == 0, "a value set by hand in a field vaultsync no longer writes"
+    data = root.read(f"auth/kubernetes/role/{name}-a")["data"]
+    assert (data["token_max_ttl"], data["token_ttl"]) == (5400, 1800)
+
+
 def _fan_out(prefix: str) -> VaultPolicySpec:
     return VaultPolicySpec.model_validate(
         {
@@ -123,7 +169,8 @@ def test_fan_out_creates_repairs_and_removes(root: hvac.Client, name: str) -> No
     repaired = converge(root, wanted, first.records, claims.append, OWNER)
     assert repaired.writes == 2
     assert policies.read(root, f"{name}-a") == written, "the first line is restored too"
-    assert roles.read(root, "kubernetes", f"{name}-b") == wanted[1].role
+    role = wanted[1].role
+    assert role is not None and role.holds(roles.read(root, "kubernetes", f"{name}-b"))
 
     namespaces["b"] = {}
     shrunk = converge(root, desired(spec, namespaces), first.records, claims.append, OWNER)

@@ -5,9 +5,19 @@ from typing import Any
 import pytest
 
 from vaultsync.api.policy import LabelSelector, ManagedPolicy, VaultPolicySpec
-from vaultsync.policies.fanout import desired, owned, policy_key, removable, role_key, stale
+from vaultsync.policies.fanout import (
+    desired,
+    owned,
+    policy_key,
+    removable,
+    resets,
+    role_key,
+    stale,
+    written_fields,
+)
 from vaultsync.policies.selectors import matches
 from vaultsync.vault.policies import render_hcl
+from vaultsync.vault.roles import KubernetesRole
 
 
 def _selector(**raw: Any) -> LabelSelector:
@@ -92,10 +102,16 @@ def test_fan_out_substitutes_the_namespace_everywhere() -> None:
     )
     assert (a.role.ttl, a.role.max_ttl, a.role.audience, a.role.mount) == (
         3600,
-        0,
-        "",
+        None,
+        None,
         "kubernetes",
-    )
+    ), "what the spec omits is not declared"
+    assert a.role.payload() == {
+        "bound_service_account_names": ["*"],
+        "bound_service_account_namespaces": ["a"],
+        "token_policies": ["tenant-a-read"],
+        "token_ttl": 3600,
+    }
 
 
 def test_fan_out_with_hcl_and_explicit_role_namespaces() -> None:
@@ -169,3 +185,61 @@ def test_roles_are_removed_before_policies() -> None:
         role_key("kubernetes", "tenant-z"),
         policy_key("tenant-z-read"),
     ]
+
+
+def _read_back(**changes: Any) -> KubernetesRole:
+    """A role as roles.read returns it: every optional field has a value."""
+    fields: dict[str, Any] = {"ttl": 3600, "max_ttl": 0, "audience": "", **changes}
+    return KubernetesRole.of(
+        "kubernetes",
+        "tenant-a",
+        service_accounts=["*"],
+        namespaces=["a"],
+        policies=["tenant-a-read"],
+        **fields,
+    )
+
+
+def test_a_role_holds_what_it_declares_whatever_the_fields_it_omits() -> None:
+    [role, _] = [w.role for w in desired(_spec(), NAMESPACES)]
+    assert role is not None
+    assert role.holds(_read_back())
+    assert role.holds(_read_back(max_ttl=5400, audience="set-by-hand")), "not declared"
+    assert not role.holds(_read_back(ttl=60)), "declared: drift"
+    other = _read_back()
+    assert not role.holds(
+        KubernetesRole.of(
+            other.mount,
+            other.name,
+            service_accounts=["x"],
+            namespaces=other.namespaces,
+            policies=other.policies,
+            ttl=3600,
+            max_ttl=0,
+            audience="",
+        )
+    ), "bindings: drift"
+    assert not role.holds(None)
+
+
+def test_a_field_vaultsync_wrote_and_the_spec_dropped_is_reset_once() -> None:
+    [role, _] = [w.role for w in desired(_spec(), NAMESPACES)]
+    assert role is not None
+    assert role.payload({"audience", "token_max_ttl"}) == {
+        **role.payload(),
+        "audience": "",
+        "token_max_ttl": 0,
+    }
+    assert not role.holds(_read_back(max_ttl=5400), {"token_max_ttl"})
+    assert role.holds(_read_back(max_ttl=0, audience="set-by-hand"), {"token_max_ttl"})
+
+
+def test_written_role_fields_are_recorded_and_only_they_are_reset() -> None:
+    wanted = desired(_spec(), NAMESPACES)
+    record = wanted[0].record({}, {"token_ttl"})
+    assert record.role_fields == ["token_ttl"]
+    earlier = record.model_copy(update={"role_fields": ["audience", "token_ttl"]})
+    written = written_fields([earlier, _record("b")])
+    assert written == {role_key("kubernetes", "tenant-a"): {"audience", "token_ttl"}}
+    assert resets(wanted[0], written) == {"audience"}, "token_ttl is still declared"
+    assert resets(wanted[1], written) == set(), "nothing recorded: nothing to reset"

@@ -142,6 +142,12 @@ def _wildcard_alone(field: str) -> JsonDict:
     }
 
 
+_OMITTED = (
+    "Absent: not managed, the role keeps the value Vault has (set by hand, say); if vaultsync "
+    "wrote it before, it is set back to Vault's default once."
+)
+
+
 class KubernetesRole(Model):
     """A role of Vault's Kubernetes auth method whose tokens carry the policy."""
 
@@ -183,20 +189,20 @@ class KubernetesRole(Model):
     token_ttl: Duration | None = Field(
         default=None,
         alias="tokenTTL",
-        description='TTL of the Vault tokens the role issues, e.g. "1h" (token_ttl); absent '
-        'or "0": Vault\'s default.',
+        description='TTL of the Vault tokens the role issues, e.g. "1h" (token_ttl); "0": '
+        "Vault's default. " + _OMITTED,
     )
     token_max_ttl: Duration | None = Field(
         default=None,
         alias="tokenMaxTTL",
         description="Longest lifetime of those tokens, renewals included (token_max_ttl); "
-        'absent or "0": Vault\'s default.',
+        '"0": Vault\'s default. ' + _OMITTED,
     )
     audience: str | None = Field(
         default=None,
         max_length=253,
-        description="The audience the role requires of ServiceAccount tokens; absent: none "
-        "is checked.",
+        description='The audience the role requires of ServiceAccount tokens; "": none is '
+        "checked. " + _OMITTED,
     )
 
     @model_validator(mode="after")
@@ -349,6 +355,13 @@ class ManagedPolicy(Model):
         default=False,
         description="The role existed before vaultsync first wanted it: kept in step, never "
         "deleted.",
+    )
+    role_fields: list[str] = Field(
+        default_factory=list,
+        description="The role's optional fields (Vault names: token_ttl, token_max_ttl, "
+        "audience) that vaultsync wrote because the spec declared them. A field the spec "
+        "omits is never written, so a value set in Vault by hand stays; one listed here that "
+        "the spec no longer declares is set back to Vault's default once, then dropped.",
     )
 
 

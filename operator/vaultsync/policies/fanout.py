@@ -3,7 +3,10 @@
 A VaultPolicy yields one `Wanted` (a policy and maybe a role) per matching namespace,
 or a single one without a namespaceSelector. What it wrote is recorded in its status
 as `ManagedPolicy` entries; every Vault object in them is identified by a `Key`, and
-carries an `adopted` flag when it existed before vaultsync first wrote it.
+carries an `adopted` flag when it existed before vaultsync first wrote it. A role's entry
+also names the optional fields vaultsync wrote (`roleFields`): a field the spec omits is
+never written, unless vaultsync wrote it before, in which case it is set back to Vault's
+default once (`resets`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class Wanted:
             keys.append(role_key(self.role.mount, self.role.name))
         return keys
 
-    def record(self, adopted: Mapping[Key, bool]) -> ManagedPolicy:
+    def record(self, adopted: Mapping[Key, bool], role_fields: Iterable[str] = ()) -> ManagedPolicy:
+        """Its status entry; role_fields: the role's optional fields recorded as written."""
         role = self.role
         return ManagedPolicy(
             namespace=self.namespace,
@@ -52,11 +56,13 @@ class Wanted:
             role=role.name if role else None,
             role_mount=role.mount if role else None,
             role_adopted=adopted.get(role_key(role.mount, role.name), False) if role else False,
+            role_fields=sorted(role_fields) if role else [],
         )
 
 
-def _seconds(duration: str | None) -> int:
-    return int(parse_duration(duration)) if duration else 0
+def _seconds(duration: str | None) -> int | None:
+    """Seconds of a declared duration ("0" too); None when the spec omits it."""
+    return None if duration is None else int(parse_duration(duration))
 
 
 def wanted_for(spec: VaultPolicySpec, namespace: str | None) -> Wanted:
@@ -84,7 +90,7 @@ def wanted_for(spec: VaultPolicySpec, namespace: str | None) -> Wanted:
             policies=[policy],
             ttl=_seconds(r.token_ttl),
             max_ttl=_seconds(r.token_max_ttl),
-            audience=r.audience or "",
+            audience=r.audience,
         )
     return Wanted(namespace, policy, text, role)
 
@@ -113,6 +119,24 @@ def owned(records: Iterable[ManagedPolicy]) -> dict[Key, bool]:
         for key, adopted in record_keys(record).items():
             found.setdefault(key, adopted)
     return found
+
+
+def written_fields(records: Iterable[ManagedPolicy]) -> dict[Key, frozenset[str]]:
+    """The optional role fields each recorded role names as written by vaultsync."""
+    return {
+        role_key(r.role_mount, r.role): frozenset(r.role_fields)
+        for r in records
+        if r.role is not None and r.role_mount is not None and r.role_fields
+    }
+
+
+def resets(wanted: Wanted, written: Mapping[Key, frozenset[str]]) -> frozenset[str]:
+    """Optional fields of wanted's role that vaultsync wrote and the spec no longer declares:
+    to set back to Vault's default. Fields it never wrote are not among them."""
+    role = wanted.role
+    if role is None:
+        return frozenset()
+    return written.get(role_key(role.mount, role.name), frozenset()) - set(role.options)
 
 
 def stale(records: Iterable[ManagedPolicy], wanted: Iterable[Wanted]) -> list[ManagedPolicy]:

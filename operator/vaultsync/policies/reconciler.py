@@ -20,6 +20,16 @@ would make objects vaultsync just created look pre-existing (adopted).
 
 A policy Vault rejects is reported (Ready=False with Vault's message); Vault keeps
 the previous text, so a bad edit never takes a working policy away.
+
+A role is written field by field: the bindings and policies always, an optional field
+(tokenTTL, tokenMaxTTL, audience) only when the spec declares it, so what someone set in
+Vault in a field the spec omits is never changed, neither by a write nor by drift repair.
+The optional fields written are recorded in the status entry (roleFields), before the write
+like the entry itself. A field recorded there that the spec no longer declares was
+vaultsync's: it is set back to Vault's default once and then dropped from the record —
+removing a line from the spec undoes what that line did, and nothing else. Without that
+record (status lost) an omitted field is left as it is: vaultsync cannot tell its own old
+value from one set by hand, and leaving one of its own is the lesser harm.
 """
 
 from __future__ import annotations
@@ -35,7 +45,16 @@ from vaultsync.api.policy import ManagedPolicy, VaultPolicySpec
 from vaultsync.connections.identity import Identities
 from vaultsync.kube import status
 from vaultsync.kube.api import Kube
-from vaultsync.policies.fanout import Key, Wanted, desired, owned, removable, stale
+from vaultsync.policies.fanout import (
+    Key,
+    Wanted,
+    desired,
+    owned,
+    removable,
+    resets,
+    stale,
+    written_fields,
+)
 from vaultsync.policies.ownership import owner_id, recorded, stamped, vouched
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
@@ -97,17 +116,27 @@ def discover_own(
     return found
 
 
-def _ensure(client: hvac.Client, wanted: Wanted, text: str) -> int:
-    """Write the policy (text) and then the role where Vault differs; the number of writes."""
+def _ensure(client: hvac.Client, wanted: Wanted, text: str, reset: frozenset[str]) -> int:
+    """Write the policy (text) and then the role where Vault differs, in the role's declared
+    fields and those to reset; the number of writes."""
     writes = 0
     if policies.read(client, wanted.policy) != text:
         policies.write(client, wanted.policy, text)
         writes += 1
     role = wanted.role
-    if role is not None and roles.read(client, role.mount, role.name) != role:
-        roles.write(client, role)
+    if role is not None and not role.holds(roles.read(client, role.mount, role.name), reset):
+        roles.write(client, role, reset)
         writes += 1
     return writes
+
+
+def _fields(wanted: Wanted, written: Mapping[Key, frozenset[str]], done: bool) -> frozenset[str]:
+    """The optional role fields to record for wanted: those it declares, and until its role
+    has been written (done) also those recorded before, which may still hold our values."""
+    if wanted.role is None:
+        return frozenset()
+    declared = frozenset(wanted.role.options)
+    return declared if done else declared | resets(wanted, written)
 
 
 def converge(
@@ -127,14 +156,17 @@ def converge(
     for w in wanted:
         adopted.update(_discover(client, w, owner, adopted))
     old = stale(records, wanted)
-    claimed = [w.record(adopted) for w in wanted] + old
+    written = written_fields(records)
+    claimed = [w.record(adopted, _fields(w, written, False)) for w in wanted] + old
     if claimed != records:
         claim(claimed)
     failures: dict[str, SyncError] = {}
     writes = 0
+    done = []
     for w in wanted:
         try:
-            writes += _ensure(client, w, stamped(owner, w, adopted))
+            writes += _ensure(client, w, stamped(owner, w, adopted), resets(w, written))
+            done.append(w)
         except (PermissionDenied, AuthenticationFailed):
             raise
         except SyncError as exc:
@@ -150,7 +182,8 @@ def converge(
         except SyncError as exc:
             failures[record.namespace or record.policy] = exc
             leftover.append(record)
-    return Converged([w.record(adopted) for w in wanted] + leftover, failures, writes)
+    kept = [w.record(adopted, _fields(w, written, w in done)) for w in wanted]
+    return Converged(kept + leftover, failures, writes)
 
 
 def _no_claim(records: list[ManagedPolicy]) -> None:
@@ -245,8 +278,8 @@ class VaultPolicyReconciler:
                     client, wanted, records, self._claim(body), self._owner(body)
                 ),
             )
-        except SyncError as exc:
-            return Outcome.failed(exc), records
+        except SyncError as exc:  # what a claim recorded before the failure stands
+            return Outcome.failed(exc), self._records(body)
         if result.failures:
             return _failed(result.failures, len(wanted)), result.records
         outcome = Outcome(

@@ -1,12 +1,16 @@
 """Roles of Vault's Kubernetes auth method: read, write, delete.
 
-Only the fields below are managed; a role read back from Vault is reduced to them,
-so comparing it with the wanted role detects drift in exactly those fields.
+Only the fields below are managed. The bindings and the policies are always written; the
+optional fields (`OPTIONAL`: token TTLs, audience) only when declared (not None): a write
+leaves every field it does not name as Vault has it (Vault updates a role field by field),
+so a value set by hand in a field vaultsync does not declare survives. A role read back
+from Vault is reduced to these fields, and `holds` compares it with the wanted role in the
+declared fields only, so drift is detected in exactly those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +18,9 @@ import hvac
 
 from vaultsync.vault.errors import InvalidRequest, VaultError, translate
 from vaultsync.vault.observe import request
+
+OPTIONAL: Mapping[str, int | str] = {"token_ttl": 0, "token_max_ttl": 0, "audience": ""}
+"""The optional fields vaultsync can write, by Vault name, with Vault's default of each."""
 
 
 class RoleRejected(VaultError):
@@ -29,14 +36,16 @@ def _sorted(values: Iterable[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class KubernetesRole:
+    """A role; an optional field that is None is not declared: left as Vault has it."""
+
     mount: str
     name: str
     service_accounts: tuple[str, ...]
     namespaces: tuple[str, ...]
     policies: tuple[str, ...]
-    ttl: int = 0
-    max_ttl: int = 0
-    audience: str = ""
+    ttl: int | None = None
+    max_ttl: int | None = None
+    audience: str | None = None
 
     @classmethod
     def of(
@@ -47,9 +56,9 @@ class KubernetesRole:
         service_accounts: Iterable[str],
         namespaces: Iterable[str],
         policies: Iterable[str],
-        ttl: int = 0,
-        max_ttl: int = 0,
-        audience: str = "",
+        ttl: int | None = None,
+        max_ttl: int | None = None,
+        audience: str | None = None,
     ) -> KubernetesRole:
         """A role with its lists in canonical order (Vault keeps them as sets)."""
         return cls(
@@ -67,15 +76,30 @@ class KubernetesRole:
     def where(self) -> str:
         return f"auth/{self.mount}/role/{self.name}"
 
-    def payload(self) -> dict[str, Any]:
+    @property
+    def options(self) -> dict[str, int | str]:
+        """The optional fields declared, by Vault name."""
+        values = {"token_ttl": self.ttl, "token_max_ttl": self.max_ttl, "audience": self.audience}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def payload(self, resets: Iterable[str] = ()) -> dict[str, Any]:
+        """The write: bindings, policies, the declared optional fields, and `resets` (optional
+        fields not declared) set back to Vault's default. Nothing else is named."""
         return {
             "bound_service_account_names": list(self.service_accounts),
             "bound_service_account_namespaces": list(self.namespaces),
             "token_policies": list(self.policies),
-            "token_ttl": self.ttl,
-            "token_max_ttl": self.max_ttl,
-            "audience": self.audience,
+            **{field: OPTIONAL[field] for field in resets},
+            **self.options,
         }
+
+    def holds(self, current: KubernetesRole | None, resets: Iterable[str] = ()) -> bool:
+        """Whether current (the role read back, None: there is none) has what payload(resets)
+        would write."""
+        if current is None:
+            return False
+        have = current.payload(OPTIONAL)
+        return all(have[field] == value for field, value in self.payload(resets).items())
 
 
 @request("role_read")
@@ -101,9 +125,10 @@ def read(client: hvac.Client, mount: str, name: str) -> KubernetesRole | None:
 
 
 @request("role_write")
-def write(client: hvac.Client, role: KubernetesRole) -> None:
+def write(client: hvac.Client, role: KubernetesRole, resets: Iterable[str] = ()) -> None:
+    """Write role's fields (payload); Vault keeps the fields not named."""
     try:
-        client.write_data(role.where, data=role.payload())
+        client.write_data(role.where, data=role.payload(resets))
     except Exception as exc:
         error = translate(exc, f"Vault rejected role {role.where}")
         if isinstance(error, InvalidRequest):
