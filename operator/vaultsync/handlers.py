@@ -1,16 +1,18 @@
 """kopf glue: the only module with decorators. Domain logic lives in the kind packages.
 
-kopf watches; everything else is ours. Each kind has one scheduler (runtime/scheduling.py):
-every object the watch delivers is reconciled, then due again after its refresh or resync
+kopf runs the process (startup, login, liveness, cleanup) and keeps VaultAuths,
+VaultConnections and namespaces (their labels, and which are being deleted) in memory as its
+indexes; our kinds and the Secrets we write are followed by informers of our own
+(kube/informer.py), which cost a fraction of kopf's per-event processing. Each kind has one
+scheduler (runtime/scheduling.py), which starts once kopf's indexes hold every object:
+every object its informer delivers is reconciled, then due again after its refresh or resync
 interval (or a backoff after a failure) unless an event wakes it first (a spec change, its
 Secret edited, its deletion, Vault back), with a bounded number of reconciles at once. For
 kinds that may undo something on deletion (`Kind.cleanup`) the first reconcile adds our
 finalizer where the object needs it, and the deletion is one more turn of the scheduler:
 the cleanup, then the finalizer's removal, never beside a reconcile of the same object.
 With several replicas (`--shards`, `--peering`), a replica runs only the objects it holds
-the Lease for (kube/leases.py). The kinds are one table (`KINDS`). VaultAuths,
-VaultConnections and namespaces (their labels, and which are being deleted) are also kept in
-memory by kopf indexes.
+the Lease for (kube/leases.py). The kinds are one table (`KINDS`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -36,6 +38,7 @@ from vaultsync.connections.health import VaultConnectionReconciler, default_conn
 from vaultsync.kube import events, finalizers, hmackey
 from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
+from vaultsync.kube.informer import Deliver, Event, Informer
 from vaultsync.kube.leases import Coordinator, Hooks
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policies.reconciler import VaultPolicyReconciler
@@ -93,22 +96,6 @@ def _until_renewal(snapshot: Snapshot, _settings: Settings) -> float | None:
 
 
 Build = Callable[[Kube, Sessions, Settings], Reconciler]
-
-
-class NoDiffBase(kopf.DiffBaseStorage):
-    """kopf's "last handled" state, kept nowhere: it serves create/update handlers, and we
-    have none (a scheduler reconciles, an event wakes it). Storing it cost a patch of every new
-    object and a deep copy of every event's body. Objects of older versions keep their
-    `vaultsync.io/last-handled-configuration` annotation; nothing reads it."""
-
-    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return kopf.BodyEssence()
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -176,6 +163,16 @@ class Context:
     coordinator: Coordinator | None = None  # with several replicas: what this one works on
     coordinating: asyncio.Task[None] | None = None
     ready: dict[tuple[str, str], bool] = field(default_factory=dict)  # VaultConnections seen
+    informers: list[Informer] = field(default_factory=list)  # our kinds and our Secrets
+
+    def indexed(self, kwargs: Mapping[str, Any]) -> None:
+        """kopf's indexes, from the keyword arguments of its first handler call (kopf calls
+        none before they hold every object): the schedulers start reconciling then."""
+        if self.indexes is not None:
+            return
+        self.indexes = {index: kwargs[index] for index in INDEXES}
+        for plural, scheduler in self.schedulers.items():
+            self.serving.append(asyncio.create_task(scheduler.serve(), name=f"{plural} scheduler"))
 
     def owns(self, namespace: str) -> bool:
         return self.coordinator is None or self.coordinator.owns(namespace)
@@ -187,13 +184,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # Our finalizer is ours (kube/finalizers.py); kopf's, never set, is a name of its own, so
     # that kopf (which removes its finalizer where no handler needs one) leaves ours alone.
     settings.persistence.finalizer = f"kopf.{GROUP}/unused"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    # Only the Secrets we write are watched (server-side): a Secret whose label is removed
-    # leaves the selection, which the API server reports as DELETED, so it is repaired too.
-    settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_LABEL
     settings.execution.max_workers = config.workers
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     sharding: Sharding | None = getattr(memo, "sharding", None)
@@ -217,7 +209,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     for kind in KINDS:
         scheduler = scheduling.Scheduler(_runner(kind, ctx), concurrency=config.workers)
         ctx.schedulers[kind.plural] = scheduler
-        ctx.serving.append(asyncio.create_task(scheduler.serve(), name=f"{kind.plural} scheduler"))
+        path = f"/apis/{GROUP}/{VERSION}/{kind.plural}"
+        ctx.informers.append(Informer(kube.core.requests, path, _watched(kind, ctx)))
+    # Only the Secrets we write are watched (server-side): a Secret whose label is removed
+    # leaves the selection, which the API server reports as DELETED, so it is repaired too.
+    secrets = Informer(
+        kube.core.requests, "/api/v1/secrets", _managed_secrets(ctx), label_selector=MANAGED_LABEL
+    )
+    ctx.informers.append(secrets)
+    for informer in ctx.informers:
+        informer.start()
     if sharding is not None:
         ctx.coordinator = Coordinator(
             kube,
@@ -269,6 +270,7 @@ async def stop_schedulers(memo: Any, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is None:
         return
+    await asyncio.gather(*(asyncio.to_thread(i.stop) for i in ctx.informers))
     if ctx.coordinating is not None and ctx.coordinator is not None:  # hand the shards over
         ctx.coordinating.cancel()
         await asyncio.gather(ctx.coordinating, return_exceptions=True)
@@ -391,9 +393,6 @@ def _view(kind: Kind, kwargs: dict[str, Any]) -> View:
     )
 
 
-Handler = Callable[..., Coroutine[Any, Any, None]]
-
-
 @dataclass(slots=True)
 class Tracked:
     """What a kind's scheduler keeps of one object between its reconciles."""
@@ -410,10 +409,10 @@ class Tracked:
         return found
 
 
-def _compact(body: kopf.Body) -> bytes:
+def _compact(body: Mapping[str, Any]) -> bytes:
     """The object as kept between reconciles: without managedFields, which nothing reads and
     which are most of its size, and as bytes, a fraction of the memory of its dicts."""
-    meta = {k: v for k, v in body.metadata.items() if k != "managedFields"}
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
     return json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()
 
 
@@ -430,7 +429,7 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
         snapshot = tracked.snapshot()
         if snapshot["metadata"].get("deletionTimestamp"):
             return await _finish(kind, ctx, entry, snapshot)
-        assert ctx.indexes is not None  # set by the event that added the object
+        assert ctx.indexes is not None  # schedulers serve once it is set
         view = _view(kind, ctx.indexes)
         tracked.trigger = kind.trigger(snapshot)
         if tracked.status is not None:
@@ -506,30 +505,22 @@ async def _finish(
     return None
 
 
-def _is_ready(body: kopf.Body) -> bool:
+def _is_ready(body: Mapping[str, Any]) -> bool:
     conditions = (body.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _watched(kind: Kind) -> Handler:
-    async def watched(
-        type: str | None,
-        body: kopf.Body,
-        namespace: str | None,
-        name: str,
-        memo: Any,
-        **kwargs: Any,
-    ) -> None:
-        """Every version of every object of the kind, from the watch: a new object is due at
-        once, a deleted one forgotten, and one whose trigger changed (not on our status
-        writes) or that is being deleted is due now. With several replicas, a VaultConnection
-        turning Ready (on whichever replica reconciles it) retries at once every object here
-        that waits after a failure."""
-        ctx: Context = memo.ctx
-        if ctx.indexes is None:  # kopf's indexes: the same objects for every handler
-            ctx.indexes = {index: kwargs[index] for index in INDEXES}
-        key = (namespace or "", name)
-        scheduler = ctx.schedulers[kind.plural]
+def _watched(kind: Kind, ctx: Context) -> Deliver:
+    scheduler = ctx.schedulers[kind.plural]
+    reconciler = ctx.reconcilers[kind.plural]
+
+    def changed(type: str, body: dict[str, Any]) -> None:
+        """A new object is due at once, a deleted one forgotten, and one whose trigger
+        changed (not on our status writes) or that is being deleted is due now. With several
+        replicas, a VaultConnection turning Ready (on whichever replica reconciles it) retries
+        at once every object here that waits after a failure."""
+        meta = body["metadata"]
+        key = (meta.get("namespace") or "", meta["name"])
         if kind.recovery_probe is not None and ctx.coordinator is not None:
             ready = type != "DELETED" and _is_ready(body)
             if ready and ctx.ready.get(key) is False:
@@ -538,7 +529,6 @@ def _watched(kind: Kind) -> Handler:
             ctx.ready[key] = ready
         if type == "DELETED":
             scheduler.remove(key)
-            reconciler = ctx.reconcilers[kind.plural]
             metrics.OBJECTS.forget(reconciler.kind, *key)
             if kind.cleanup:
                 cast(CleaningReconciler, reconciler).forget(body)
@@ -549,42 +539,53 @@ def _watched(kind: Kind) -> Handler:
             return
         tracked: Tracked = entry.context
         tracked.body = _compact(body)
-        if body.metadata.get("deletionTimestamp") or (
+        if meta.get("deletionTimestamp") or (
             tracked.trigger is not None and kind.trigger(body) != tracked.trigger
         ):
             scheduler.wake(key)
 
-    return watched
+    def deliver(events: list[Event]) -> None:
+        """Every version of every object of the kind, from its informer."""
+        for type, body in events:
+            changed(type, body)
+
+    return deliver
 
 
-for _kind in KINDS:
-    kopf.on.event(GROUP, VERSION, _kind.plural, id=f"{_kind.name}_changed")(_watched(_kind))
-
-
-@kopf.on.event("", "v1", "secrets")
-async def managed_secret_changed(
-    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
-) -> None:
-    """A Secret we write was edited, deleted or unlabelled: the object that writes it (a
-    VaultSecret, a VaultPKISecret, a VaultDynamicSecret) repairs it now. Every version seen is
-    kept (kube.secrets) for reconciles to compare with."""
-    secret = dict(body)  # read here and serialised by put(): no copy of its contents
-    ctx: Context = memo.ctx
+def _managed_secrets(ctx: Context) -> Deliver:
     seen = ctx.kube.secrets
-    if type == "DELETED":  # or no longer labelled as ours
-        seen.drop(namespace or "", body.metadata.name)
-    else:
-        seen.put(secret)
-    owner = owner_of(secret)
-    if owner and (type == "DELETED" or drifted(secret, key=ctx.hmac_key)):
-        plural = next((p for p, r in ctx.reconcilers.items() if r.kind == owner[0]), None)
-        if plural is not None:
-            ctx.schedulers[plural].wake((namespace or "", owner[1]))
+
+    def changed(type: str, secret: dict[str, Any]) -> None:
+        """A Secret we write was edited, deleted or unlabelled: the object that writes it (a
+        VaultSecret, a VaultPKISecret, a VaultDynamicSecret) repairs it now. Every version
+        seen is kept (kube.secrets) for reconciles to compare with."""
+        meta = secret["metadata"]
+        namespace, name = meta.get("namespace") or "", meta["name"]
+        if type == "DELETED":  # or no longer labelled as ours
+            if set(meta) == {"namespace", "name"}:  # found missing by a new list: name only
+                secret = seen.get(namespace, name) or secret
+            seen.drop(namespace, name)
+        else:
+            seen.put(secret)
+        owner = owner_of(secret)
+        if owner and (type == "DELETED" or drifted(secret, key=ctx.hmac_key)):
+            plural = next((p for p, r in ctx.reconcilers.items() if r.kind == owner[0]), None)
+            if plural is not None:
+                ctx.schedulers[plural].wake((namespace, owner[1]))
+
+    def deliver(events: list[Event]) -> None:
+        for type, secret in events:
+            changed(type, secret)
+
+    return deliver
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(memo: Any, **_: Any) -> None:
-    """A namespace appeared, went or changed labels: fan-out policies recompute their set."""
+async def namespace_changed(memo: Any, **kwargs: Any) -> None:
+    """A namespace appeared, went or changed labels: fan-out policies recompute their set.
+    kopf calls it first once its indexes hold every object (there is always a namespace)."""
+    ctx: Context = memo.ctx
+    ctx.indexed(kwargs)
     for kind in KINDS:
         if kind.namespaces:
-            memo.ctx.schedulers[kind.plural].wake_all()
+            ctx.schedulers[kind.plural].wake_all()
