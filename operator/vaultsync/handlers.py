@@ -40,6 +40,7 @@ from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
 from vaultsync.kube.informer import Deliver, Event, Informer
 from vaultsync.kube.leases import Coordinator, Hooks
+from vaultsync.kube.logref import about
 from vaultsync.kube.status import StatusWriteFailed
 from vaultsync.policies.reconciler import VaultPolicyReconciler
 from vaultsync.reconcile import clean_up, reconcile
@@ -440,7 +441,7 @@ def _runner(kind: Kind, ctx: Context) -> scheduling.Run:
             done = await asyncio.to_thread(reconcile, ctx.kube, reconciler, snapshot, view)
         except (StatusWriteFailed, SyncError) as exc:
             tracked.status = None  # read again from the watched object
-            log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
+            log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc, extra=about(snapshot))
             backoff = tracked.pacing.failed(ctx.settings.backoff)
             entry.failing = tracked.pacing.retrying
             return backoff
@@ -498,10 +499,10 @@ async def _finish(
     try:
         message = await asyncio.to_thread(finish)
     except SyncError as exc:
-        log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc)
+        log.warning("%s %s/%s: %s", reconciler.kind, *entry.key, exc, extra=about(snapshot))
         entry.failing = True
         return tracked.pacing.failed(ctx.settings.backoff)
-    log.info("%s", message)
+    log.info("%s", message, extra=about(snapshot))
     return None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from vaultsync.kube import events
 from vaultsync.kube.api import Kube
+from vaultsync.kube.logref import about
 from vaultsync.kube.report import record
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
@@ -37,6 +38,17 @@ def reconcile(
     metrics.SYNCS.labels(reconciler.kind, result.outcome.reason).inc()
     metrics.SYNC_SECONDS.labels(reconciler.kind).observe(time.monotonic() - started)
     status = record(kube, reconciler.plural, body, result.outcome, result.fields)
+    if log.isEnabledFor(logging.DEBUG):
+        meta, outcome = body["metadata"], result.outcome
+        where = "/".join(filter(None, (meta.get("namespace"), meta["name"])))
+        log.debug(
+            "%s %s: %s: %s",
+            reconciler.kind,
+            where,
+            outcome.reason,
+            outcome.message,
+            extra=about(body),
+        )
     return Reconciled(result.outcome, status)
 
 
@@ -50,6 +62,6 @@ def clean_up(
     except SyncError as exc:
         meta = body["metadata"]
         message = f"deletion waits for cleanup, retrying: {exc}"
-        log.warning("%s %s: %s", reconciler.kind, meta["name"], message)
+        log.warning("%s %s: %s", reconciler.kind, meta["name"], message, extra=about(body))
         events.emit(kube, body, warning=True, reason=exc.reason, message=message)
         raise

@@ -47,6 +47,7 @@ from vaultsync.connections.identity import Identities
 from vaultsync.kube import events
 from vaultsync.kube.api import Kube
 from vaultsync.kube.claims import Claim, Claims
+from vaultsync.kube.logref import about
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -240,7 +241,9 @@ class VaultAuditDeviceReconciler:
                 f"audit device {path!r} is enabled with options that weaken the audit trail, "
                 f"accepted by spec.acknowledgeInsecureOptions: {describe(accepted)}"
             )
-            log.warning("VaultAuditDevice %s: %s", body["metadata"]["name"], message)
+            log.warning(
+                "VaultAuditDevice %s: %s", body["metadata"]["name"], message, extra=about(body)
+            )
             events.emit(self.kube, body, warning=True, reason=INSECURE_EVENT, message=message)
 
     def needs_cleanup(self, body: Mapping[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube
+from vaultsync.kube.logref import about
 from vaultsync.runtime.conditions import (
     READY,
     apply_updates,
@@ -58,7 +59,9 @@ def record(
     first_success = previous is None and outcome.ready
     if (outcome.written or flipped) and not first_success:
         where = "/".join(filter(None, (meta.get("namespace"), meta["name"])))
-        log.info("%s %s: %s: %s", body["kind"], where, outcome.reason, outcome.message)
+        log.info(
+            "%s %s: %s: %s", body["kind"], where, outcome.reason, outcome.message, extra=about(body)
+        )
         events.emit(
             kube, body, warning=not outcome.ready, reason=outcome.reason, message=outcome.message
         )

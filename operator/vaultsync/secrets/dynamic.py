@@ -30,6 +30,7 @@ from vaultsync.api.dynamic import VaultDynamicSecretSpec
 from vaultsync.api.secret import Destination
 from vaultsync.kube import events, hmackey, secrets
 from vaultsync.kube.api import Kube
+from vaultsync.kube.logref import about
 from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
@@ -170,7 +171,15 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 to_revoke += leased.replaced(held, status, grace, now, {decision.gone, *to_revoke})
                 fields.update(lastIssueTime=rfc3339(now), lastRenewalTime=None)
                 what = f"lease {fresh.lease_id}" if fresh.leased else "a static role"
-                log.info("%s %s/%s: read %s: %s", KIND, namespace, name, what, decision.why)
+                log.info(
+                    "%s %s/%s: read %s: %s",
+                    KIND,
+                    namespace,
+                    name,
+                    what,
+                    decision.why,
+                    extra=about(body),
+                )
             else:
                 assert isinstance(held, Held)
                 record, data = held.record, held.data
@@ -287,7 +296,14 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                     message = (
                         f"lease {item.lease_id} of a replaced credential is not revoked yet: {exc}"
                     )
-                log.warning("%s %s/%s: %s", KIND, meta["namespace"], meta["name"], message)
+                log.warning(
+                    "%s %s/%s: %s",
+                    KIND,
+                    meta["namespace"],
+                    meta["name"],
+                    message,
+                    extra=about(body),
+                )
                 events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
         return tuple(left), failed
 

@@ -27,6 +27,7 @@ from vaultsync.api.base import parse, parse_duration
 from vaultsync.api.pki import TLS_TYPE, TLSDestination, VaultPKISecretSpec
 from vaultsync.api.secret import CreationPolicy, Destination
 from vaultsync.kube import hmackey, secrets
+from vaultsync.kube.logref import about
 from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import now_rfc3339
 from vaultsync.runtime.errors import SyncError
@@ -209,6 +210,7 @@ class VaultPKISecretReconciler(TenantSecretReconciler):
                     name,
                     certificate.serial_number,
                     why,
+                    extra=about(body),
                 )
                 fields["lastIssueTime"] = now_rfc3339()
             previous, step = self.writer.write(namespace, dest, owner, data, key)

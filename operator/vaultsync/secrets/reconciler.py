@@ -19,6 +19,7 @@ from vaultsync.api.base import parse
 from vaultsync.api.secret import VaultSecretSpec
 from vaultsync.api.transit import context_for
 from vaultsync.kube import events, hmackey
+from vaultsync.kube.logref import about
 from vaultsync.runtime import metrics
 from vaultsync.runtime.conditions import ConditionUpdate, get_condition, now_rfc3339
 from vaultsync.runtime.errors import SyncError
@@ -198,7 +199,13 @@ class VaultSecretReconciler(TenantSecretReconciler):
             update.message,
         ):
             meta = body["metadata"]
-            log.warning("VaultSecret %s/%s: %s", meta["namespace"], meta["name"], update.message)
+            log.warning(
+                "VaultSecret %s/%s: %s",
+                meta["namespace"],
+                meta["name"],
+                update.message,
+                extra=about(body),
+            )
             events.emit(self.kube, body, warning=True, reason=update.reason, message=update.message)
         return update
 
@@ -215,8 +222,9 @@ class VaultSecretReconciler(TenantSecretReconciler):
             f"{what} {keys} of {spec.mount}/{spec.path}: now version {rotation.secret.version}"
             f" ({rotation.why})"
         )
+        meta = body["metadata"]
         log.info(
-            "VaultSecret %s/%s %s", body["metadata"]["namespace"], body["metadata"]["name"], message
+            "VaultSecret %s/%s %s", meta["namespace"], meta["name"], message, extra=about(body)
         )
         events.emit(self.kube, body, warning=False, reason="Rotated", message=message)
 

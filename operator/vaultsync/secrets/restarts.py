@@ -43,6 +43,7 @@ from vaultsync.api.restart import RestartSpec, RolloutRestartTarget
 from vaultsync.api.secret import SecretDestination
 from vaultsync.kube import events
 from vaultsync.kube.api import Kube
+from vaultsync.kube.logref import about
 from vaultsync.kube.workloads import (
     DAEMON_SET,
     DEPLOYMENT,
@@ -455,7 +456,7 @@ class Restarts:
         if restarted:
             names = ", ".join(str(d.target) for d in restarted)
             message = f"the data of Secret {secret!r} changed: restarted {names}"
-            log.info("%s: %s", _what(body), message)
+            log.info("%s: %s", _what(body), message, extra=about(body))
             events.emit(self.kube, body, warning=False, reason="RolloutRestarted", message=message)
         if problems:
             first = problems[0].problem

@@ -18,6 +18,7 @@ from vaultsync.api.secret import CreationPolicy, Destination, SecretDestination
 from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
+from vaultsync.kube.logref import about
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
@@ -203,7 +204,14 @@ class TenantSecretReconciler:
                 raise
             message = f"{what} was not revoked and expires at its TTL; the deletion goes on: {exc}"
             meta = body["metadata"]
-            log.warning("%s %s/%s: %s", body["kind"], meta["namespace"], meta["name"], message)
+            log.warning(
+                "%s %s/%s: %s",
+                body["kind"],
+                meta["namespace"],
+                meta["name"],
+                message,
+                extra=about(body),
+            )
             events.emit(self.kube, body, warning=True, reason="RevokeFailed", message=message)
             return message
         return None

@@ -32,6 +32,7 @@ from vaultsync.connections.identity import Identities, find_auth
 from vaultsync.kube import events, status
 from vaultsync.kube.api import Kube, cluster_objects
 from vaultsync.kube.claims import Claims
+from vaultsync.kube.logref import about
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.outcome import Outcome, Result
 from vaultsync.runtime.settings import Settings
@@ -152,7 +153,9 @@ class VaultTransitKeyReconciler:
         result, where = self._converge(body, spec, view)
         self.claims.remember(body, result.managed)
         for note in result.notes:
-            log.info("VaultTransitKey %s: %s", body["metadata"]["name"], note.message)
+            log.info(
+                "VaultTransitKey %s: %s", body["metadata"]["name"], note.message, extra=about(body)
+            )
             events.emit(
                 self.kube, body, warning=note.warning, reason=note.reason, message=note.message
             )
