@@ -46,7 +46,7 @@ def test_pages_resumed_watches_and_leaving_the_selection(stack: Stack, tenant: s
         follower = Informer(
             CoreV1(core.api_client).requests,
             f"/api/v1/namespaces/{tenant}/secrets",
-            got.extend,
+            lambda kind, obj: got.append((kind, obj)),
             label_selector=selector,
             page=2,  # three pages
             server_timeout=1,  # a watch ends every second and is resumed from where it was

@@ -38,7 +38,7 @@ from vaultsync.connections.health import VaultConnectionReconciler, default_conn
 from vaultsync.kube import events, finalizers, hmackey
 from vaultsync.kube.api import Kube, connect, watchable
 from vaultsync.kube.credentials import KubeCredentials
-from vaultsync.kube.informer import Deliver, Event, Informer
+from vaultsync.kube.informer import Deliver, Informer
 from vaultsync.kube.leases import Coordinator, Hooks
 from vaultsync.kube.logref import about
 from vaultsync.kube.status import StatusWriteFailed
@@ -516,10 +516,11 @@ def _watched(kind: Kind, ctx: Context) -> Deliver:
     reconciler = ctx.reconcilers[kind.plural]
 
     def changed(type: str, body: dict[str, Any]) -> None:
-        """A new object is due at once, a deleted one forgotten, and one whose trigger
-        changed (not on our status writes) or that is being deleted is due now. With several
-        replicas, a VaultConnection turning Ready (on whichever replica reconciles it) retries
-        at once every object here that waits after a failure."""
+        """Every version of every object of the kind, from its informer: a new object is due
+        at once, a deleted one forgotten, and one whose trigger changed (not on our status
+        writes) or that is being deleted is due now. With several replicas, a VaultConnection
+        turning Ready (on whichever replica reconciles it) retries at once every object here
+        that waits after a failure."""
         meta = body["metadata"]
         key = (meta.get("namespace") or "", meta["name"])
         if kind.recovery_probe is not None and ctx.coordinator is not None:
@@ -545,12 +546,7 @@ def _watched(kind: Kind, ctx: Context) -> Deliver:
         ):
             scheduler.wake(key)
 
-    def deliver(events: list[Event]) -> None:
-        """Every version of every object of the kind, from its informer."""
-        for type, body in events:
-            changed(type, body)
-
-    return deliver
+    return changed
 
 
 def _managed_secrets(ctx: Context) -> Deliver:
@@ -574,11 +570,7 @@ def _managed_secrets(ctx: Context) -> Deliver:
             if plural is not None:
                 ctx.schedulers[plural].wake((namespace, owner[1]))
 
-    def deliver(events: list[Event]) -> None:
-        for type, secret in events:
-            changed(type, secret)
-
-    return deliver
+    return changed
 
 
 @kopf.on.event("", "v1", "namespaces")

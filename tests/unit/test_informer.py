@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
 from vaultsync.kube import informer
@@ -91,8 +93,8 @@ def _run(server: _Server, wanted: int, **options: Any) -> list[Event]:
     async def main() -> None:
         arrived = asyncio.Event()
 
-        def deliver(events: list[Event]) -> None:
-            got.extend(events)
+        def deliver(kind: str, obj: dict[str, Any]) -> None:
+            got.append((kind, obj))
             if len(got) >= wanted:
                 arrived.set()
 
@@ -232,7 +234,7 @@ def test_stop_ends_a_watch_that_waits_for_events() -> None:
     server = _Server(lists=[[{"version": "5", "items": []}]], watches=[])
 
     async def main() -> None:
-        follower = Informer(server, "/api/v1/secrets", lambda events: None)
+        follower = Informer(server, "/api/v1/secrets", lambda kind, obj: None)
         follower.start()
         await asyncio.to_thread(follower.listed.wait, 5)
         await asyncio.sleep(0.05)
@@ -254,3 +256,40 @@ def test_a_broken_line_loses_none_of_the_events_before_it() -> None:
     assert _names(got) == [("ADDED", "a"), ("ADDED", "b")]
     watches = [q for what, q in server.queries if what == "watch"]
     assert watches[1]["resourceVersion"] == "6"
+
+
+def test_a_failing_consumer_neither_stops_delivery_nor_logs_the_object(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = _obj("a", "6") | {"data": {"password": "c2VjcmV0LXZhbHVl"}}
+    server = _Server(
+        lists=[[{"version": "5", "items": []}]],
+        # the next change of the same batch, and the next batch, still arrive
+        watches=[
+            _Response([_line("ADDED", secret) + _line("ADDED", _obj("b", "7"))]),
+            _Response([_line("ADDED", _obj("c", "8"))]),
+        ],
+    )
+    got: list[Event] = []
+
+    def deliver(kind: str, obj: dict[str, Any]) -> None:
+        if obj["metadata"]["name"] == "a":
+            raise KeyError(obj["metadata"]["name"])
+        got.append((kind, obj))
+
+    async def main() -> None:
+        follower = Informer(server, "/api/v1/secrets", deliver)
+        follower.start()
+        try:
+            for _ in range(100):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await asyncio.to_thread(follower.stop)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    assert _names(got) == [("ADDED", "b"), ("ADDED", "c")]
+    assert "handling ADDED ns/a of /api/v1/secrets failed" in caplog.text
+    assert "c2VjcmV0LXZhbHVl" not in caplog.text

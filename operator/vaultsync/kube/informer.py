@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 Event = tuple[str, dict[str, Any]]
 """("ADDED" | "MODIFIED" | "DELETED", the object)."""
 Key = tuple[str, str]
-Deliver = Callable[[list[Event]], None]
+Deliver = Callable[[str, dict[str, Any]], None]
+"""Called in the event loop with each change: its type and the object."""
 
 PAGE = 500
 SERVER_TIMEOUT = 300  # seconds a watch request asks for; the server ends it then
@@ -140,6 +142,7 @@ class Informer:
         self._response: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batches: deque[list[Event]] = deque()  # appended here, taken in the loop
         self.listed = threading.Event()
         """Set once the first whole list was delivered."""
 
@@ -159,11 +162,26 @@ class Informer:
             self._thread.join(timeout)
 
     def _hand_over(self, events: list[Event]) -> None:
+        """Queue events for the event loop. The loop's callback takes no arguments: asyncio
+        would put the arguments of a failed callback in its log line, and Secrets are
+        among them."""
         if events and self._loop is not None and not self._stopping.is_set():
+            self._batches.append(events)
             try:
-                self._loop.call_soon_threadsafe(self._deliver, events)
+                self._loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop closed: the operator is ending
                 self._stopping.set()
+
+    def _drain(self) -> None:
+        while self._batches:
+            for kind, obj in self._batches.popleft():
+                try:
+                    self._deliver(kind, obj)
+                except Exception:  # the other changes are delivered all the same
+                    namespace, name = _key(obj)
+                    log.exception(
+                        "handling %s %s/%s of %s failed", kind, namespace, name, self.path
+                    )
 
     def _run(self) -> None:
         failures = 0
