@@ -13,6 +13,7 @@ statuses).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -24,11 +25,14 @@ import hvac
 import pytest
 
 from e2e.harness import conditions
+from e2e.harness.chart import OPERATOR_NAMESPACE
 from e2e.harness.manifests import deployment, vault_auth
 from e2e.harness.polling import eventually
 from e2e.harness.postgres import STATIC_USER, Postgres
 from e2e.harness.stack import Stack, add_tenant, tenant_policy
 from vaultsync import GROUP, VERSION
+from vaultsync.kube import hmackey
+from vaultsync.secrets.digest import keyed_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -445,6 +449,121 @@ def test_deleting_an_object_in_the_way_of_another_revokes_nothing_of_its_lease(
     assert lease in postgres.leases(stack.vault)
     assert postgres.can_log_in(data["username"], data["password"])
     assert credential(stack, ns, "holder-db") == data
+
+
+def _copy_lease(stack: Stack, source: tuple[str, str], target: tuple[str, str]) -> None:
+    """What a user who may write Secrets in target's namespace does with a copy of source's
+    Secret: its data, lease record and data hash put on target's Secret (whose owner markers
+    stay as they are)."""
+    copied = stack.core.read_namespaced_secret(source[1], source[0])
+    annotations = {
+        k: v
+        for k, v in copied.metadata.annotations.items()
+        if k in ("vaultsync.io/lease", "vaultsync.io/data-hash")
+    }
+    patch = {"metadata": {"annotations": annotations}, "data": copied.data}
+    stack.core.patch_namespaced_secret(target[1], target[0], patch)
+
+
+@pytest.mark.parametrize("where", ["another namespace", "the same namespace"])
+def test_a_lease_record_copied_from_another_secret_is_not_taken_as_its_own(
+    stack: Stack, postgres: Postgres, ns: str, where: str
+) -> None:
+    """The attacker may write the Secrets of ns and has a copy of another object's Secret:
+    vaultsync must neither renew nor revoke that lease for the attacker's object."""
+    suffix = uuid.uuid4().hex[:4]
+    other = (
+        dynamic_tenant(stack, f"d-{uuid.uuid4().hex[:8]}") if where != "the same namespace" else ns
+    )
+    victim, mine = f"victim-{suffix}", f"mine-{suffix}"
+    stack.apply(dynamic(other, victim), dynamic(ns, mine, revokeGracePeriod="2s"))
+    victim_data, mine_data = synced(stack, other, victim), synced(stack, ns, mine)
+    victim_lease = get(stack, other, victim)["status"]["leaseID"]
+    mine_lease = get(stack, ns, mine)["status"]["leaseID"]
+
+    _copy_lease(stack, (other, f"{victim}-db"), (ns, f"{mine}-db"))
+    # the copy passes the drift check (its data hash is the source's): a spec change makes
+    # vaultsync look at the Secret now instead of at the next renewal
+    stack.apply(dynamic(ns, mine, revokeGracePeriod="3s"))
+    record = eventually(
+        lambda: (
+            (r := lease_record(stack, ns, f"{mine}-db"))["lease"] not in (victim_lease, mine_lease)
+            and r
+        ),
+        30,
+        "a credential of its own instead of the copied one",
+    )
+    eventually(lambda: ready_is(stack, ns, mine, "True"), 30, "Ready")
+    assert get(stack, ns, mine)["status"]["leaseID"] == record["lease"]
+    data = credential(stack, ns, f"{mine}-db")
+    assert data is not None and data["username"] not in (
+        victim_data["username"],
+        mine_data["username"],
+    )
+    eventually(
+        lambda: mine_lease not in postgres.leases(stack.vault), 30, "its replaced lease revoked"
+    )
+
+    stack.cp.kubectl("delete", "vaultdynamicsecret", mine, "-n", ns, "--timeout=60s")
+    assert record["lease"] not in postgres.leases(stack.vault)
+    assert victim_lease in postgres.leases(stack.vault), "the copied lease is not revoked"
+    assert postgres.can_log_in(victim_data["username"], victim_data["password"])
+    assert get(stack, other, victim)["status"]["leaseID"] == victim_lease
+    assert credential(stack, other, f"{victim}-db") == victim_data
+    stack.cp.kubectl("delete", "vaultdynamicsecret", victim, "-n", other, "--timeout=60s")
+
+
+def test_deleting_an_object_whose_secret_holds_a_copied_lease_record_revokes_only_its_own(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    other = dynamic_tenant(stack, f"d-{uuid.uuid4().hex[:8]}")
+    stack.apply(dynamic(other, "victim"), dynamic(ns, "copier"))
+    victim_data, _ = synced(stack, other, "victim"), synced(stack, ns, "copier")
+    victim_lease = get(stack, other, "victim")["status"]["leaseID"]
+    own_lease = get(stack, ns, "copier")["status"]["leaseID"]
+    _copy_lease(stack, (other, "victim-db"), (ns, "copier-db"))
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "copier", "-n", ns, "--timeout=60s")
+    assert own_lease not in postgres.leases(stack.vault), "its own lease (status) is revoked"
+    assert victim_lease in postgres.leases(stack.vault), "the copied lease is not"
+    assert postgres.can_log_in(victim_data["username"], victim_data["password"])
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "victim", "-n", other, "--timeout=60s")
+
+
+def test_a_lease_record_of_the_previous_version_is_honoured_and_sealed_again(
+    stack: Stack, postgres: Postgres, ns: str
+) -> None:
+    """A record sealed before the MAC bound it to its object (no "for") is the object's own
+    when status names its lease: kept, no new credential, and written again bound."""
+    stack.apply(dynamic(ns, "legacy"))
+    data = synced(stack, ns, "legacy")
+    lease = get(stack, ns, "legacy")["status"]["leaseID"]
+    issued = postgres.counts().issued
+    secret = stack.core.read_namespaced_secret(hmackey.SECRET_NAME, OPERATOR_NAMESPACE)
+    key = base64.b64decode(secret.data[hmackey.DATA_KEY])
+    body = {
+        k: v for k, v in lease_record(stack, ns, "legacy-db").items() if k not in ("mac", "for")
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    mac = keyed_digest(key, {"vaultsync.io/lease": text.encode()})
+    legacy = json.dumps({**body, "mac": mac}, separators=(",", ":"))
+    patch = {"metadata": {"annotations": {"vaultsync.io/lease": legacy}}}
+    stack.core.patch_namespaced_secret("legacy-db", ns, patch)
+    record = eventually(
+        lambda: (r := lease_record(stack, ns, "legacy-db")).get("for") and r,
+        30,
+        "the record sealed again, bound to its object",
+    )
+    assert record["lease"] == lease and record["for"] == [
+        ns,
+        "VaultDynamicSecret",
+        "legacy",
+        "legacy-db",
+    ]
+    assert get(stack, ns, "legacy")["status"]["leaseID"] == lease
+    assert credential(stack, ns, "legacy-db") == data
+    assert postgres.counts().issued == issued, "no new credential"
+    stack.cp.kubectl("delete", "vaultdynamicsecret", "legacy", "-n", ns, "--timeout=60s")
+    assert lease not in postgres.leases(stack.vault)
 
 
 def test_a_merge_whose_keys_are_taken_issues_no_credential(

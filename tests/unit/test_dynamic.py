@@ -44,6 +44,7 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 KEY = b"k" * 32
 DATA = {"username": b"v-app-1", "password": b"pw-0123456789"}
 OWNER = Owner("db", "team-a", "uid-1", kind="VaultDynamicSecret")
+BINDING = leased.Binding.of(OWNER, "db-dynamic")
 
 
 def spec(**fields: Any) -> VaultDynamicSecretSpec:
@@ -118,7 +119,7 @@ def test_the_crd_carries_the_shape_rules_and_a_printer_column_for_the_lease() ->
 
 
 def test_a_secret_written_by_a_dynamic_secret_names_its_owner() -> None:
-    made = plan(None, destination(spec(), record(), KEY), OWNER, DATA, key=KEY).body
+    made = plan(None, destination(spec(), record(), KEY, OWNER), OWNER, DATA, key=KEY).body
     annotations = made["metadata"]["annotations"]
     assert annotations[OWNER_ANNOTATIONS["VaultDynamicSecret"]] == "db"
     assert owner_of(made) == ("VaultDynamicSecret", "db")
@@ -161,41 +162,44 @@ def test_a_credential_is_replaced_while_the_rest_of_a_lease_duration_is_left() -
 
 def test_the_record_round_trips_and_bad_text_is_none() -> None:
     full = record(revoke=(Pending("database/creds/app/old", at(300)),))
-    assert Record.parse(full.text(KEY), KEY) == full
+    assert Record.parse(full.text(KEY, BINDING), KEY, BINDING) == full
     for text in (
         None,
         "",
         "{",
         "[]",
         '{"lease": "x"}',
-        json.dumps({**json.loads(full.text(KEY)), "issued": "no"}),
+        json.dumps({**json.loads(full.text(KEY, BINDING)), "issued": "no"}),
     ):
-        assert Record.parse(text, KEY) is None
+        assert Record.parse(text, KEY, BINDING) is None
 
 
 def secret(data: dict[str, bytes] = DATA, rec: Record | None = None) -> dict[str, Any]:
-    made = plan(None, destination(spec(), rec or record(), KEY), OWNER, data, key=KEY).body
+    made = plan(None, destination(spec(), rec or record(), KEY, OWNER), OWNER, data, key=KEY).body
     return made
 
 
 def test_a_secret_of_ours_is_held_and_edited_data_is_not() -> None:
-    held = leased.kept(secret(), OWNER, KEY)
+    held = leased.kept(secret(), OWNER, KEY, None)
     assert isinstance(held, Held) and held.data == DATA and held.record == record()
-    assert leased.kept(None, OWNER, KEY) == "the Secret does not exist"
+    assert leased.kept(None, OWNER, KEY, None) == "the Secret does not exist"
     other = Owner("db", "team-a", "uid-2", kind="VaultDynamicSecret")
     foreign = secret()
     foreign["metadata"]["ownerReferences"] = []
     foreign["metadata"]["annotations"].pop(OWNER_ANNOTATIONS["VaultDynamicSecret"])
-    assert "holds no credential" in str(leased.kept(foreign, other, KEY))
+    assert "holds no credential" in str(leased.kept(foreign, other, KEY, None))
     edited = secret()
     edited["data"]["password"] = base64.b64encode(b"hand-made").decode()
-    assert leased.kept(edited, OWNER, KEY) == "the Secret's data was changed by someone else"
+    assert leased.kept(edited, OWNER, KEY, None) == "the Secret's data was changed by someone else"
     relabelled = secret()
     relabelled["metadata"]["labels"]["vaultsync.io/managed"] = "no"
-    assert isinstance(leased.kept(relabelled, OWNER, KEY), Held)  # repaired, credential kept
+    assert isinstance(leased.kept(relabelled, OWNER, KEY, None), Held)  # repaired, credential kept
     unrecorded = secret()
     del unrecorded["metadata"]["annotations"][leased.LEASE_ANNOTATION]
-    assert leased.kept(unrecorded, OWNER, KEY) == "the Secret holds no lease record vaultsync wrote"
+    assert (
+        leased.kept(unrecorded, OWNER, KEY, None)
+        == "the Secret holds no lease record vaultsync wrote"
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,9 +217,71 @@ def test_a_lease_record_edited_by_hand_is_no_record(forged: dict[str, Any]) -> N
     annotations = edited["metadata"]["annotations"]
     raw = json.loads(annotations[leased.LEASE_ANNOTATION])
     annotations[leased.LEASE_ANNOTATION] = json.dumps(raw | forged)
-    assert Record.parse(annotations[leased.LEASE_ANNOTATION], KEY) is None
-    assert leased.kept(edited, OWNER, KEY) == "the Secret holds no lease record vaultsync wrote"
-    assert Record.parse(json.dumps(raw), b"another key" * 3) is None
+    assert Record.parse(annotations[leased.LEASE_ANNOTATION], KEY, BINDING) is None
+    assert (
+        leased.kept(edited, OWNER, KEY, None) == "the Secret holds no lease record vaultsync wrote"
+    )
+    assert Record.parse(json.dumps(raw), b"another key" * 3, BINDING) is None
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        leased.Binding("team-b", "VaultDynamicSecret", "db", "db-dynamic"),  # another namespace
+        leased.Binding("team-a", "VaultDynamicSecret", "other", "db-dynamic"),  # another object
+        leased.Binding("team-a", "VaultDynamicSecret", "db", "renamed"),  # another Secret
+        leased.Binding("team-a", "VaultPKISecret", "db", "db-dynamic"),  # another kind
+    ],
+)
+def test_a_lease_record_copied_from_another_secret_is_no_record(
+    elsewhere: leased.Binding,
+) -> None:
+    """A record sealed for another object or Secret, copied here with the data it describes,
+    is not this object's: it is neither renewed nor revoked as its own."""
+    rec = record(revoke=(Pending("database/creds/app/old", at(300)),))
+    copied = secret(rec=rec)
+    copied["metadata"]["annotations"][leased.LEASE_ANNOTATION] = rec.text(KEY, elsewhere)
+    assert Record.parse(rec.text(KEY, elsewhere), KEY, BINDING) is None
+    assert Record.parse(rec.text(KEY, elsewhere), KEY, elsewhere) == rec
+    # not even with status naming its lease: only a record without a binding needs that
+    assert leased.kept(copied, OWNER, KEY, rec.lease_id) == (
+        "the Secret holds no lease record vaultsync wrote"
+    )
+
+
+def _unbound(rec: Record) -> str:
+    """rec as the version before the binding sealed it: no "for", the MAC over the rest."""
+    body = {k: v for k, v in json.loads(rec.text(KEY, BINDING)).items() if k not in ("for", "mac")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    mac = keyed_digest(KEY, {leased.LEASE_ANNOTATION: text.encode()})
+    return json.dumps({**body, "mac": mac}, separators=(",", ":"))
+
+
+def test_a_record_sealed_before_the_binding_is_kept_only_when_status_names_its_lease() -> None:
+    rec = record(revoke=(Pending("database/creds/app/old", at(300)),))
+    legacy = secret(rec=rec)
+    legacy["metadata"]["annotations"][leased.LEASE_ANNOTATION] = _unbound(rec)
+    held = leased.kept(legacy, OWNER, KEY, rec.lease_id)
+    assert isinstance(held, Held) and held.record == rec
+    for listed in (None, "", "database/creds/app/another"):
+        assert leased.kept(legacy, OWNER, KEY, listed) == (
+            "the Secret holds no lease record vaultsync wrote"
+        ), listed
+    static = record(lease_id="")
+    assert Record.parse(_unbound(static), KEY, BINDING, "") is None, "no lease to vouch for"
+    # stripping the binding off a bound record breaks its MAC
+    raw = json.loads(rec.text(KEY, BINDING))
+    del raw["for"]
+    assert Record.parse(json.dumps(raw), KEY, BINDING, rec.lease_id) is None
+
+
+def test_a_record_sealed_before_the_binding_is_written_again_bound() -> None:
+    rec = record()
+    made = plan(None, destination(spec(), rec, KEY, OWNER), OWNER, DATA, key=KEY).body
+    text = made["metadata"]["annotations"][leased.LEASE_ANNOTATION]
+    assert json.loads(text)["for"] == ["team-a", "VaultDynamicSecret", "db", "db-dynamic"]
+    assert text != _unbound(rec)
+    assert Record.parse(text, KEY, BINDING) == rec
 
 
 def test_status_describes_the_lease_only_when_it_names_the_records() -> None:

@@ -65,12 +65,15 @@ def parse_spec(raw: Any) -> VaultDynamicSecretSpec:
     return parse(VaultDynamicSecretSpec, raw)
 
 
-def destination(spec: VaultDynamicSecretSpec, record: Record | None, key: bytes) -> Destination:
-    """The Secret as destination.py plans it, with the lease record among the annotations
-    vaultsync keeps."""
+def destination(
+    spec: VaultDynamicSecretSpec, record: Record | None, key: bytes, owner: Owner
+) -> Destination:
+    """The Secret as destination.py plans it, with the lease record (bound to owner and this
+    Secret) among the annotations vaultsync keeps."""
     if record is None:
         return spec.destination
-    annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: record.text(key)}
+    text = record.text(key, leased.Binding.of(owner, spec.destination.name))
+    annotations = {**spec.destination.annotations, leased.LEASE_ANNOTATION: text}
     return spec.destination.model_copy(update={"annotations": annotations})
 
 
@@ -110,16 +113,15 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             del known[lease_id]
 
     def _current(
-        self, namespace: str, name: str, lease_id: str | None, key: bytes
+        self, owner: Owner, name: str, lease_id: str | None, key: bytes
     ) -> dict[str, Any] | None:
         """The Secret, from the watch's copy when that holds the lease status names; else
         read: a decision to issue never rests on a copy that may be stale."""
-        seen = self.kube.secrets.get(namespace, name)
-        annotations = ((seen or {}).get("metadata") or {}).get("annotations") or {}
-        record = leased.Record.parse(annotations.get(leased.LEASE_ANNOTATION), key)
+        seen = self.kube.secrets.get(owner.namespace, name)
+        record = None if seen is None else leased.record_on(seen, owner, key, lease_id)
         if lease_id is not None and record is not None and record.lease_id == lease_id:
             return seen
-        return secrets.read(self.kube, namespace, name)
+        return secrets.read(self.kube, owner.namespace, name)
 
     def sync(self, body: Mapping[str, Any], view: View) -> Result:
         meta = body["metadata"]
@@ -134,8 +136,9 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             owner = Owner(name, namespace, meta["uid"], kind=KIND)
             key = hmackey.shared(self.kube, self.namespace)
             request = leased.request_digest(spec)
-            current = self._current(namespace, spec.destination.name, status.get("leaseID"), key)
-            held = leased.kept(current, owner, key)
+            listed = status.get("leaseID")
+            current = self._current(owner, spec.destination.name, listed, key)
+            held = leased.kept(current, owner, key, listed)
             now = datetime.now(UTC)
             lease = leased.lease_of(status, held.record) if isinstance(held, Held) else None
             decision = leased.decide(held, request, lease, spec.renewal_percent, now)
@@ -187,7 +190,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
             still, failed = self._revoke_due(body, identity, to_revoke, now, fresh is not None)
             self._still_held(object_key, {record.lease_id, *(p.lease_id for p in still)})
             record = leased.with_revoke(record, still)
-            dest = destination(spec, record, key)
+            dest = destination(spec, record, key, owner)
             previous, step = self.writer.write(namespace, dest, owner, data, key)
             self.writer.release_renamed(body, dest, owner)
         except SyncError as exc:
@@ -390,17 +393,18 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
     def _revoke_all(
         self, body: Mapping[str, Any], view: View, spec: VaultDynamicSecretSpec, owner: Owner
     ) -> str:
-        """Revoke the leases this object holds: status's, and the record of its Secret only
-        if the Secret is its own (another object's, in the way of this one, holds a lease
-        that is not this object's to revoke)."""
+        """Revoke the leases this object holds: status's, and those of the record on its
+        Secret only if the Secret and the record are its own (another object's Secret, in
+        the way of this one, or a record copied from another Secret, holds a lease that is
+        not this object's to revoke)."""
         meta = body["metadata"]
         status = body.get("status") or {}
         current = secrets.read(self.kube, meta["namespace"], spec.destination.name)
         if current is not None and not is_managed_by(current, owner):
             current = None
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
         key = hmackey.shared(self.kube, self.namespace)
-        record = Record.parse(annotations.get(leased.LEASE_ANNOTATION), key)
+        listed = status.get("leaseID")
+        record = None if current is None else leased.record_on(current, owner, key, listed)
         held: Held | str = Held(record, {}) if record is not None else "no record"
         ids = [p.lease_id for p in leased.pending(held, status, None)]
         ids += [record.lease_id] if record is not None else []

@@ -1,8 +1,9 @@
 """What a VaultDynamicSecret holds and what to do next: pure (no Vault, no Kubernetes).
 
 The Secret is the record: an annotation on it (`vaultsync.io/lease`) names the lease of the
-credential it holds, the request it was issued for, a keyed digest of the data written, and
-the leases of replaced credentials still to revoke. It never holds the credential. Status
+credential it holds, the request it was issued for, a keyed digest of the data written, the
+leases of replaced credentials still to revoke, and whose record it is (`Binding`). It never
+holds the credential. Status
 mirrors it and adds the lease's expiry, which moves with every renewal (a Secret write per
 renewal would be churn): when status does not describe the Secret's lease (lost, or behind
 after a crash), the lease is renewed at once, which tells its expiry again.
@@ -56,11 +57,38 @@ class Pending:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """Whose a record is: the object's namespace, kind and name, and the Secret it is on. The
+    MAC covers it, so a record copied from another Secret (another namespace's, another
+    object's, or the same object's under another name) is no record here."""
+
+    namespace: str
+    kind: str
+    name: str
+    secret: str
+
+    @classmethod
+    def of(cls, owner: Owner, secret: str) -> Binding:
+        return cls(owner.namespace, owner.kind, owner.name, secret)
+
+    def fields(self) -> list[str]:
+        return [self.namespace, self.kind, self.name, self.secret]
+
+
+@dataclass(frozen=True)
 class Record:
     """The annotation: lease ("" for a static role), request digest, when issued, the
     duration Vault gave then, whether renewable, the data's keyed digest, pending
-    revocations; sealed with a keyed MAC, so that whoever may edit the Secret cannot make
-    vaultsync renew or revoke a lease of their choosing (a record that fails it is none)."""
+    revocations, and its Binding ("for"); sealed with a keyed MAC over all of it, so that
+    whoever may edit Secrets cannot make vaultsync renew or revoke a lease of their choosing,
+    nor take another object's record for this one's (a record that fails it is none).
+
+    Records sealed before the binding existed have no "for": such a record is honoured only
+    when status (which only vaultsync writes, and only for this object) names the same,
+    non-empty lease, and is sealed again with the binding at the next write of the Secret.
+    Without that (status lost, a static role's record) it is none: a new credential is read,
+    and the old lease, no longer renewed, ends at its expiry; nothing is revoked on its
+    word."""
 
     lease_id: str
     request: str
@@ -70,7 +98,7 @@ class Record:
     data: str
     revoke: tuple[Pending, ...] = ()
 
-    def text(self, key: bytes) -> str:
+    def text(self, key: bytes, binding: Binding) -> str:
         body = {
             "lease": self.lease_id,
             "request": self.request,
@@ -79,15 +107,25 @@ class Record:
             "renewable": self.renewable,
             "data": self.data,
             "revoke": [[p.lease_id, rfc3339(p.at)] for p in self.revoke],
+            "for": binding.fields(),
         }
         return json.dumps({**body, "mac": _mac(key, body)}, separators=(",", ":"))
 
     @classmethod
-    def parse(cls, text: str | None, key: bytes) -> Record | None:
+    def parse(
+        cls, text: str | None, key: bytes, binding: Binding, listed: str | None = None
+    ) -> Record | None:
+        """The record in text if its MAC holds and it is binding's; listed: the lease status
+        names, which alone vouches for a record sealed before the binding."""
         try:
             raw = json.loads(text or "")
             mac = raw.pop("mac")
             if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, raw)):
+                return None
+            if "for" in raw:
+                if raw.pop("for") != binding.fields():
+                    return None
+            elif not listed or raw["lease"] != listed:
                 return None
             issued = parse_time(raw["issued"])
             pending = tuple(
@@ -133,15 +171,27 @@ def ours(secret: Mapping[str, Any]) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in encoded.items()}
 
 
-def kept(current: Mapping[str, Any] | None, owner: Owner, key: bytes) -> Held | str:
-    """The credential the Secret holds, or why it holds none we can keep. Only the data
-    counts: labels or annotations edited by hand are repaired around the same credential."""
+def record_on(
+    secret: Mapping[str, Any], owner: Owner, key: bytes, listed: str | None
+) -> Record | None:
+    """The record on secret if it is owner's record for that Secret (Record.parse; listed:
+    the lease owner's status names)."""
+    meta = secret.get("metadata") or {}
+    text = (meta.get("annotations") or {}).get(LEASE_ANNOTATION)
+    return Record.parse(text, key, Binding.of(owner, str(meta.get("name"))), listed)
+
+
+def kept(
+    current: Mapping[str, Any] | None, owner: Owner, key: bytes, listed: str | None
+) -> Held | str:
+    """The credential the Secret holds, or why it holds none we can keep (listed: the lease
+    status names). Only the data counts: labels or annotations edited by hand are repaired
+    around the same credential."""
     if current is None:
         return "the Secret does not exist"
     if not is_managed_by(current, owner):
         return f"the Secret holds no credential of this {owner.kind}"
-    annotations = (current.get("metadata") or {}).get("annotations") or {}
-    record = Record.parse(annotations.get(LEASE_ANNOTATION), key)
+    record = record_on(current, owner, key, listed)
     if record is None:
         return "the Secret holds no lease record vaultsync wrote"
     try:
