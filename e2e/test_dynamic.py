@@ -688,6 +688,10 @@ def test_deletions_after_a_restart_finish_at_once_where_the_identity_is_gone(
     assert "expires at its TTL" in warned[0], warned
     log = stack.operator.log_text()
     assert f"lease {leases['orphan']} was not revoked" in log
+    # and counted, by kind and reason (the operator started since: counted from 0)
+    dropped = "vaultsync_revocations_dropped_total"
+    assert metric(stack, dropped, kind="VaultDynamicSecret") == 2
+    assert metric(stack, dropped, kind="VaultDynamicSecret", reason="AuthNotFound") >= 1
     for name, data in (("orphan", orphan), ("lonely", alone)):
         assert ledger(postgres, data["username"]) == ["issued"]
         assert postgres.can_log_in(data["username"], data["password"])

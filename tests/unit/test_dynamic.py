@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from tests.fakes import faked
 from vaultsync.api.base import parse
@@ -632,6 +633,12 @@ def deleted(body: dict[str, Any], ago: float = 1) -> dict[str, Any]:
     return body
 
 
+def dropped(reason: str, kind: str = "VaultDynamicSecret") -> float:
+    """vaultsync_revocations_dropped_total{kind, reason} now."""
+    labels = {"kind": kind, "reason": reason}
+    return REGISTRY.get_sample_value("vaultsync_revocations_dropped_total", labels) or 0.0
+
+
 @pytest.mark.parametrize(
     ("error", "terminating"),
     [
@@ -652,10 +659,12 @@ def test_a_deletion_whose_identity_cannot_come_back_finishes_at_once_and_says_so
 
     world.reconciler.identities = SimpleNamespace(tenant=fails)
     view = View(terminating=frozenset({"team-a"}) if terminating else frozenset())
+    before = dropped(error.reason)
     message = world.reconciler.cleanup(deleted(body), view)
     assert "lease database/creds/app/0 was not revoked and expires at its TTL" in message
     assert [e["reason"] for e in who.events] == ["RevokeFailed"]
     assert world.vault.revoked == []
+    assert dropped(error.reason) == before + 1
 
 
 def test_a_deletion_waits_for_what_may_heal(
@@ -680,12 +689,15 @@ def test_a_deletion_waits_for_what_may_heal(
     world.reconciler.identities = SimpleNamespace(tenant=lambda _ns, ref, _view: ref)
     monkeypatch.setattr("vaultsync.secrets.dynamic.with_client", sealed)
     terminating = View(terminating=frozenset({"team-a"}))
+    before = dropped("VaultSealed")
     with pytest.raises(VaultSealed):
         world.reconciler.cleanup(deleted(body), terminating)
     assert not who.events
+    assert dropped("VaultSealed") == before, "retried: not dropped (yet)"
     message = world.reconciler.cleanup(deleted(body, ago=REVOKE_PATIENCE + 1), terminating)
     assert "was not revoked" in message
     assert [e["reason"] for e in who.events] == ["RevokeFailed"]
+    assert dropped("VaultSealed") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -733,7 +745,9 @@ def test_a_refused_revocation_by_the_identity_that_read_the_lease_is_retried(
 ) -> None:
     body = moved(world, who)
     who.refused.add("default")  # a policy that may come back
+    before = dropped("PermissionDenied")
     outcome = reconcile(world, body)
+    assert dropped("PermissionDenied") == before, "retried: not dropped"
     assert outcome.ready and outcome.wake_after == dynamic.REVOKE_RETRY
     assert [p["leaseID"] for p in body["status"]["pendingRevocations"]] == ["database/creds/app/0"]
     assert [e["reason"] for e in who.events] == ["RevokeFailed"]
@@ -746,9 +760,11 @@ def test_a_replaced_lease_of_an_unknown_reader_is_tried_once_with_the_current_id
     body = moved(world, who)
     world.reconciler.forget(body)  # as an operator started since: who read it is not known
     who.refused.add("other")
+    before = dropped("PermissionDenied")
     assert reconcile(world, body).ready
     assert who.used == ["other"] and world.vault.revoked == []
     assert body["status"]["pendingRevocations"] == []  # dropped, not retried for ever
+    assert dropped("PermissionDenied") == before + 1
     assert [e["reason"] for e in who.events] == ["RevokeFailed"]
     assert "database/creds/app/0" in who.events[0]["message"]
     assert "expires at its TTL" in who.events[0]["message"]

@@ -75,6 +75,12 @@ LEASE_REVOCATIONS = Counter(
     "of a failed reconcile), by result: revoked, or the reason it failed.",
     ["result"],
 )
+REVOCATIONS_DROPPED = Counter(
+    "vaultsync_revocations_dropped_total",
+    "Revocations vaultsync gave up on, each said in a RevokeFailed Warning: a lease or "
+    "certificate left to expire at its TTL, by kind and the reason the revocation failed.",
+    ["kind", "reason"],
+)
 
 VAULT_LOGIN_FAILURES = Counter(
     "vaultsync_vault_login_failures_total",

@@ -288,6 +288,7 @@ class VaultDynamicSecretReconciler(TenantSecretReconciler):
                 self._revoke(holder or identity, item.lease_id)
             except SyncError as exc:
                 if holder is None and isinstance(exc, PermissionDenied):
+                    metrics.REVOCATIONS_DROPPED.labels(KIND, exc.reason).inc()
                     message = (
                         f"lease {item.lease_id} of a replaced credential was not revoked and "
                         "expires at its TTL: the identity that read it is not known (the "

@@ -19,6 +19,7 @@ from vaultsync.connections.identity import Identities
 from vaultsync.kube import events, secrets
 from vaultsync.kube.api import Kube
 from vaultsync.kube.logref import about
+from vaultsync.runtime import metrics
 from vaultsync.runtime.errors import SyncError
 from vaultsync.runtime.settings import Settings
 from vaultsync.runtime.view import View
@@ -203,6 +204,7 @@ class TenantSecretReconciler:
             if may_heal(exc, terminating=terminating) and _deleting_for(body) < REVOKE_PATIENCE:
                 raise
             message = f"{what} was not revoked and expires at its TTL; the deletion goes on: {exc}"
+            metrics.REVOCATIONS_DROPPED.labels(body["kind"], exc.reason).inc()
             meta = body["metadata"]
             log.warning(
                 "%s %s/%s: %s",
