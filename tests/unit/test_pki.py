@@ -606,3 +606,27 @@ def test_two_kinds_never_merge_into_one_secret() -> None:
     assert released_body is not None
     assert released_body.body["metadata"]["annotations"] == {"theirs": "t"}
     assert released_body.body["data"] == {}
+
+
+def test_a_revocation_refused_on_delete_is_given_up_said_and_counted(
+    world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = pki_object(revokeOnDelete=True)
+    assert reconcile(world, body).ready
+    serial = body["status"]["serialNumber"]
+
+    def refused(_client: Any, mount: str, _serial: str) -> None:
+        raise PermissionDenied(f"revoke certificate: needs 'update' on {mount}/revoke")
+
+    posted: list[str] = []
+    monkeypatch.setattr("vaultsync.secrets.pki.pki.revoke", refused)
+    monkeypatch.setattr(
+        "vaultsync.secrets.writer.events.emit", lambda *_, **event: posted.append(event["reason"])
+    )
+    labels = {"kind": "VaultPKISecret", "reason": "PermissionDenied"}
+    before = metrics.REGISTRY.get_sample_value("vaultsync_revocations_dropped_total", labels)
+    message = world.reconciler.cleanup(body, View())
+    assert f"certificate {serial} was not revoked and expires at its TTL" in message
+    assert posted == ["RevokeFailed"]
+    after = metrics.REGISTRY.get_sample_value("vaultsync_revocations_dropped_total", labels)
+    assert (after or 0.0) == (before or 0.0) + 1
