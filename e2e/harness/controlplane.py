@@ -103,6 +103,14 @@ class ControlPlane(Server):
         self._processes.clear()
         self._save()
 
+    def restart_apiserver(self, down: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM), leave it down for `down` seconds, start it again on
+        the same port, etcd and certificates; wait until it is ready."""
+        self._processes.pop("kube-apiserver").stop()
+        self._save()
+        time.sleep(down)
+        self._start_apiserver()
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
