@@ -103,7 +103,6 @@ Build = Callable[[Kube, Sessions, Settings], Reconciler]
 class Kind:
     """One row of the table: how the handlers drive a kind's reconciler."""
 
-    name: str  # the prefix of its handler ids
     plural: str
     build: Build  # (kube, sessions, the operator's settings)
     healthy_wait: Callable[[Snapshot, Settings], float | None] = _resync_interval
@@ -117,7 +116,6 @@ class Kind:
 
 KINDS = [
     Kind(
-        "vaultsecret",
         "vaultsecrets",
         VaultSecretReconciler,
         healthy_wait=_refresh_interval,
@@ -125,30 +123,27 @@ KINDS = [
         cleanup=True,
     ),
     Kind(
-        "vaultpolicy",
         "vaultpolicies",
         VaultPolicyReconciler,
         namespaces=True,
         cleanup=True,
     ),
-    Kind("vaultauditdevice", "vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
-    Kind("vaulttransitkey", "vaulttransitkeys", VaultTransitKeyReconciler, cleanup=True),
+    Kind("vaultauditdevices", VaultAuditDeviceReconciler, cleanup=True),
+    Kind("vaulttransitkeys", VaultTransitKeyReconciler, cleanup=True),
     Kind(
-        "vaultpkisecret",
         "vaultpkisecrets",
         VaultPKISecretReconciler,
         healthy_wait=_until_renewal,
         cleanup=True,
     ),
     Kind(
-        "vaultdynamicsecret",
         "vaultdynamicsecrets",
         VaultDynamicSecretReconciler,
         healthy_wait=_until_renewal,
         cleanup=True,
     ),
-    Kind("vaultconnection", "vaultconnections", VaultConnectionReconciler, recovery_probe=0.5),
-    Kind("vaultauth", "vaultauths", VaultAuthReconciler),
+    Kind("vaultconnections", VaultConnectionReconciler, recovery_probe=0.5),
+    Kind("vaultauths", VaultAuthReconciler),
 ]
 
 
@@ -159,7 +154,7 @@ class Context:
     reconcilers: dict[str, Reconciler]
     hmac_key: bytes  # keyed digests of Secret data (kube/hmackey.py)
     schedulers: dict[str, scheduling.Scheduler] = field(default_factory=dict)
-    indexes: dict[str, kopf.Index[Any, Any]] | None = None  # set by the first object seen
+    indexes: dict[str, kopf.Index[Any, Any]] | None = None  # set once kopf has them (indexed)
     serving: list[asyncio.Task[None]] = field(default_factory=list)
     coordinator: Coordinator | None = None  # with several replicas: what this one works on
     coordinating: asyncio.Task[None] | None = None

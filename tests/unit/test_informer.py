@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -132,7 +133,8 @@ def test_known_tells_what_a_new_list_lacks_by_name_only() -> None:
     assert known.vanished({("ns", "a")}) == []
 
 
-def test_pages_then_watch_events_and_bookmarks() -> None:
+def test_pages_then_watch_events_and_bookmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(informer, "SHORTEST_WATCH", 0.0)  # the scripted watch ends at once
     server = _Server(
         lists=[
             [
@@ -168,7 +170,8 @@ def test_pages_then_watch_events_and_bookmarks() -> None:
     assert watches[1]["resourceVersion"] == "9"
 
 
-def test_a_bookmark_moves_the_version_to_resume_from() -> None:
+def test_a_bookmark_moves_the_version_to_resume_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(informer, "SHORTEST_WATCH", 0.0)
     server = _Server(
         lists=[[{"version": "5", "items": [_obj("a", "3")]}]],
         watches=[_Response([_line("BOOKMARK", _obj("", "42"))])],
@@ -293,3 +296,13 @@ def test_a_failing_consumer_neither_stops_delivery_nor_logs_the_object(
     assert _names(got) == [("ADDED", "b"), ("ADDED", "c")]
     assert "handling ADDED ns/a of /api/v1/secrets failed" in caplog.text
     assert "c2VjcmV0LXZhbHVl" not in caplog.text
+
+
+def test_watches_that_end_at_once_are_resumed_after_a_backoff() -> None:
+    server = _Server(
+        lists=[[{"version": "5", "items": []}]],
+        watches=[_Response([]), _Response([]), _Response([_line("ADDED", _obj("a", "6"))])],
+    )
+    started = time.monotonic()
+    assert _names(_run(server, 1)) == [("ADDED", "a")]
+    assert time.monotonic() - started >= informer.BACKOFF[0] + informer.BACKOFF[1]

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ PAGE = 500
 SERVER_TIMEOUT = 300  # seconds a watch request asks for; the server ends it then
 READ_TIMEOUT = SERVER_TIMEOUT + 30.0  # a bookmark comes every minute or so
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+SHORTEST_WATCH = 0.5  # seconds; a watch that ends sooner counts as failed (no busy loop)
 
 
 class Streams(Protocol):
@@ -190,8 +192,13 @@ class Informer:
                 if self._version is None:
                     self._version = self._list()
                     self.listed.set()
+                started = time.monotonic()
                 self._watch(self._version)
-                failures = 0
+                if time.monotonic() - started >= SHORTEST_WATCH:
+                    failures = 0
+                else:  # ended at once without an error: resumed after a backoff all the same
+                    failures += 1
+                    self._failed("the server ended the watch at once", failures)
             except Gone:
                 log.info("watch of %s: its version was compacted; listing again", self.path)
                 self._version = None
