@@ -38,17 +38,6 @@ def reconcile(
     metrics.SYNCS.labels(reconciler.kind, result.outcome.reason).inc()
     metrics.SYNC_SECONDS.labels(reconciler.kind).observe(time.monotonic() - started)
     status = record(kube, reconciler.plural, body, result.outcome, result.fields)
-    if log.isEnabledFor(logging.DEBUG):
-        meta, outcome = body["metadata"], result.outcome
-        where = "/".join(filter(None, (meta.get("namespace"), meta["name"])))
-        log.debug(
-            "%s %s: %s: %s",
-            reconciler.kind,
-            where,
-            outcome.reason,
-            outcome.message,
-            extra=about(body),
-        )
     return Reconciled(result.outcome, status)
 
 

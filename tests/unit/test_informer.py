@@ -121,7 +121,7 @@ def test_known_reports_new_changed_and_repeated_versions() -> None:
     assert known.seen("ADDED", _obj("a", "1")) is None  # a list repeating what was delivered
     assert known.seen("MODIFIED", _obj("a", "2")) == ("MODIFIED", _obj("a", "2"))
     assert known.seen("DELETED", _obj("a", "3"))[0] == "DELETED"
-    assert len(known) == 0
+    assert known.vanished(set()) == []  # nothing known any more
 
 
 def test_known_tells_what_a_new_list_lacks_by_name_only() -> None:

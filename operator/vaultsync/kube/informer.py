@@ -80,9 +80,6 @@ class Known:
     def __init__(self) -> None:
         self._versions: dict[Key, str] = {}
 
-    def __len__(self) -> int:
-        return len(self._versions)
-
     def seen(self, kind: str, obj: Mapping[str, Any]) -> Event | None:
         """A watch event recorded; None if it repeats what was delivered already."""
         key = _key(obj)
@@ -106,6 +103,10 @@ class Known:
         for key in gone:
             del self._versions[key]
         return [("DELETED", {"metadata": {"namespace": ns, "name": n}}) for ns, n in gone]
+
+
+def _backoff(failures: int) -> float:
+    return BACKOFF[min(failures, len(BACKOFF)) - 1]
 
 
 def _lines(response: Any) -> Iterator[list[bytes]]:
@@ -213,12 +214,12 @@ class Informer:
             except Exception:  # never end the thread: nothing would follow the resource then
                 failures += 1
                 log.exception("watch of %s failed unexpectedly", self.path)
-                self._stopping.wait(BACKOFF[min(failures, len(BACKOFF)) - 1])
+                self._stopping.wait(_backoff(failures))
 
     def _failed(self, what: str, failures: int) -> None:
         if self._stopping.is_set():
             return
-        delay = BACKOFF[min(failures, len(BACKOFF)) - 1]
+        delay = _backoff(failures)
         level = logging.INFO if failures == 1 else logging.WARNING
         log.log(level, "watch of %s: %s; again in %.1f s", self.path, what, delay)
         self._stopping.wait(delay)

@@ -57,11 +57,13 @@ def record(
         outcome.reason,
     )
     first_success = previous is None and outcome.ready
-    if (outcome.written or flipped) and not first_success:
+    said = (outcome.written or flipped) and not first_success
+    level = logging.INFO if said else logging.DEBUG  # every outcome at DEBUG (--verbose)
+    if log.isEnabledFor(level):
         where = "/".join(filter(None, (meta.get("namespace"), meta["name"])))
-        log.info(
-            "%s %s: %s: %s", body["kind"], where, outcome.reason, outcome.message, extra=about(body)
-        )
+        parts = (body["kind"], where, outcome.reason, outcome.message)
+        log.log(level, "%s %s: %s: %s", *parts, extra=about(body))
+    if said:
         events.emit(
             kube, body, warning=not outcome.ready, reason=outcome.reason, message=outcome.message
         )
